@@ -1,0 +1,142 @@
+package http
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/socialnet/social/domain"
+)
+
+type postResponse struct {
+	ID           string `json:"id"`
+	Text         string `json:"text"`
+	AuthorUserID string `json:"author_user_id"`
+}
+
+func toPostResponse(p domain.Post) postResponse {
+	return postResponse{ID: p.ID, Text: p.Text, AuthorUserID: p.AuthorUserID}
+}
+
+type createPostRequest struct {
+	Text *string `json:"text"`
+}
+
+// createPost answers with the new post's id as a bare JSON string (the OTUS contract).
+func (s *Server) createPost(c echo.Context) error {
+	var req createPostRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Text == nil {
+		return domain.Errorf(domain.EINVALID, "text is required")
+	}
+	p, err := s.cfg.Posts.Create(c.Request().Context(), currentUser(c), *req.Text)
+	if err != nil {
+		return err
+	}
+	s.metrics.posts.Inc()
+	return c.JSON(http.StatusOK, p.ID)
+}
+
+type updatePostRequest struct {
+	ID   string  `json:"id"`
+	Text *string `json:"text"`
+}
+
+func (s *Server) updatePost(c echo.Context) error {
+	var req updatePostRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	id, err := parseID("id", req.ID)
+	if err != nil {
+		return err
+	}
+	if req.Text == nil {
+		return domain.Errorf(domain.EINVALID, "text is required")
+	}
+	if err := s.cfg.Posts.Update(c.Request().Context(), currentUser(c), id, *req.Text); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+func (s *Server) deletePost(c echo.Context) error {
+	id, err := parseID("id", c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Posts.Delete(c.Request().Context(), currentUser(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+func (s *Server) getPost(c echo.Context) error {
+	id, err := parseID("id", c.Param("id"))
+	if err != nil {
+		return err
+	}
+	p, err := s.cfg.Posts.Post(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toPostResponse(p))
+}
+
+func (s *Server) feed(c echo.Context) error {
+	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	posts, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
+	if err != nil {
+		return err
+	}
+	out := make([]postResponse, len(posts))
+	for i, p := range posts {
+		out[i] = toPostResponse(p)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// ParsePage reads offset (default 0) and limit (default 10) and validates them.
+func ParsePage(offset, limit string) (domain.FeedPage, error) {
+	page := domain.FeedPage{Offset: 0, Limit: 10}
+	var err error
+	if offset != "" {
+		if page.Offset, err = strconv.Atoi(offset); err != nil {
+			return page, domain.Errorf(domain.EINVALID, "offset must be an integer")
+		}
+	}
+	if limit != "" {
+		if page.Limit, err = strconv.Atoi(limit); err != nil {
+			return page, domain.Errorf(domain.EINVALID, "limit must be an integer")
+		}
+	}
+	return page, page.Validate()
+}
+
+func (s *Server) setFriend(c echo.Context) error {
+	id, err := parseID("user_id", c.Param("user_id"))
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Friends.Set(c.Request().Context(), currentUser(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+func (s *Server) deleteFriend(c echo.Context) error {
+	id, err := parseID("user_id", c.Param("user_id"))
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Friends.Delete(c.Request().Context(), currentUser(c), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}

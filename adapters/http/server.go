@@ -1,0 +1,107 @@
+// Package http serves the REST API of design.md §2 with echo: decode, call a domain service,
+// encode. Every error goes through handleError, the one place that picks a status.
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/domain"
+)
+
+// Config holds what the API needs. All fields but Ready and Registerer are required.
+type Config struct {
+	Users     domain.UserService
+	Friends   domain.FriendService
+	Posts     domain.PostService
+	Tokens    *auth.Tokens
+	Passwords *auth.Passwords
+	Logger    *slog.Logger
+	// RequestTimeout bounds each request's context, so a stalled database yields a 503 instead
+	// of a hung client. Default 5s.
+	RequestTimeout time.Duration
+	// Ready reports whether the dependencies answer; /readyz returns 503 when it fails.
+	Ready func(context.Context) error
+	// Registerer receives the HTTP metrics; nil means none are recorded.
+	Registerer prometheus.Registerer
+}
+
+// Server is the REST API. Other adapters (websocket, web page, metrics) mount on it with Handle.
+type Server struct {
+	echo    *echo.Echo
+	cfg     Config
+	log     *slog.Logger
+	metrics *httpMetrics
+}
+
+// NewServer builds the API with every route of design.md §2 registered.
+func NewServer(cfg Config) *Server {
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer)}
+	e.HTTPErrorHandler = s.handleError
+
+	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Generator: func() string { return newRequestID() },
+	}))
+	e.Use(s.observe, s.recoverPanic, s.timeout)
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M"}))
+
+	e.POST("/user/register", s.register)
+	e.POST("/login", s.login)
+	e.GET("/user/get/:id", s.getUser)
+	e.GET("/user/search", s.searchUsers)
+	e.PUT("/friend/set/:user_id", s.setFriend, s.authenticate)
+	e.PUT("/friend/delete/:user_id", s.deleteFriend, s.authenticate)
+	e.POST("/post/create", s.createPost, s.authenticate)
+	e.PUT("/post/update", s.updatePost, s.authenticate)
+	e.PUT("/post/delete/:id", s.deletePost, s.authenticate)
+	e.GET("/post/get/:id", s.getPost)
+	e.GET("/post/feed", s.feed, s.authenticate)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.ready)
+	e.GET("/openapi.yaml", serveOpenAPI)
+	return s
+}
+
+// Handle mounts h (a websocket endpoint, the web page, /metrics) at method and path.
+func (s *Server) Handle(method, path string, h http.Handler) {
+	s.echo.Add(method, path, echo.WrapHandler(h))
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Routes lists "METHOD path" of every registered route (the OpenAPI test compares them).
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.echo.Routes() {
+		out = append(out, r.Method+" "+r.Path)
+	}
+	return out
+}
+
+func (s *Server) ready(c echo.Context) error {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(c.Request().Context()); err != nil {
+			s.log.WarnContext(c.Request().Context(), "not ready", slog.Any("err", err))
+			c.Response().Header().Set("Retry-After", retryAfterSeconds)
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,117 @@
+package http
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/socialnet/social/domain"
+)
+
+type registerRequest struct {
+	FirstName  string `json:"first_name"`
+	SecondName string `json:"second_name"`
+	Birthdate  string `json:"birthdate"`
+	Biography  string `json:"biography"`
+	City       string `json:"city"`
+	Password   string `json:"password"`
+}
+
+type userResponse struct {
+	ID         string `json:"id"`
+	FirstName  string `json:"first_name"`
+	SecondName string `json:"second_name"`
+	Birthdate  string `json:"birthdate"`
+	Biography  string `json:"biography"`
+	City       string `json:"city"`
+}
+
+func toUserResponse(u domain.User) userResponse {
+	return userResponse{ID: u.ID, FirstName: u.FirstName, SecondName: u.SecondName,
+		Birthdate: u.Birthdate.Format(domain.BirthdateLayout), Biography: u.Biography, City: u.City}
+}
+
+func (s *Server) register(c echo.Context) error {
+	var req registerRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	r := domain.Registration(req)
+	birth, err := r.Validate(time.Now())
+	if err != nil {
+		return err
+	}
+	hash, err := s.cfg.Passwords.Hash(r.Password)
+	if err != nil {
+		return err
+	}
+	id, err := s.cfg.Users.Register(c.Request().Context(), r, birth, hash)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"user_id": id})
+}
+
+type loginRequest struct {
+	ID       string `json:"id"`
+	Password string `json:"password"`
+}
+
+func (s *Server) login(c echo.Context) error {
+	var req loginRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	id, err := parseID("id", req.ID)
+	if err != nil {
+		return err
+	}
+	if req.Password == "" {
+		return domain.Errorf(domain.EINVALID, "password is required")
+	}
+	hash, err := s.cfg.Users.PasswordHash(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	ok, err := s.cfg.Passwords.Match(hash, req.Password)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return domain.Errorf(domain.EINVALID, "wrong password")
+	}
+	token, err := s.cfg.Tokens.Issue(id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"token": token})
+}
+
+func (s *Server) getUser(c echo.Context) error {
+	id, err := parseID("id", c.Param("id"))
+	if err != nil {
+		return err
+	}
+	u, err := s.cfg.Users.User(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toUserResponse(u))
+}
+
+func (s *Server) searchUsers(c echo.Context) error {
+	q := domain.UserSearch{FirstName: c.QueryParam("first_name"), LastName: c.QueryParam("last_name")}
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	users, err := s.cfg.Users.Search(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	out := make([]userResponse, len(users))
+	for i, u := range users {
+		out[i] = toUserResponse(u)
+	}
+	return c.JSON(http.StatusOK, out)
+}

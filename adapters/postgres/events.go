@@ -1,0 +1,58 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// newEvent describes one event to append.
+type newEvent struct {
+	ID          uuid.UUID
+	AggregateID string
+	Version     int
+	Type        string
+	Payload     any
+	At          time.Time
+}
+
+func makeEvent(aggregateID string, version int, typ string, payload any, at time.Time) newEvent {
+	return newEvent{ID: uuid.Must(uuid.NewV7()), AggregateID: aggregateID, Version: version, Type: typ, Payload: payload, At: at}
+}
+
+// queueAppend adds the INSERT of e to b. A clash on (aggregate_id, aggregate_version) means a
+// concurrent writer got there first; translate turns it into ECONFLICT.
+func queueAppend(b *pgx.Batch, e newEvent) error {
+	payload, err := json.Marshal(e.Payload)
+	if err != nil {
+		return fmt.Errorf("encode %s payload: %w", e.Type, err)
+	}
+	b.Queue(`INSERT INTO events (id, aggregate_id, aggregate_version, type, payload, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, e.ID, e.AggregateID, e.Version, e.Type, payload, e.At)
+	return nil
+}
+
+// queueOutbox adds the outbox row of a post event to b; it must share the event's transaction.
+func queueOutbox(b *pgx.Batch, e newEvent, authorID string) {
+	b.Queue(`INSERT INTO outbox (event_id, author_user_id, created_at) VALUES ($1, $2, $3)`, e.ID, authorID, e.At)
+}
+
+// sendBatch runs b and returns the first error. On a pool, pgx sends the whole batch with one Sync,
+// so PostgreSQL runs it as one implicit transaction: all statements commit or none do. Inside an
+// explicit pgx.Tx it joins that transaction.
+func sendBatch(ctx context.Context, q interface {
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+}, b *pgx.Batch) error {
+	br := q.SendBatch(ctx, b)
+	for range b.Len() {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}

@@ -1,0 +1,132 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/socialnet/social/domain"
+)
+
+// PostService implements domain.PostService. Each write appends the post event, changes the posts
+// read model and inserts the outbox row atomically: if any of the three fails, none is stored and
+// the caller gets an error (no post that followers would never hear of, no frame for a lost post).
+type PostService struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+var _ domain.PostService = (*PostService)(nil)
+
+// NewPostService returns a PostService on pool.
+func NewPostService(pool *pgxpool.Pool) *PostService {
+	return &PostService{pool: pool, now: time.Now}
+}
+
+// Create publishes a post. The three inserts travel in one batch, i.e. one round trip and one
+// implicit transaction; the commit is synchronous, so a returned id means event and outbox row
+// are durable.
+func (s *PostService) Create(ctx context.Context, authorID, text string) (domain.Post, error) {
+	if err := domain.ValidatePostText(text); err != nil {
+		return domain.Post{}, err
+	}
+	p := domain.Post{ID: uuid.Must(uuid.NewV7()).String(), Text: text, AuthorUserID: authorID, CreatedAt: s.now().UTC()}
+	e := makeEvent(p.ID, 1, domain.EventPostCreated, domain.PostChanged{PostID: p.ID, AuthorUserID: authorID, Text: text}, p.CreatedAt)
+	b := &pgx.Batch{}
+	if err := queueAppend(b, e); err != nil {
+		return domain.Post{}, err
+	}
+	b.Queue(`INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $4, 1)`,
+		p.ID, authorID, text, p.CreatedAt)
+	queueOutbox(b, e, authorID)
+	if err := sendBatch(ctx, s.pool, b); err != nil {
+		if isForeignKey(err, "posts_author_user_id_fkey") {
+			return domain.Post{}, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
+		}
+		return domain.Post{}, translate(err, "create post")
+	}
+	return p, nil
+}
+
+// Update replaces the text of the actor's own post.
+func (s *PostService) Update(ctx context.Context, actorID, postID, text string) error {
+	if err := domain.ValidatePostText(text); err != nil {
+		return err
+	}
+	return s.change(ctx, actorID, postID, domain.EventPostUpdated, text)
+}
+
+// Delete removes the actor's own post from the read model; the event history keeps it.
+func (s *PostService) Delete(ctx context.Context, actorID, postID string) error {
+	return s.change(ctx, actorID, postID, domain.EventPostDeleted, "")
+}
+
+func (s *PostService) change(ctx context.Context, actorID, postID, typ, text string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var author uuid.UUID
+		var version int
+		err := tx.QueryRow(ctx, `SELECT author_user_id, version FROM posts WHERE id = $1 FOR UPDATE`, postID).Scan(&author, &version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return domain.Errorf(domain.ENOTFOUND, "post %s not found", postID)
+		} else if err != nil {
+			return err
+		}
+		if author.String() != actorID {
+			return domain.Errorf(domain.EFORBIDDEN, "only the author may change this post")
+		}
+		at := s.now().UTC()
+		e := makeEvent(postID, version+1, typ, domain.PostChanged{PostID: postID, AuthorUserID: actorID, Text: text}, at)
+		b := &pgx.Batch{}
+		if err := queueAppend(b, e); err != nil {
+			return err
+		}
+		if typ == domain.EventPostDeleted {
+			b.Queue(`DELETE FROM posts WHERE id = $1`, postID)
+		} else {
+			b.Queue(`UPDATE posts SET text = $2, updated_at = $3, version = $4 WHERE id = $1`, postID, text, at, version+1)
+		}
+		queueOutbox(b, e, actorID)
+		return sendBatch(ctx, tx, b)
+	})
+	return translate(err, typ)
+}
+
+// Post returns a post by id, or ENOTFOUND (also for deleted posts).
+func (s *PostService) Post(ctx context.Context, id string) (domain.Post, error) {
+	p, err := scanPost(s.pool.QueryRow(ctx, `SELECT id, text, author_user_id, created_at FROM posts WHERE id = $1`, id))
+	if err != nil {
+		return domain.Post{}, translate(err, "get post")
+	}
+	return p, nil
+}
+
+// Feed returns the newest posts of the users userID follows. Post ids are UUIDv7, so id order is
+// creation order and the (author_user_id, id DESC) index serves each followed author.
+func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, error) {
+	if err := page.Validate(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT p.id, p.text, p.author_user_id, p.created_at
+		FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
+		WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $2 LIMIT $3`, userID, page.Offset, page.Limit)
+	if err != nil {
+		return nil, translate(err, "feed")
+	}
+	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) { return scanPost(r) })
+	if err != nil {
+		return nil, translate(err, "feed")
+	}
+	return posts, nil
+}
+
+func scanPost(row pgx.Row) (domain.Post, error) {
+	var p domain.Post
+	var id, author uuid.UUID
+	err := row.Scan(&id, &p.Text, &author, &p.CreatedAt)
+	p.ID, p.AuthorUserID = id.String(), author.String()
+	return p, err
+}

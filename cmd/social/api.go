@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/socialnet/social/adapters/auth"
+	httpapi "github.com/socialnet/social/adapters/http"
+	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/web"
+)
+
+// runAPI serves the REST API, the web page and /metrics on HTTP_ADDR.
+func (a *app) runAPI(ctx context.Context) error {
+	tokens, err := a.tokens(false)
+	if err != nil {
+		return err
+	}
+	pool, err := a.openPool(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	reg := newRegistry()
+	srv, err := a.newAPIServer(pool, tokens, reg, pingDB(pool))
+	if err != nil {
+		return err
+	}
+	return a.serve(ctx, "api", a.cfg.HTTPAddr, srv)
+}
+
+// runMigrate applies the embedded migrations.
+func (a *app) runMigrate(ctx context.Context) error {
+	pool, err := a.openPool(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := postgres.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	a.log.Info("migrations applied", slog.Any("applied", applied), slog.Int("count", len(applied)))
+	return nil
+}
+
+// tokens builds the JWT issuer/verifier. JWT_SECRET is required unless generate is set (`all`),
+// in which case a random secret is made and every restart invalidates the old tokens.
+func (a *app) tokens(generate bool) (*auth.Tokens, error) {
+	if a.cfg.JWTSecret == "" {
+		if !generate {
+			return nil, errors.New("JWT_SECRET is required (at least 32 bytes), e.g. JWT_SECRET=$(openssl rand -hex 32)")
+		}
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		a.cfg.JWTSecret = hex.EncodeToString(b)
+		a.log.Warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart")
+	}
+	t, err := auth.NewTokens(a.cfg.JWTSecret, a.cfg.TokenTTL)
+	if err != nil {
+		return nil, fmt.Errorf("JWT_SECRET: %w", err)
+	}
+	return t, nil
+}
+
+// openPool connects to PostgreSQL; with checkSchema it refuses an outdated schema.
+func (a *app) openPool(ctx context.Context, checkSchema bool) (*pgxpool.Pool, error) {
+	pool, err := postgres.Open(ctx, a.cfg.DatabaseURL, postgres.PoolConfig{MaxConns: a.cfg.DBMaxConns, ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	if checkSchema {
+		if err := postgres.CheckSchema(ctx, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func pingDB(pool *pgxpool.Pool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		return nil
+	}
+}
+
+// newAPIServer wires the REST API with the postgres services, the web page and /metrics.
+func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometheus.Registry, ready ...func(context.Context) error) (*httpapi.Server, error) {
+	passwords, err := auth.NewPasswords(a.cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("BCRYPT_COST: %w", err)
+	}
+	srv := httpapi.NewServer(httpapi.Config{
+		Users:          postgres.NewUserService(pool),
+		Friends:        postgres.NewFriendService(pool),
+		Posts:          postgres.NewPostService(pool),
+		Tokens:         tokens,
+		Passwords:      passwords,
+		Logger:         a.log,
+		RequestTimeout: a.cfg.RequestTimeout,
+		Registerer:     reg,
+		Ready: func(ctx context.Context) error {
+			var errs []error
+			for _, r := range ready {
+				errs = append(errs, r(ctx))
+			}
+			return errors.Join(errs...)
+		},
+	})
+	srv.Handle(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv.Handle(http.MethodGet, "/", web.Handler())
+	srv.Handle(http.MethodGet, "/static/*", web.Handler())
+	return srv, nil
+}
+
+// serve runs an HTTP server on addr until ctx ends, then shuts it down gracefully.
+func (a *app) serve(ctx context.Context, name, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+	}
+	if a.onListen != nil {
+		a.onListen(name, ln.Addr())
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	a.log.Info("listening", slog.String("server", name), slog.String("addr", ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s: %w", name, err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", slog.String("server", name))
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("%s: shutdown: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of every subcommand, parsed once from the environment in main and
+// passed down as typed values. Nothing else reads the environment.
+type Config struct {
+	// DatabaseURL is the PostgreSQL connection string.
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/social?sslmode=disable"`
+	// AMQPURL lists one or more RabbitMQ addresses, comma-separated (cluster nodes); processes
+	// connect to one and move to the next when it fails.
+	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	// AMQPExchange is the direct exchange the dispatcher publishes to and realtime binds to.
+	AMQPExchange string `env:"AMQP_EXCHANGE" envDefault:"social.feed"`
+	// JWTSecret signs tokens (HS256, at least 32 bytes). Required by api and realtime; `all`
+	// generates a random one when unset.
+	JWTSecret string `env:"JWT_SECRET"`
+	// TokenTTL is how long an issued token is valid.
+	TokenTTL time.Duration `env:"TOKEN_TTL" envDefault:"24h"`
+	// HTTPAddr is the api's listen address (and everything's, in `all`).
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+	// WSAddr is the realtime instance's listen address.
+	WSAddr string `env:"WS_ADDR" envDefault:":8081"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// DBMaxConns bounds the PostgreSQL pool of each process.
+	DBMaxConns int32 `env:"DB_MAX_CONNS" envDefault:"16"`
+	// RequestTimeout bounds every API request; a stalled database answers 503 after it.
+	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
+	// BcryptCost is the password hashing cost (4..31).
+	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
+	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+}
+
+// parseConfig reads the configuration from environ (os.Environ() in production, a map in tests).
+func parseConfig(environ map[string]string) (Config, error) {
+	var cfg Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
+		return cfg, fmt.Errorf("configuration: %w", err)
+	}
+	var errs []error
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.DBMaxConns < 1 {
+		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
+	}
+	if cfg.RequestTimeout <= 0 || cfg.TokenTTL <= 0 || cfg.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("REQUEST_TIMEOUT, TOKEN_TTL and SHUTDOWN_TIMEOUT must be positive"))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// LogValue prints the configuration with secrets masked, for the start-up log line.
+func (c Config) LogValue() slog.Value {
+	secret := "unset"
+	if c.JWTSecret != "" {
+		secret = fmt.Sprintf("set (%d bytes)", len(c.JWTSecret))
+	}
+	return slog.GroupValue(
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("amqp_url", redactURLs(c.AMQPURL)),
+		slog.String("amqp_exchange", c.AMQPExchange),
+		slog.String("jwt_secret", secret),
+		slog.Duration("token_ttl", c.TokenTTL),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("ws_addr", c.WSAddr),
+		slog.String("log_level", c.LogLevel),
+		slog.Int("db_max_conns", int(c.DBMaxConns)),
+		slog.Duration("request_timeout", c.RequestTimeout),
+		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
+	)
+}
+
+// redactURL hides the password of a connection URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
+}
+
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}

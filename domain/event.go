@@ -1,0 +1,77 @@
+package domain
+
+import "time"
+
+// Event types appended to the event store.
+const (
+	EventUserRegistered = "user.registered"
+	EventFriendAdded    = "friend.added"
+	EventFriendRemoved  = "friend.removed"
+	EventPostCreated    = "post.created"
+	EventPostUpdated    = "post.updated"
+	EventPostDeleted    = "post.deleted"
+)
+
+// PostEventTypes are the events relayed to followers through the outbox.
+var PostEventTypes = []string{EventPostCreated, EventPostUpdated, EventPostDeleted}
+
+// IsPostEventType reports whether t is relayed through the outbox.
+func IsPostEventType(t string) bool {
+	for _, p := range PostEventTypes {
+		if p == t {
+			return true
+		}
+	}
+	return false
+}
+
+// UserRegistered is the payload of user.registered. It carries no password, not even a hash.
+type UserRegistered struct {
+	UserID     string `json:"user_id"`
+	FirstName  string `json:"first_name"`
+	SecondName string `json:"second_name"`
+	Birthdate  string `json:"birthdate"`
+	Biography  string `json:"biography"`
+	City       string `json:"city"`
+}
+
+// FriendChanged is the payload of friend.added and friend.removed (aggregate: the follower).
+type FriendChanged struct {
+	UserID   string `json:"user_id"`
+	FriendID string `json:"friend_id"`
+}
+
+// PostChanged is the payload of the post events. Text is empty for post.deleted.
+type PostChanged struct {
+	PostID       string `json:"post_id"`
+	AuthorUserID string `json:"author_user_id"`
+	Text         string `json:"text"`
+}
+
+// FeedFrame is what a follower's websocket receives for one post event (design.md §4). The first
+// three fields are the OTUS AsyncAPI payload. The dispatcher encodes it once per event and the
+// realtime workers forward the bytes unchanged.
+type FeedFrame struct {
+	PostID       string    `json:"postId"`
+	PostText     string    `json:"postText"`
+	AuthorUserID string    `json:"author_user_id"`
+	Type         string    `json:"type"`
+	Position     int64     `json:"position"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// NewFeedFrame builds the frame for a post event relayed at position.
+func NewFeedFrame(eventType string, p PostChanged, position int64, at time.Time) FeedFrame {
+	text := p.Text
+	if eventType == EventPostDeleted {
+		text = ""
+	}
+	return FeedFrame{
+		PostID:       p.PostID,
+		PostText:     text,
+		AuthorUserID: p.AuthorUserID,
+		Type:         eventType,
+		Position:     position,
+		CreatedAt:    at.UTC(),
+	}
+}
