@@ -125,7 +125,9 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 		Ready: func(ctx context.Context) error {
 			var errs []error
 			for _, r := range ready {
-				errs = append(errs, r(ctx))
+				if r != nil {
+					errs = append(errs, r(ctx))
+				}
 			}
 			return errors.Join(errs...)
 		},

@@ -1,0 +1,100 @@
+// Package amqp holds the RabbitMQ side: the outbox publisher (a Watermill message.Publisher with
+// sender-selected distribution) and the realtime consumer topology (one exclusive queue per
+// instance, one binding per connected user).
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// Header names and values shared by the publisher and the consumer.
+const (
+	// HeaderCC is RabbitMQ's sender-selected distribution header: extra routing keys, as an array
+	// of strings. Unlike BCC, the broker delivers it with the message, so a consumer learns every
+	// recipient from the routing key plus CC.
+	HeaderCC = "CC"
+	// ExchangeKind is the kind of the feed exchange: direct, routing key = follower id.
+	ExchangeKind = "direct"
+)
+
+// ParseURLs splits a comma-separated AMQP_URL into broker addresses and checks each.
+func ParseURLs(s string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if _, err := amqp091.ParseURI(p); err != nil {
+			return nil, fmt.Errorf("AMQP_URL %q: %w", redact(p), err)
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("AMQP_URL is empty")
+	}
+	return out, nil
+}
+
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
+}
+
+// Dialer connects to one of several brokers, starting after the one that worked last, so a
+// process whose node died moves to the next node of the cluster.
+type Dialer struct {
+	urls []string
+	// Timeout bounds each connection attempt (TCP + AMQP handshake).
+	Timeout time.Duration
+
+	mu   sync.Mutex
+	next int
+}
+
+// NewDialer returns a Dialer over urls (see ParseURLs).
+func NewDialer(urls []string) *Dialer {
+	return &Dialer{urls: urls, Timeout: 5 * time.Second}
+}
+
+// Dial tries each broker once, in order starting after the last good one, and returns the first
+// connection that opens together with its redacted address (for logs).
+func (d *Dialer) Dial(ctx context.Context) (*amqp091.Connection, string, error) {
+	d.mu.Lock()
+	start := d.next
+	d.mu.Unlock()
+	var errs []error
+	for i := range d.urls {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		idx := (start + i) % len(d.urls)
+		u := d.urls[idx]
+		conn, err := amqp091.DialConfig(u, amqp091.Config{
+			Heartbeat: 10 * time.Second,
+			Locale:    "en_US",
+			Dial:      amqp091.DefaultDial(d.Timeout),
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", redact(u), err))
+			continue
+		}
+		d.mu.Lock()
+		// Next time start with the following node: if this one dies, we move on at once.
+		d.next = (idx + 1) % len(d.urls)
+		d.mu.Unlock()
+		return conn, redact(u), nil
+	}
+	return nil, "", fmt.Errorf("dial rabbitmq: %w", errors.Join(errs...))
+}
