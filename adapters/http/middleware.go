@@ -12,8 +12,6 @@ import (
 	"github.com/socialnet/social/domain"
 )
 
-
-
 func newRequestID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // timeout bounds the request context; database calls made with it fail with a deadline error,
@@ -64,4 +62,3 @@ func currentUser(c echo.Context) string {
 	id, _ := c.Get("user_id").(string)
 	return id
 }
-

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"sync"
-
-
 )
 
 // runAll migrates, then runs the API, the dispatcher and the realtime websocket in one process,
@@ -66,4 +64,3 @@ func runTogether(ctx context.Context, cancel context.CancelFunc, fns ...func(con
 	wg.Wait()
 	return errors.Join(errs...)
 }
-
