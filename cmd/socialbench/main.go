@@ -1,0 +1,40 @@
+// Command socialbench measures the system against baselines run on the same machine in the same
+// run, and prints our figures as ratios of them. Subcommands:
+//
+//	socialbench relay   outbox relay throughput vs raw amqp091-go one-message-per-follower
+//	socialbench ws      idle websocket capacity and delivery latency vs a bare coder/websocket server
+//	socialbench e2e     the whole system under open-loop load
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: socialbench relay|ws|e2e [flags] (-h for each)")
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "relay":
+		err = runRelay(ctx, args)
+	case "ws":
+		err = runWS(ctx, args)
+	case "e2e":
+		err = runE2E(ctx, args)
+	default:
+		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws or e2e)\n", cmd)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "socialbench:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func runRelay(ctx context.Context, args []string) error {
+	return errors.New("relay: not implemented yet")
+}

@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func runWS(ctx context.Context, args []string) error {
+	return errors.New("ws: not implemented yet")
+}
