@@ -1,0 +1,297 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// Delivery is one feed message as the realtime hub needs it: who it is for and the frame bytes,
+// exactly as the dispatcher encoded them (never re-encoded here).
+type Delivery struct {
+	// Recipients are the routing key plus the CC header: the users whose local sockets get Body.
+	// The broker delivers one copy per queue even when several of them are bound here.
+	Recipients []string
+	// Body is the JSON of domain.FeedFrame.
+	Body []byte
+	// MessageID is the event id.
+	MessageID string
+}
+
+// ConsumerConfig configures a Consumer. Dialer, Exchange and Handle are required.
+type ConsumerConfig struct {
+	// Dialer connects to one of the brokers (failover between cluster nodes).
+	Dialer *Dialer
+	// Exchange is the feed exchange (durable, direct); the consumer declares it too.
+	Exchange string
+	// QueuePrefix starts the client-generated queue name; a random UUID follows. Default
+	// "social.realtime.".
+	QueuePrefix string
+	// Handle receives every delivery, on the consumer goroutine. It must not block: the hub only
+	// enqueues into bounded per-socket queues.
+	Handle func(Delivery)
+	// OnReconnect is called after each (re)connect has restored the queue and every binding. Frames
+	// published while the connection was down are lost for this instance (the queue died with it):
+	// the hub tells its clients so they resume with ?since=.
+	OnReconnect func()
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// MinBackoff and MaxBackoff bound the reconnect delay (doubling with jitter). Defaults 100ms, 10s.
+	MinBackoff, MaxBackoff time.Duration
+	// Prefetch bounds unprocessed deliveries in flight to this consumer. Default 1024.
+	Prefetch int
+}
+
+func (c *ConsumerConfig) setDefaults() {
+	if c.QueuePrefix == "" {
+		c.QueuePrefix = "social.realtime."
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 10 * time.Second
+	}
+	if c.Prefetch <= 0 {
+		c.Prefetch = 1024
+	}
+}
+
+// Validate reports missing required fields.
+func (c *ConsumerConfig) Validate() error {
+	var errs []error
+	if c.Dialer == nil {
+		errs = append(errs, errors.New("consumer: Dialer is required"))
+	}
+	if c.Exchange == "" {
+		errs = append(errs, errors.New("consumer: Exchange is required"))
+	}
+	if c.Handle == nil {
+		errs = append(errs, errors.New("consumer: Handle is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// ErrNotConnected is returned by Ready while the consumer has no broker connection.
+var ErrNotConnected = errors.New("rabbitmq: consumer not connected")
+
+// Consumer owns this realtime instance's one exclusive, auto-delete queue on the feed exchange
+// and its bindings (one per user connected here). The queue name is generated once and reused
+// after a reconnect, so logs and the broker's listings stay readable.
+type Consumer struct {
+	cfg   ConsumerConfig
+	queue string
+
+	// mu guards bindings, ch and connected; Bind/Unbind hold it across their RPC so that a restore
+	// after a reconnect and a concurrent Bind can never leave a wanted binding missing.
+	mu        sync.Mutex
+	bindings  map[string]struct{} // the bindings we want: every user with a local socket
+	ch        *amqp091.Channel    // channel for bind/unbind (a failed RPC closes it, not the consumer's)
+	conn      *amqp091.Connection // current connection, nil while disconnected
+	connected bool
+}
+
+// NewConsumer returns a Consumer; Run connects it.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Consumer{cfg: cfg, queue: cfg.QueuePrefix + uuid.NewString(), bindings: make(map[string]struct{})}, nil
+}
+
+// QueueName is the instance's queue.
+func (c *Consumer) QueueName() string { return c.queue }
+
+// Ready reports whether the consumer currently has its queue and bindings on a live connection.
+func (c *Consumer) Ready(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.connected {
+		return ErrNotConnected
+	}
+	return nil
+}
+
+// Bind adds the binding routing key = userID. While disconnected it only records the wish; the
+// reconnect restores it. It returns once the broker confirmed the binding, so a caller that reads
+// PostgreSQL afterwards (resume) cannot miss a frame published in between.
+func (c *Consumer) Bind(_ context.Context, userID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bindings[userID] = struct{}{}
+	if !c.connected {
+		return nil
+	}
+	if err := c.bindLocked(userID); err != nil {
+		// The binding stays wanted: a channel or connection failure leads to a reconnect, which
+		// restores it (and the hub then tells the clients to resume).
+		c.dropChannelLocked(err)
+		return fmt.Errorf("bind %s: %w", userID, err)
+	}
+	return nil
+}
+
+// Unbind removes the binding of userID (after its last local socket closed).
+func (c *Consumer) Unbind(_ context.Context, userID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.bindings, userID)
+	if !c.connected {
+		return nil
+	}
+	if err := c.ch.QueueUnbind(c.queue, userID, c.cfg.Exchange, nil); err != nil {
+		// A binding we failed to remove only costs unwanted deliveries that the hub drops (no
+		// local socket); the next reconnect forgets it with the queue.
+		c.dropChannelLocked(err)
+		return fmt.Errorf("unbind %s: %w", userID, err)
+	}
+	return nil
+}
+
+func (c *Consumer) bindLocked(userID string) error {
+	return c.ch.QueueBind(c.queue, userID, c.cfg.Exchange, false, nil)
+}
+
+// dropChannelLocked handles a failed bind RPC: the broker closed the channel. We close the whole
+// connection so Run reconnects and restores everything from c.bindings.
+func (c *Consumer) dropChannelLocked(err error) {
+	c.cfg.Logger.Warn("rabbitmq binding failed; reconnecting", slog.Any("err", err))
+	c.connected = false
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+}
+
+// Run connects, consumes and reconnects with backoff until ctx ends. It returns nil on ctx end.
+func (c *Consumer) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errSessionWasUp) {
+			backoff = c.cfg.MinBackoff
+		}
+		c.cfg.Logger.Warn("rabbitmq consumer disconnected; reconnecting", slog.Any("err", err), slog.Duration("backoff", backoff))
+		// Jitter so that many instances do not reconnect in lockstep after a broker restart.
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+}
+
+var errSessionWasUp = errors.New("connection lost")
+
+// session runs one connection: topology, bindings, consume. It returns errSessionWasUp when the
+// connection had been fully set up before it was lost.
+func (c *Consumer) session(ctx context.Context) error {
+	conn, addr, err := c.cfg.Dialer.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deliveries, err := c.setup(conn)
+	if err != nil {
+		return err
+	}
+	c.cfg.Logger.Info("rabbitmq consumer connected", slog.String("broker", addr), slog.String("queue", c.queue))
+	// Called after every setup, the first included: sockets accepted while we were not yet (or no
+	// longer) connected were bound only on paper and may have missed frames.
+	if c.cfg.OnReconnect != nil {
+		c.cfg.OnReconnect()
+	}
+	defer func() {
+		c.mu.Lock()
+		c.connected, c.conn, c.ch = false, nil, nil
+		c.mu.Unlock()
+	}()
+	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-closed:
+			if e == nil {
+				return errSessionWasUp
+			}
+			return fmt.Errorf("%w: %w", errSessionWasUp, e)
+		case d, ok := <-deliveries:
+			if !ok {
+				return errSessionWasUp
+			}
+			c.cfg.Handle(Delivery{Recipients: recipients(d), Body: d.Body, MessageID: d.MessageId})
+		}
+	}
+}
+
+// setup declares the exchange and the queue, restores every wanted binding and starts consuming.
+// It holds c.mu throughout, so no Bind can slip between the restore and connected = true.
+func (c *Consumer) setup(conn *amqp091.Connection) (<-chan amqp091.Delivery, error) {
+	consumeCh, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := consumeCh.ExchangeDeclare(c.cfg.Exchange, ExchangeKind, true, false, false, false, nil); err != nil {
+		return nil, fmt.Errorf("declare exchange %s: %w", c.cfg.Exchange, err)
+	}
+	// Exclusive + auto-delete: the queue lives and dies with this instance's connection, so a
+	// crashed instance leaves nothing behind and no two instances share a queue. Frames are
+	// transient (the PostgreSQL outbox is the durable record; resume reads it).
+	if _, err := consumeCh.QueueDeclare(c.queue, false, true, true, false, nil); err != nil {
+		return nil, fmt.Errorf("declare queue %s: %w", c.queue, err)
+	}
+	if err := consumeCh.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		return nil, fmt.Errorf("qos: %w", err)
+	}
+	bindCh, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open binding channel: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ch, c.conn = bindCh, conn
+	for user := range c.bindings {
+		if err := c.bindLocked(user); err != nil {
+			c.ch, c.conn = nil, nil
+			return nil, fmt.Errorf("restore binding %s: %w", user, err)
+		}
+	}
+	// Auto-ack: a frame is a transient notification. If this process dies with frames in flight,
+	// they are lost for its sockets, which die with it too; the clients reconnect with ?since= and
+	// read what they missed from PostgreSQL. Manual acks would buy nothing but a round trip.
+	deliveries, err := consumeCh.Consume(c.queue, "", true, true, false, false, nil)
+	if err != nil {
+		c.ch, c.conn = nil, nil
+		return nil, fmt.Errorf("consume %s: %w", c.queue, err)
+	}
+	c.connected = true
+	return deliveries, nil
+}
+
+// recipients is the routing key plus the CC header (an array of strings, see HeaderCC).
+func recipients(d amqp091.Delivery) []string {
+	out := []string{d.RoutingKey}
+	cc, _ := d.Headers[HeaderCC].([]interface{})
+	for _, v := range cc {
+		if s, ok := v.(string); ok && s != d.RoutingKey {
+			out = append(out, s)
+		}
+	}
+	return out
+}

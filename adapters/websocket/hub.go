@@ -1,0 +1,253 @@
+// Package websocket serves the realtime feed of design.md §4: authenticated, push-only websockets
+// fed by an in-process hub, which the RabbitMQ consumer fills. The hub never blocks the consumer:
+// each socket has a bounded send queue, and a socket that falls behind is closed.
+package websocket
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/socialnet/social/adapters/auth"
+)
+
+// Binder adds and removes the broker binding of a user on this instance's queue
+// (adapters/amqp.Consumer). Bind must return only once frames for userID reach this instance.
+type Binder interface {
+	Bind(ctx context.Context, userID string) error
+	Unbind(ctx context.Context, userID string) error
+}
+
+// Config configures a Hub. Tokens and Binder are required.
+type Config struct {
+	// Tokens verifies the bearer token before the upgrade.
+	Tokens *auth.Tokens
+	// Binder binds a user's routing key on their first local socket and unbinds after the last.
+	Binder Binder
+	// Missed reads the frames a resuming client missed (?since=N). Nil refuses ?since= with 400.
+	Missed MissedFrames
+	// AllowedOrigins lists browser origins ("https://app.example.com") allowed besides the
+	// request's own host. A request without Origin (not a browser) is allowed.
+	AllowedOrigins []string
+	// Logger; nil discards. Tokens never reach it (?token= is redacted).
+	Logger *slog.Logger
+	// Registerer receives the social_ws_* metrics; nil records none.
+	Registerer prometheus.Registerer
+	// SendQueue is the number of frames buffered per socket (also the live frames buffered while
+	// a resume reads PostgreSQL); a socket whose queue is full is closed with 1013. Default 256.
+	SendQueue int
+	// PingInterval is the keepalive period; PingTimeout bounds the wait for the pong. Defaults 30s, 10s.
+	PingInterval, PingTimeout time.Duration
+	// WriteTimeout bounds one frame write; a peer that does not drain its socket for that long is
+	// dropped. Default 10s.
+	WriteTimeout time.Duration
+	// ResumePage is how many missed frames are read from PostgreSQL per query. Default 500.
+	ResumePage int
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.ResumePage <= 0 {
+		c.ResumePage = 500
+	}
+}
+
+// Validate reports missing required fields.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Tokens == nil {
+		errs = append(errs, errors.New("websocket: Tokens is required"))
+	}
+	if c.Binder == nil {
+		errs = append(errs, errors.New("websocket: Binder is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Hub maps users to their local sockets and serves /post/feed/posted (ServeHTTP).
+type Hub struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	// userLocks serialise register/unregister per user (striped), so that Bind and Unbind of one
+	// user reach the broker in the order the sockets came and went.
+	userLocks [64]sync.Mutex
+
+	mu    sync.RWMutex
+	users map[string]map[*conn]struct{}
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	active    sync.WaitGroup // one per accepted socket
+}
+
+// NewHub returns a Hub.
+func NewHub(cfg Config) (*Hub, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
+		users: make(map[string]map[*conn]struct{}), closing: make(chan struct{})}, nil
+}
+
+// NewMissedFrames is the PostgreSQL resume source for Config.Missed.
+func NewMissedFrames(pool *pgxpool.Pool) MissedFrames { return &pgMissed{pool: pool} }
+
+func (h *Hub) userLock(user string) *sync.Mutex {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(user))
+	return &h.userLocks[f.Sum32()%uint32(len(h.userLocks))]
+}
+
+// register adds c; on the user's first local socket it binds their routing key first.
+func (h *Hub) register(ctx context.Context, c *conn) error {
+	lk := h.userLock(c.user)
+	lk.Lock()
+	defer lk.Unlock()
+	h.mu.Lock()
+	set := h.users[c.user]
+	first := len(set) == 0
+	if first {
+		set = make(map[*conn]struct{})
+		h.users[c.user] = set
+	}
+	set[c] = struct{}{}
+	h.mu.Unlock()
+	if !first {
+		return nil
+	}
+	if err := h.cfg.Binder.Bind(ctx, c.user); err != nil {
+		h.mu.Lock()
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.users, c.user)
+		}
+		h.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// unregister removes c; after the user's last local socket it unbinds their routing key.
+func (h *Hub) unregister(c *conn) {
+	lk := h.userLock(c.user)
+	lk.Lock()
+	defer lk.Unlock()
+	h.mu.Lock()
+	set := h.users[c.user]
+	delete(set, c)
+	last := len(set) == 0
+	if last {
+		delete(h.users, c.user)
+	}
+	h.mu.Unlock()
+	if !last {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.cfg.Binder.Unbind(ctx, c.user); err != nil {
+		// A stale binding only brings frames that Deliver drops (no local socket).
+		h.log.Warn("unbind user", slog.String("user_id", c.user), slog.Any("err", err))
+	}
+}
+
+// Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients.
+// It never blocks: a socket whose send queue is full is closed instead (1013).
+func (h *Hub) Deliver(recipients []string, body []byte) {
+	f, err := parseFrame(body)
+	if err != nil {
+		h.log.Warn("dropping undecodable frame", slog.Any("err", err))
+		return
+	}
+	f.live = true
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, r := range recipients {
+		for c := range h.users[r] {
+			c.enqueue(f)
+		}
+	}
+}
+
+// Reconnected is told by the consumer that its broker connection was (re)established: frames
+// published while it was down never reached this instance. Every socket open now is closed with
+// 1012 (service restart) so its client reconnects with ?since= and reads the gap from PostgreSQL.
+func (h *Hub) Reconnected() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, set := range h.users {
+		for c := range set {
+			c.kick(statusServiceRestart, "feed interrupted: reconnect with since")
+			n++
+		}
+	}
+	if n > 0 {
+		h.log.Warn("broker reconnected: asked clients to resume", slog.Int("sockets", n))
+	}
+}
+
+// acquire admits a new socket unless the hub is shutting down.
+func (h *Hub) acquire() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.closing:
+		return false
+	default:
+	}
+	h.active.Add(1)
+	return true
+}
+
+// Connections returns the number of local sockets.
+func (h *Hub) Connections() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, set := range h.users {
+		n += len(set)
+	}
+	return n
+}
+
+// Shutdown closes every socket with 1001 (going away) so clients reconnect elsewhere, refuses new
+// ones, and waits for the sockets to finish or ctx to end.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.closeOnce.Do(func() {
+		h.mu.Lock() // see acquire: no socket is admitted after this
+		close(h.closing)
+		h.mu.Unlock()
+	})
+	done := make(chan struct{})
+	go func() { h.active.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,33 @@
+package websocket
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	connections prometheus.Gauge
+	framesSent  prometheus.Counter
+	slow        prometheus.Counter
+	latency     prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "social_ws_connections", Help: "Open feed websockets on this instance.",
+		}),
+		framesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_frames_sent_total", Help: "Feed frames written to websockets (live and resumed).",
+		}),
+		slow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue was full.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "social_ws_delivery_latency_seconds",
+			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.framesSent, m.slow, m.latency)
+	}
+	return m
+}
