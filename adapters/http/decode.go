@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -33,9 +34,13 @@ func decodeJSON(c echo.Context, v any) error {
 
 // DecodeBody is the pure part of decodeJSON (fuzzed by TestFuzzDecode*).
 func DecodeBody(body []byte, v any) error {
-	trimmed := bytes.TrimSpace(body)
+	trimmed := bytes.Trim(body, " \t\r\n") // JSON whitespace only
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return domain.Errorf(domain.EINVALID, "request body must be a JSON object")
+	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD; refuse it instead.
+	if !utf8.Valid(trimmed) {
+		return domain.Errorf(domain.EINVALID, "request body must be valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(v); err != nil {
@@ -45,7 +50,8 @@ func DecodeBody(body []byte, v any) error {
 		}
 		return domain.Errorf(domain.EINVALID, "malformed JSON body")
 	}
-	if dec.More() {
+	// Body was trimmed, so anything after the object (even a stray "}") is trailing data.
+	if dec.InputOffset() != int64(len(trimmed)) {
 		return domain.Errorf(domain.EINVALID, "request body must hold a single JSON object")
 	}
 	return nil
