@@ -353,3 +353,21 @@ func (p *tcpProxy) cut() {
 	}
 	p.conns = nil
 }
+
+// metric returns the value of a counter or gauge registered by the hub (0 if absent).
+func (e *env) metric(name string) float64 {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-		"log/slog"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
