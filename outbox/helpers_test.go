@@ -1,0 +1,253 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/adapters/postgres/pgtest"
+	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/outbox"
+)
+
+func amqpURL() string {
+	if u := os.Getenv("TEST_AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
+// env is one test's database, exchange and broker connection for consumers.
+type env struct {
+	t        testing.TB
+	db       *pgtest.DB
+	exchange string
+	conn     *amqp091.Connection
+	posts    *postgres.PostService
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	db := pgtest.New(t)
+	conn, err := amqp091.Dial(amqpURL())
+	if err != nil {
+		t.Fatalf("dial rabbitmq: %v (is it running?)", err)
+	}
+	e := &env{t: t, db: db, exchange: "test.feed." + uuid.NewString(), conn: conn, posts: postgres.NewPostService(db.Pool)}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(e.exchange, "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if ch, err := conn.Channel(); err == nil {
+			_ = ch.ExchangeDelete(e.exchange, false, false)
+		}
+		_ = conn.Close()
+	})
+	return e
+}
+
+// users inserts n users by bulk SQL and returns their ids.
+func (e *env) users(n int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	e.db.Exec(e.t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		SELECT id, 'F', 'S', '2000-01-01', '', 'City', 'x', 1 FROM unnest($1::uuid[]) AS id`, ids)
+	return ids
+}
+
+// follow makes every follower follow author (bulk SQL; FriendService is exercised elsewhere).
+func (e *env) follow(author string, followers []string) {
+	e.t.Helper()
+	e.db.Exec(e.t, `INSERT INTO friendships (user_id, friend_id) SELECT f, $1 FROM unnest($2::uuid[]) AS f`, author, followers)
+}
+
+// post creates a post through the real PostService (event + outbox row in one transaction).
+func (e *env) post(author, text string) domain.Post {
+	e.t.Helper()
+	p, err := e.posts.Create(context.Background(), author, text)
+	if err != nil {
+		e.t.Fatalf("create post: %v", err)
+	}
+	return p
+}
+
+// publisher returns a Publisher on urls (the live broker by default), closed at cleanup.
+func (e *env) publisher(urls ...string) *amqp.Publisher {
+	e.t.Helper()
+	if len(urls) == 0 {
+		urls = []string{amqpURL()}
+	}
+	d := amqp.NewDialer(urls)
+	d.Timeout = 2 * time.Second
+	p, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, ReconnectBackoffMin: 20 * time.Millisecond,
+		ReconnectBackoffMax: 200 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// relay starts a relay with test-friendly timings; it stops at cleanup (or when the returned
+// cancel is called) and the test waits for it.
+func (e *env) relay(cfg outbox.Config) (cancel func()) {
+	e.t.Helper()
+	if cfg.Pool == nil {
+		cfg.Pool = e.db.Pool
+	}
+	if cfg.Publisher == nil {
+		cfg.Publisher = e.publisher()
+	}
+	cfg.Exchange = e.exchange
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	if cfg.LeaderRetryInterval == 0 {
+		cfg.LeaderRetryInterval = 100 * time.Millisecond
+	}
+	if cfg.ErrorBackoffMax == 0 {
+		cfg.ErrorBackoffMin, cfg.ErrorBackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	r, err := outbox.NewRelay(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancelCtx := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.Run(ctx); err != nil {
+			e.t.Errorf("relay: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancelCtx()
+			<-done
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// delivery is one message received by a test consumer.
+type delivery struct {
+	key   string
+	cc    []string
+	msgID string
+	frame domain.FeedFrame
+	body  []byte
+}
+
+// recipients returns the routing key plus CC.
+func (d delivery) recipients() []string { return append([]string{d.key}, d.cc...) }
+
+// consumer is one exclusive queue bound with keys; it collects deliveries.
+type consumer struct {
+	mu   sync.Mutex
+	got  []delivery
+	errs []string
+}
+
+func (e *env) consumer(keys ...string) *consumer {
+	e.t.Helper()
+	ch, err := e.conn.Channel()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i, k := range keys {
+		// noWait pipelines the bindings; the last one waits, and the channel is ordered.
+		if err := ch.QueueBind(q.Name, k, e.exchange, i < len(keys)-1, nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c := &consumer{}
+	go func() {
+		for d := range ds {
+			dl := delivery{key: d.RoutingKey, msgID: d.MessageId, body: d.Body}
+			if cc, ok := d.Headers[amqp.HeaderCC]; ok {
+				arr, ok := cc.([]interface{})
+				if !ok {
+					c.mu.Lock()
+					c.errs = append(c.errs, "CC header is not an array")
+					c.mu.Unlock()
+				}
+				for _, v := range arr {
+					s, _ := v.(string)
+					dl.cc = append(dl.cc, s)
+				}
+			}
+			if err := json.Unmarshal(d.Body, &dl.frame); err != nil {
+				c.mu.Lock()
+				c.errs = append(c.errs, "bad body: "+err.Error())
+				c.mu.Unlock()
+			}
+			c.mu.Lock()
+			c.got = append(c.got, dl)
+			c.mu.Unlock()
+		}
+	}()
+	e.t.Cleanup(func() { _ = ch.Close() })
+	return c
+}
+
+func (c *consumer) deliveries() []delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]delivery(nil), c.got...)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recipientCount counts, per (user, event id), how often a user was named in a delivery.
+func recipientCount(ds []delivery) map[[2]string]int {
+	out := map[[2]string]int{}
+	for _, d := range ds {
+		for _, u := range d.recipients() {
+			out[[2]string{u, d.msgID}]++
+		}
+	}
+	return out
+}

@@ -1,0 +1,67 @@
+package outbox
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// relayMetrics are the relay's counters. (The backlog gauges belong to the status collector.)
+type relayMetrics struct {
+	relayedRows       prometheus.Counter
+	publishedMessages prometheus.Counter
+	publishErrors     prometheus.Counter
+	deadRows          prometheus.Counter
+	latency           prometheus.Histogram
+}
+
+func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
+	m := &relayMetrics{
+		relayedRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_outbox_relayed_rows_total",
+			Help: "Outbox rows whose messages the broker confirmed, marked relayed.",
+		}),
+		publishedMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_outbox_published_messages_total",
+			Help: "Messages confirmed by the broker (one per post event per chunk of up to 1,000 followers).",
+		}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_outbox_publish_errors_total",
+			Help: "Messages not confirmed: nacked by the broker, or lost with the connection.",
+		}),
+		deadRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_outbox_dead_rows_total",
+			Help: "Outbox rows parked as dead after the maximum number of refused attempts.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "social_outbox_relay_latency_seconds",
+			Help:    "Time from the outbox row's creation to the broker's confirm of its last message.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.relayedRows = register(reg, m.relayedRows, &err)
+	m.publishedMessages = register(reg, m.publishedMessages, &err)
+	m.publishErrors = register(reg, m.publishErrors, &err)
+	m.deadRows = register(reg, m.deadRows, &err)
+	m.latency = register(reg, m.latency, &err)
+	return m, err
+}
+
+// register registers c, or returns the equal collector registered before (a second relay in the
+// same process shares the counters).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		*errp = errors.Join(*errp, err)
+	}
+	return c
+}

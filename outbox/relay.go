@@ -1,0 +1,199 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Relay moves outbox rows to the broker: it claims rows, expands each post event to the author's
+// followers, publishes one message per chunk of followers and marks the rows relayed once every
+// message of a row was confirmed.
+//
+// Several relays may run (one per dispatcher process); exactly one is the leader at a time, elected
+// by a session advisory lock held on a dedicated connection. We chose leadership over partitioning
+// by author because positions must grow in relay order across all authors (design.md §3): one
+// sequencer is the simplest thing that keeps that, and one leader already saturates the broker
+// (followers are fanned out by the broker, not by us). The leader claims on the same connection
+// that holds the lock, so a leader whose connection died can no longer claim; if it was cut off
+// mid-batch, the next leader clears the positions of unmarked rows and relays them again
+// (at-least-once: consumers dedupe by event id).
+type Relay struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *relayMetrics
+	leader  atomic.Bool
+}
+
+// NewRelay validates cfg and registers the metrics.
+func NewRelay(cfg Config) (*Relay, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newRelayMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("outbox relay metrics: %w", err)
+	}
+	return &Relay{cfg: cfg, log: cfg.Logger, metrics: m}, nil
+}
+
+// IsLeader reports whether this relay currently holds the leader lock.
+func (r *Relay) IsLeader() bool { return r.leader.Load() }
+
+// Run relays until ctx ends, then returns nil. Database or broker outages are retried with
+// backoff forever (the backlog stays in PostgreSQL); Run never returns because of them.
+func (r *Relay) Run(ctx context.Context) error {
+	failures := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := r.lead(ctx)
+		r.leader.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			failures = 0
+		}
+		wait := backoff(failures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
+		failures++
+		r.log.Warn("outbox relay: connection to the database lost, retrying", slog.Any("err", err), slog.Duration("retry_in", wait))
+		sleep(ctx, wait)
+	}
+	return nil
+}
+
+// lead opens the dedicated connection, waits to become leader and relays until an error.
+func (r *Relay) lead(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, r.cfg.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer func() {
+		// Closing the session releases the advisory lock at once: a successor need not wait
+		// for a timeout.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN social_outbox"); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", r.cfg.LockKey).Scan(&got); err != nil {
+			return fmt.Errorf("try leader lock: %w", err)
+		}
+		if got {
+			break
+		}
+		// Not the leader: wait, consuming notifications so they do not pile up in memory.
+		if err := waitNotification(ctx, conn, r.cfg.LeaderRetryInterval); err != nil {
+			return err
+		}
+	}
+	r.leader.Store(true)
+	n, err := clearStalePositions(ctx, conn)
+	if err != nil {
+		return err
+	}
+	r.log.Info("outbox relay: leader", slog.Int64("unfinished_rows_requeued", n))
+	return r.relayLoop(ctx, conn)
+}
+
+// relayLoop claims and relays batches until ctx ends (nil) or the database fails (error).
+func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
+	brokerFailures := 0
+	for ctx.Err() == nil {
+		rows, err := claimBatch(ctx, conn, r.cfg.BatchSize, nil)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if len(rows) == 0 {
+			if err := waitNotification(ctx, conn, r.cfg.PollInterval); err != nil {
+				return err
+			}
+			continue
+		}
+		results, brokerErr := r.publishBatch(ctx, rows)
+		// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
+		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		dead, err := markBatch(markCtx, conn, results, r.cfg.MaxAttempts)
+		cancel()
+		if err != nil {
+			// Confirmed rows stay pending and are published again by the next leader.
+			return err
+		}
+		r.observe(results, dead)
+		if brokerErr != nil {
+			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
+			brokerFailures++
+			r.log.Warn("outbox relay: broker unavailable, backlog kept in the database", slog.Any("err", brokerErr), slog.Duration("retry_in", wait))
+			sleep(ctx, wait)
+		} else {
+			brokerFailures = 0
+		}
+	}
+	return nil
+}
+
+func (r *Relay) observe(results []result, dead int) {
+	r.metrics.deadRows.Add(float64(dead))
+	for _, res := range results {
+		if res.outcome == relayed {
+			r.metrics.relayedRows.Inc()
+			r.metrics.latency.Observe(res.confirmedAt.Sub(res.row.createdAt).Seconds())
+		}
+	}
+}
+
+// waitNotification sleeps until a NOTIFY arrives or timeout passes; then it drains notifications
+// that queued meanwhile (one wake-up is enough for any number of new rows). A timeout is not an
+// error; a broken connection is.
+func waitNotification(ctx context.Context, conn *pgx.Conn, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	_, err := conn.WaitForNotification(wctx)
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !pgconnTimeout(err) {
+		return fmt.Errorf("wait for notification: %w", err)
+	}
+	// Drain what is already buffered, with a very short wait each.
+	for range 10_000 {
+		dctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		_, err := conn.WaitForNotification(dctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !pgconnTimeout(err) {
+				return fmt.Errorf("wait for notification: %w", err)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+func pgconnTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
