@@ -16,6 +16,8 @@ const (
 	uniqueViolation     = "23505"
 	foreignKeyViolation = "23503"
 	undefinedTable      = "42P01"
+	invalidCatalogName  = "3D000" // database does not exist
+	duplicateDatabase   = "42P04"
 )
 
 // IsUndefinedTable reports whether err is PostgreSQL's "relation does not exist".

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/socialnet/social/migrations"
@@ -103,4 +104,37 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("%w (pending: %s)", ErrSchemaOutdated, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// EnsureDatabase creates the database named in url when it does not exist yet, so that
+// `social all` and `social migrate` need nothing but a running server. It connects to the
+// server's "postgres" maintenance database to do so.
+func EnsureDatabase(ctx context.Context, url string) (created bool, err error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return false, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		return false, conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != invalidCatalogName {
+		return false, fmt.Errorf("connect to database: %w", err)
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("connect to maintenance database to create %q: %w", name, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == duplicateDatabase {
+			return false, nil // created concurrently by another process
+		}
+		return false, fmt.Errorf("create database %q: %w", name, err)
+	}
+	return true, nil
 }

@@ -43,6 +43,13 @@ func (a *app) runAPI(ctx context.Context) error {
 
 // runMigrate applies the embedded migrations.
 func (a *app) runMigrate(ctx context.Context) error {
+	created, err := postgres.EnsureDatabase(ctx, a.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	if created {
+		a.log.Info("created database", slog.String("database_url", redactURL(a.cfg.DatabaseURL)))
+	}
 	pool, err := a.openPool(ctx, false)
 	if err != nil {
 		return err

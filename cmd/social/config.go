@@ -44,7 +44,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 }
 
-// parseConfig reads the configuration from environ (os.Environ() in production, a map in tests).
+// parseConfig reads the configuration from environ (the process environment in production, a map in tests).
 func parseConfig(environ map[string]string) (Config, error) {
 	var cfg Config
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {

@@ -30,6 +30,7 @@ Commands:
   outbox status   show the outbox backlog (--json for machines)
   outbox replay   re-enqueue post events for relay (see --help)
   outbox retry-dead  move dead outbox rows back to pending
+  healthcheck URL    exit 0 when URL answers 200 (container health checks)
 
 Configuration comes from the environment: DATABASE_URL, AMQP_URL, JWT_SECRET, HTTP_ADDR,
 WS_ADDR, LOG_LEVEL and more (README.md, "Configuration").
@@ -74,6 +75,9 @@ func (a *app) run(ctx context.Context, args []string, environ map[string]string)
 			return errUsage
 		}
 		return nil
+	}
+	if args[0] == "healthcheck" { // needs no configuration
+		return runHealthcheck(ctx, args[1:])
 	}
 	cfg, err := parseConfig(environ)
 	if err != nil {
