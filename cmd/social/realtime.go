@@ -2,25 +2,112 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/adapters/websocket"
 )
 
 // wsPath is the websocket endpoint of design.md §4.
 const wsPath = "/post/feed/posted"
 
-// runRealtime serves the websocket on WS_ADDR until ctx ends.
+// runRealtime serves the websocket on WS_ADDR until ctx ends, with /healthz, /readyz and /metrics.
+// On shutdown every socket is closed with 1001 so its client reconnects to another instance.
 func (a *app) runRealtime(ctx context.Context) error {
-	return errors.New("realtime: not implemented yet")
+	tokens, err := a.tokens(false)
+	if err != nil {
+		return err
+	}
+	pool, err := a.openPool(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	reg := newRegistry()
+	handler, run, ready, err := a.realtimeComponent(pool, tokens, reg)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+wsPath, handler)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	dbReady := pingDB(pool)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := errors.Join(dbReady(r.Context()), ready(r.Context())); err != nil {
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return runTogether(ctx, cancel,
+		func(ctx context.Context) error { return a.serve(ctx, "realtime", a.cfg.WSAddr, mux) },
+		run)
 }
 
-// realtimeComponent builds the realtime worker for `all`: handler serves wsPath, run consumes
-// until ctx ends, ready reports broker reachability. A nil handler means no realtime yet.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// realtimeComponent builds the realtime worker (also used by `all`): handler serves wsPath, run
+// consumes the instance's queue until ctx ends and then closes every socket with 1001, ready
+// reports whether the queue and its bindings are live on a broker connection.
 func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg prometheus.Registerer) (handler http.Handler, run func(context.Context) error, ready func(context.Context) error, err error) {
-	return nil, nil, nil, nil
+	urls, err := amqpadapter.ParseURLs(a.cfg.AMQPURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log := a.log.With(slog.String("component", "realtime"))
+	var hub *websocket.Hub
+	consumer, err := amqpadapter.NewConsumer(amqpadapter.ConsumerConfig{
+		Dialer:      amqpadapter.NewDialer(urls),
+		Exchange:    a.cfg.AMQPExchange,
+		Handle:      func(d amqpadapter.Delivery) { hub.Deliver(d.Recipients, d.Body) },
+		OnReconnect: func() { hub.Reconnected() },
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	hub, err = websocket.NewHub(websocket.Config{
+		Tokens:         tokens,
+		Binder:         consumer,
+		Missed:         websocket.NewMissedFrames(pool),
+		AllowedOrigins: a.cfg.WSAllowedOrigins,
+		Logger:         log,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	run = func(ctx context.Context) error {
+		consumed := make(chan error, 1)
+		go func() { consumed <- consumer.Run(ctx) }()
+		<-ctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+		defer cancel()
+		err := hub.Shutdown(shutCtx)
+		if err != nil {
+			err = fmt.Errorf("realtime: close sockets: %w", err)
+		}
+		return errors.Join(err, <-consumed)
+	}
+	return hub, run, consumer.Ready, nil
 }
