@@ -30,6 +30,8 @@ type Config struct {
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
 	// WSAddr is the realtime instance's listen address.
 	WSAddr string `env:"WS_ADDR" envDefault:":8081"`
+	// DispatcherAddr is where `social dispatcher` serves /healthz, /readyz and /metrics.
+	DispatcherAddr string `env:"DISPATCHER_ADDR" envDefault:":8082"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// DBMaxConns bounds the PostgreSQL pool of each process.
@@ -85,6 +87,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("token_ttl", c.TokenTTL),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("ws_addr", c.WSAddr),
+		slog.String("dispatcher_addr", c.DispatcherAddr),
 		slog.String("log_level", c.LogLevel),
 		slog.Int("db_max_conns", int(c.DBMaxConns)),
 		slog.Duration("request_timeout", c.RequestTimeout),
