@@ -2,19 +2,97 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	amqpadapter "github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/outbox"
 )
 
-// runDispatcher relays the outbox to RabbitMQ until ctx ends.
+// runDispatcher relays the outbox to RabbitMQ until ctx ends (SIGINT/SIGTERM), serving /healthz,
+// /readyz and /metrics on DISPATCHER_ADDR. It refuses an outdated schema.
 func (a *app) runDispatcher(ctx context.Context) error {
-	return errors.New("dispatcher: not implemented yet")
+	pool, err := a.openPool(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	reg := newRegistry()
+	run, ready, err := a.dispatcherComponent(pool, reg)
+	if err != nil {
+		return err
+	}
+	dbReady := pingDB(pool)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		dispatcherJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := errors.Join(dbReady(r.Context()), ready(r.Context())); err != nil {
+			w.Header().Set("Retry-After", "5")
+			dispatcherJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+		dispatcherJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return runTogether(ctx, cancel,
+		func(ctx context.Context) error { return a.serve(ctx, "dispatcher", a.cfg.DispatcherAddr, mux) },
+		run)
 }
 
-// dispatcherComponent builds the relay for `all`: run relays until ctx ends; ready reports broker
-// reachability for /readyz. (nil, nil, nil) means no dispatcher yet.
+func dispatcherJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// dispatcherComponent builds the relay (also used by `all`): run relays until ctx ends, then
+// closes the publisher; ready reports whether the broker is reachable, for /readyz. The backlog
+// gauges of outbox status are registered too.
 func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer) (run func(context.Context) error, ready func(context.Context) error, err error) {
-	return nil, nil, nil
+	urls, err := amqpadapter.ParseURLs(a.cfg.AMQPURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := a.log.With(slog.String("component", "dispatcher"))
+	pub, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{Dialer: amqpadapter.NewDialer(urls), Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	relay, err := outbox.NewRelay(outbox.Config{
+		Pool:       pool,
+		Publisher:  pub,
+		Exchange:   a.cfg.AMQPExchange,
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := reg.Register(outbox.NewStatusCollector(pool, 0, log)); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, nil, err
+		}
+	}
+	run = func(ctx context.Context) error {
+		defer func() {
+			if err := pub.Close(); err != nil {
+				log.Warn("close publisher", slog.Any("err", err))
+			}
+		}()
+		log.Info("dispatcher started", slog.String("exchange", a.cfg.AMQPExchange))
+		return relay.Run(ctx)
+	}
+	return run, pub.Ready, nil
 }

@@ -1,0 +1,159 @@
+package outbox_test
+
+import (
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/outbox"
+)
+
+// deadPort returns a local address nothing listens on (yet).
+func deadPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// proxyTo forwards connections accepted on addr to the real broker: the broker "comes back".
+func proxyTo(t *testing.T, addr, target string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, up); _ = c.Close() })
+		}
+	})
+}
+
+func TestRelayKeepsBacklogWhileBrokerIsDownAndDrainsItAfter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	us := e.users(3)
+	author, followers := us[0], us[1:]
+	e.follow(author, followers)
+	c := e.consumer(followers...)
+
+	addr := deadPort(t)
+	live, _ := url.Parse(amqpURL())
+	down := *live
+	down.Host = addr
+	reg := prometheus.NewRegistry()
+	e.relay(outbox.Config{Publisher: e.publisher(down.String()), Registerer: reg, MaxAttempts: 2})
+	const total = 50
+	for range total {
+		e.post(author, "p")
+	}
+	waitFor(t, 10*time.Second, "failed publishes", func() bool { return metricValue(t, reg, "social_outbox_publish_errors_total") >= 2*total })
+	// Unavailability is not the rows' fault: no attempt counted, nothing dead, nothing relayed.
+	if n := e.db.Count(t, "outbox", "status = 'pending'", "attempts = 0"); n != total {
+		t.Fatalf("%d rows pending with no attempts, want %d", n, total)
+	}
+
+	proxyTo(t, addr, live.Host)
+	waitFor(t, 30*time.Second, "backlog drained", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
+	waitFor(t, 10*time.Second, "deliveries", func() bool { return len(c.deliveries()) == total })
+	if got := metricValue(t, reg, "social_outbox_relayed_rows_total"); got != total {
+		t.Errorf("relayed rows metric %v, want %d", got, total)
+	}
+}
+
+// metricValue reads a counter from reg (0 when absent).
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Error(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// A follower whose queue refuses every message (max-length 0, overflow reject-publish) makes the
+// broker nack each message that names them: a real poison row.
+func TestPoisonRowGoesDeadAndDoesNotBlockOtherAuthors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	us := e.users(4)
+	poisoned, healthy, victim, follower := us[0], us[1], us[2], us[3]
+	e.follow(poisoned, []string{victim})
+	e.follow(healthy, []string{follower})
+
+	ch, err := e.conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, amqp091.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, victim, e.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := e.consumer(follower)
+	reg := prometheus.NewRegistry()
+	e.relay(outbox.Config{MaxAttempts: 3, RetryBackoffMin: 10 * time.Millisecond, RetryBackoffMax: 20 * time.Millisecond,
+		PollInterval: 20 * time.Millisecond, Registerer: reg})
+
+	e.post(poisoned, "poison")
+	for range 5 {
+		e.post(healthy, "fine")
+	}
+	waitFor(t, 10*time.Second, "healthy posts", func() bool { return len(c.deliveries()) == 5 })
+	waitFor(t, 10*time.Second, "poison row dead", func() bool {
+		return e.db.Count(t, "outbox", "status = 'dead'", "attempts = 3", "last_error LIKE '%nack%'", "position IS NULL") == 1
+	})
+	if n := e.db.Count(t, "outbox", "status = 'relayed'"); n != 5 {
+		t.Errorf("%d rows relayed, want the 5 healthy ones", n)
+	}
+	if got := metricValue(t, reg, "social_outbox_dead_rows_total"); got != 1 {
+		t.Errorf("dead rows metric %v, want 1", got)
+	}
+	// A later post of the poisoned author is no longer blocked by the dead row (it is refused
+	// in turn here, since its follower still refuses: it is attempted, not skipped).
+	e.post(poisoned, "again")
+	waitFor(t, 10*time.Second, "second row attempted", func() bool {
+		return e.db.Count(t, "outbox", "attempts > 0") == 2
+	})
+}
