@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// e2eReport is everything one run measured; it is printed, and written as JSON, Markdown and SVG.
+type e2eReport struct {
+	Started        time.Time     `json:"started"`
+	Machine        machine       `json:"machine"`
+	Config         e2eConfigJSON `json:"config"`
+	System         e2eSystem     `json:"system"`
+	SeedSeconds    float64       `json:"seed_s"`
+	Baselines      *baselines    `json:"baselines,omitempty"`
+	Connections    connMemory    `json:"connections"`
+	Phases         []phaseResult `json:"phases"`
+	MaxSustainable float64       `json:"max_sustainable_posts_per_s,omitempty"`
+	Ratios         []ratio       `json:"ratios,omitempty"`
+	Series         []seriesPoint `json:"series,omitempty"`
+	Main           *phaseResult  `json:"-"`
+}
+
+type e2eSystem struct {
+	Mode     string `json:"mode"`
+	API      string `json:"api"`
+	Realtime int    `json:"realtime_instances"`
+}
+
+type machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model"`
+	MemoryGB string `json:"memory"`
+	Go       string `json:"go"`
+}
+
+// e2eConfigJSON is the configuration as reported (no secrets).
+type e2eConfigJSON struct {
+	Args           string  `json:"args"`
+	Users          int     `json:"users"`
+	Followers      int     `json:"followers"`
+	Celebrity      int     `json:"celebrity_followers"`
+	CelebrityEvery int     `json:"celebrity_every"`
+	Connected      int     `json:"connected_users"`
+	Tabs           int     `json:"tabs"`
+	Rate           float64 `json:"rate"`
+	DurationS      float64 `json:"duration_s"`
+	Concurrency    int     `json:"concurrency"`
+}
+
+// ratio is one of our figures against its baseline; Goal is the issue's target, 0 if none.
+type ratio struct {
+	What     string  `json:"what"`
+	Ours     float64 `json:"ours"`
+	Baseline float64 `json:"baseline"`
+	Ratio    float64 `json:"ratio"`
+	Goal     string  `json:"goal,omitempty"`
+}
+
+func newE2EReport(cfg e2eConfig) *e2eReport {
+	return &e2eReport{
+		Started: time.Now().UTC(),
+		Machine: readMachineInfo(),
+		Config: e2eConfigJSON{Args: strings.Join(os.Args[1:], " "), Users: cfg.Users, Followers: cfg.Followers,
+			Celebrity: cfg.Celebrity, CelebrityEvery: cfg.CelebrityEvery, Connected: cfg.Connected, Tabs: cfg.Tabs,
+			Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Concurrency: cfg.Concurrency},
+	}
+}
+
+func readMachineInfo() machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		fmt.Sscanf(strings.TrimPrefix(strings.Split(string(b), "\n")[0], "MemTotal:"), "%f", &kb)
+		m.MemoryGB = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+	}
+	return m
+}
+
+func (r *e2eReport) phase(name string) *phaseResult {
+	for i := range r.Phases {
+		if r.Phases[i].Name == name {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
+// computeRatios sets our figures against the baselines.
+func (r *e2eReport) computeRatios() {
+	b := r.Baselines
+	if b == nil {
+		return
+	}
+	add := func(what string, ours, base float64, goal string) {
+		if base > 0 {
+			r.Ratios = append(r.Ratios, ratio{What: what, Ours: ours, Baseline: base, Ratio: ours / base, Goal: goal})
+		}
+	}
+	capPh := r.phase("capacity")
+	if b.SQL != nil && capPh != nil {
+		add("POST /post/create capacity (closed loop) vs the same SQL through pgx, posts/s", capPh.AcceptedPerSec, b.SQL.TxPerSec, "≥ 0.8")
+	}
+	if b.SQL != nil && r.MaxSustainable > 0 {
+		add("max sustainable open-loop rate vs the same SQL through pgx, posts/s", r.MaxSustainable, b.SQL.TxPerSec, "")
+	}
+	if b.AMQP != nil && capPh != nil {
+		add("follower deliveries/s at capacity vs raw RabbitMQ one message per follower", capPh.DeliveriesPerSec, b.AMQP.MsgsPerSec, "≥ 5 (at 1,000 followers/post)")
+	}
+	if b.WS != nil && capPh != nil {
+		add("follower deliveries/s at capacity vs bare websocket fan-out", capPh.DeliveriesPerSec, b.WS.FramesPerSec, "")
+	}
+	if b.SQL != nil && r.Main != nil {
+		add("POST /post/create p50 at the load rate vs pgx transaction p50 at capacity, ms", r.Main.HTTP.P50, b.SQL.Latency.P50, "")
+	}
+}
+
+func (r *e2eReport) print(w io.Writer) {
+	fmt.Fprint(w, r.markdown())
+}
+
+// markdown renders the report as the tables docs/performance.md embeds.
+func (r *e2eReport) markdown() string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("## socialbench e2e — %s\n\n", r.Started.Format(time.RFC3339))
+	p("Machine: %d CPUs (%s), %s, %s. System: %s, %d realtime instance(s).\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Go, r.System.Mode, r.System.Realtime)
+	c := r.Config
+	p("Graph: %d users, %d followers each, celebrity with %d followers (every %d-th post), %d connected users × %d tabs. Seeded in %.1fs.\n\n",
+		c.Users, c.Followers, c.Celebrity, c.CelebrityEvery, c.Connected, c.Tabs, r.SeedSeconds)
+	if bl := r.Baselines; bl != nil {
+		p("### Baselines (same machine, same run, %.0fs each)\n\n| baseline | figure |\n|---|---|\n", bl.Duration)
+		if bl.SQL != nil {
+			p("| PostgreSQL: post transaction via pgx, %d workers | %.0f tx/s, p50 %.2f ms, p99 %.2f ms |\n", bl.SQL.Workers, bl.SQL.TxPerSec, bl.SQL.Latency.P50, bl.SQL.Latency.P99)
+		}
+		if bl.AMQP != nil {
+			p("| RabbitMQ: one message per follower, confirms pipelined (window %d), one queue | %.0f msgs/s |\n", bl.AMQP.Window, bl.AMQP.MsgsPerSec)
+		}
+		if bl.WS != nil {
+			p("| bare coder/websocket: pre-encoded frame to %d sockets | %.0f frames/s |\n", bl.WS.Sockets, bl.WS.FramesPerSec)
+		}
+		p("\n")
+	}
+	p("### Phases\n\n| phase | posts/s accepted | failed | http p50 / p90 / p99 / max ms | e2e p50 / p90 / p99 / max ms | deliveries/s | frames (missing, dup) | outbox max pending / age ms |\n|---|---|---|---|---|---|---|---|\n")
+	for _, ph := range r.Phases {
+		name := ph.Name
+		if ph.TargetRate > 0 {
+			name = fmt.Sprintf("%s (target %.0f/s)", ph.Name, ph.TargetRate)
+		} else if ph.Workers > 0 {
+			name = fmt.Sprintf("%s (%d workers)", ph.Name, ph.Workers)
+		}
+		if ph.Sustainable != nil && !*ph.Sustainable {
+			name += " ✗"
+		}
+		p("| %s | %.1f | %d | %.1f / %.1f / %.1f / %.1f | %.1f / %.1f / %.1f / %.1f | %.0f | %d (%d, %d) | %d / %.0f |\n",
+			name, ph.AcceptedPerSec, ph.Failed, ph.HTTP.P50, ph.HTTP.P90, ph.HTTP.P99, ph.HTTP.Max,
+			ph.E2E.P50, ph.E2E.P90, ph.E2E.P99, ph.E2E.Max, ph.DeliveriesPerSec, ph.Frames, ph.Missing, ph.Duplicates,
+			ph.Outbox.MaxPending, ph.Outbox.MaxAgeMs)
+	}
+	if r.MaxSustainable > 0 {
+		p("\nMax sustainable rate (e2e p99 within bound, 0 missing, 0 failed): **%.0f posts/s**.\n", r.MaxSustainable)
+	}
+	if r.Main != nil && len(r.Main.Procs) > 0 {
+		p("\n### Processes during the load phase\n\n| process | CPU %% of one core | max RSS MiB |\n|---|---|---|\n")
+		for _, ps := range r.Main.Procs {
+			p("| %s | %.0f | %.1f |\n", ps.Name, ps.CPUPct, ps.MaxRSSMiB)
+		}
+	}
+	cm := r.Connections
+	p("\nRealtime memory: %d sockets, RSS %.1f MiB idle → %.1f MiB connected: **%.1f KB per connection**.\n",
+		cm.Sockets, cm.IdleRSSMiB, cm.RSSMiB, cm.BytesPerCon/1024)
+	if len(r.Ratios) > 0 {
+		p("\n### Ours vs baselines\n\n| figure | ours | baseline | ratio | goal |\n|---|---|---|---|---|\n")
+		for _, x := range r.Ratios {
+			p("| %s | %.1f | %.1f | %.2f | %s |\n", x.What, x.Ours, x.Baseline, x.Ratio, x.Goal)
+		}
+	}
+	return b.String()
+}
+
+// write stores report.json, report.md and latency.svg in dir.
+func (r *e2eReport) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), j, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(latencySVG(r)), 0o644)
+}
