@@ -49,6 +49,12 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 
 func newEnvWith(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, opts ...envOpt) *env {
 	t.Helper()
+	return newEnvVia(t, db, exchange, log, amqpURL, opts...)
+}
+
+// newEnvVia connects the consumer to brokerURL (a tcpProxy in the reconnect test).
+func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, brokerURL string, opts ...envOpt) *env {
+	t.Helper()
 	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +63,8 @@ func newEnvWith(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, 
 	ctx, cancel := context.WithCancel(context.Background())
 	var hub *ws.Hub
 	e.consumer, err = amqp.NewConsumer(amqp.ConsumerConfig{
-		Dialer:      amqp.NewDialer([]string{amqpURL}),
+		Dialer:      amqp.NewDialer([]string{brokerURL}),
+		MinBackoff:  20 * time.Millisecond,
 		Exchange:    exchange,
 		QueuePrefix: "test.realtime.",
 		Handle:      func(d amqp.Delivery) { hub.Deliver(d.Recipients, d.Body) },
