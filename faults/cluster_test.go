@@ -1,0 +1,126 @@
+//go:build faults
+
+package faults
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/socialnet/social/adapters/postgres/pgtest"
+	"github.com/socialnet/social/faults/testinfra"
+)
+
+// TestClusterFailoverLosesNoPost runs the dispatcher on node A and the realtime instance on node
+// B of a two-node RabbitMQ cluster. A post crosses the cluster (published on A, queued on B).
+// Then node B is stopped while posts keep coming: the realtime instance must move to A, declare
+// its queue there and restore every binding, and each follower — whose socket is closed with
+// 1012 and who reconnects with ?since= — must end up with every post exactly once after dedupe.
+func TestClusterFailoverLosesNoPost(t *testing.T) {
+	t.Parallel()
+	nodes := testinfra.StartRabbitNodes(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	b.JoinCluster(t, a)
+	if status := a.Ctl(t, "cluster_status"); !strings.Contains(status, b.Name) {
+		t.Fatalf("node b did not join node a's cluster:\n%s", status)
+	}
+
+	db := pgtest.New(t)
+	s := startStack(t, stackConfig{
+		databaseURL: db.URL,
+		// Each process connects to the first reachable node of its list.
+		dispatcherAMQP: a.URL() + "," + b.URL(),
+		realtimeAMQP:   b.URL() + "," + a.URL(),
+	})
+	if br := brokerOf(t, s.realtime, 0, "rabbitmq consumer connected", 30*time.Second); !onPort(br, b.Port) {
+		t.Fatalf("realtime connected to %s, want node b (port %d)", br, b.Port)
+	}
+
+	api := newAPIClient(t, s.apiURL)
+	author := api.register("author")
+	ctx := context.Background()
+	var feeds []*feed
+	var followers []user
+	for i := range 3 {
+		f := api.register("follower" + itoa(i))
+		api.follow(f, author)
+		followers = append(followers, f)
+		feeds = append(feeds, openFeed(t, ctx, s.wsURL, f))
+	}
+
+	// One post crosses the cluster: published on A, routed to the queue on B.
+	r, first := api.post(author, "hello across the cluster")
+	api.must(r, "first post")
+	for _, f := range feeds {
+		f.waitFor([]string{first}, 15*time.Second)
+	}
+	if conns := connectionsByPort(t, a); conns[a.Port] != 1 || conns[b.Port] != 1 {
+		t.Fatalf("connections by node port %v: want the dispatcher on a (%d) and realtime on b (%d)", conns, a.Port, b.Port)
+	}
+
+	// Posts keep flowing while node B goes away.
+	p := startPoster(t, api, author, 25*time.Millisecond)
+	eventually(t, 10*time.Second, "posts flowing before the failover", func() bool { return p.count() >= 10 })
+	from := s.realtime.Lines()
+	stopped := time.Now()
+	b.Stop(t)
+	if br := brokerOf(t, s.realtime, from, "rabbitmq consumer connected", 30*time.Second); !onPort(br, a.Port) {
+		t.Fatalf("realtime reconnected to %s, want node a (port %d)", br, a.Port)
+	}
+	t.Logf("realtime moved from node b to node a %s after b was told to stop", time.Since(stopped).Round(time.Millisecond))
+	waitStatus(t, s.realtimeURL+"/readyz", 200, 10*time.Second)
+	// Every connected follower is bound again, on the surviving node.
+	eventually(t, 10*time.Second, "bindings of every follower on node a", func() bool {
+		bound := bindings(t, a)
+		for _, f := range followers {
+			if !bound[f.id] {
+				return false
+			}
+		}
+		return true
+	})
+	after := p.count()
+	eventually(t, 10*time.Second, "posts flowing after the failover", func() bool { return p.count() >= after+20 })
+	ids := append([]string{first}, p.stop(t)...)
+
+	for i, f := range feeds {
+		f.waitFor(ids, 30*time.Second)
+		dups := f.exactlyOnce(ids)
+		resumed := false
+		for _, c := range f.codes() {
+			resumed = resumed || c == websocket.StatusServiceRestart
+		}
+		if !resumed {
+			t.Errorf("follower %d: socket was not closed with 1012 after the failover (codes %v)", i, f.codes())
+		}
+		t.Logf("follower %d: %d posts, %d duplicates removed by dedupe, %d connections", i, len(ids), dups, f.connectCount())
+	}
+}
+
+// connectionsByPort counts the cluster's client connections by the node port they reached.
+func connectionsByPort(t *testing.T, n *testinfra.RabbitNode) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	for _, line := range strings.Split(n.Ctl(t, "list_connections", "--no-table-headers", "port"), "\n") {
+		if p := strings.TrimSpace(line); p != "" {
+			out[atoi(p)]++
+		}
+	}
+	return out
+}
+
+// bindings returns the routing keys bound to realtime queues.
+func bindings(t *testing.T, n *testinfra.RabbitNode) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, line := range strings.Split(n.Ctl(t, "list_bindings", "--no-table-headers", "destination_name", "routing_key"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && strings.HasPrefix(f[0], "social.realtime.") {
+			out[f[1]] = true
+		}
+	}
+	return out
+}
