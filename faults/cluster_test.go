@@ -88,7 +88,7 @@ func TestClusterFailoverLosesNoPost(t *testing.T) {
 
 	for i, f := range feeds {
 		f.waitFor(ids, 30*time.Second)
-		dups := f.exactlyOnce(ids)
+		dups, _ := f.exactlyOnce(ids)
 		resumed := false
 		for _, c := range f.codes() {
 			resumed = resumed || c == websocket.StatusServiceRestart

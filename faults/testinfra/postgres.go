@@ -2,11 +2,14 @@ package testinfra
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -77,6 +80,7 @@ func (p *Postgres) Stop(t testing.TB) {
 
 func (p *Postgres) destroy(t testing.TB) {
 	if _, err := os.Stat(filepath.Join(p.data(), "postmaster.pid")); err == nil {
+		_ = p.signalAllErr(syscall.SIGCONT) // a test that failed while the server was frozen
 		if out, err := p.run(time.Minute, "pg_ctl", "-D", p.data(), "-m", "immediate", "-w", "stop"); err != nil {
 			t.Logf("pg_ctl stop: %v: %s", err, out)
 			if pid := readPid(filepath.Join(p.data(), "postmaster.pid")); pid > 0 {
@@ -99,3 +103,57 @@ func (p *Postgres) run(timeout time.Duration, tool string, args ...string) ([]by
 
 // portString is for log messages.
 func (p *Postgres) String() string { return "postgres on 127.0.0.1:" + strconv.Itoa(p.Port) }
+
+// Freeze stops (SIGSTOP) the postmaster and every backend: the server is up but answers nothing,
+// the hardest case for clients (no error, only silence). Thaw resumes it.
+func (p *Postgres) Freeze(t testing.TB) { t.Helper(); p.signalAll(t, syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (p *Postgres) Thaw(t testing.TB) { t.Helper(); p.signalAll(t, syscall.SIGCONT) }
+
+func (p *Postgres) signalAll(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := p.signalAllErr(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *Postgres) signalAllErr(sig syscall.Signal) error {
+	root := readPid(filepath.Join(p.data(), "postmaster.pid"))
+	if root <= 0 {
+		return fmt.Errorf("%s: no postmaster.pid", p)
+	}
+	pids := append([]int{root}, childrenOf(root)...)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// childrenOf lists the direct children of pid from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the ")" closing the command name: state, ppid, ...
+		s := string(b)
+		rest := s[strings.LastIndexByte(s, ')')+1:]
+		f := strings.Fields(rest)
+		if len(f) > 1 {
+			if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
+}
