@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -92,13 +93,16 @@ type Consumer struct {
 	cfg   ConsumerConfig
 	queue string
 
-	// mu guards bindings, ch and connected; Bind/Unbind hold it across their RPC so that a restore
-	// after a reconnect and a concurrent Bind can never leave a wanted binding missing.
-	mu        sync.Mutex
-	bindings  map[string]struct{} // the bindings we want: every user with a local socket
-	ch        *amqp091.Channel    // channel for bind/unbind (a failed RPC closes it, not the consumer's)
-	conn      *amqp091.Connection // current connection, nil while disconnected
-	connected bool
+	// mu guards bindings, ch, conn and changes of connected; Bind/Unbind hold it across their RPC
+	// so that a restore after a reconnect and a concurrent Bind can never leave a wanted binding
+	// missing. (Parallel binds would not be faster: the broker serialises binding changes —
+	// measured at tens of ms each on RabbitMQ 3.10 here, with 1 or 64 channels alike.)
+	mu       sync.Mutex
+	bindings map[string]struct{} // the bindings we want: every user with a local socket
+	ch       *amqp091.Channel    // channel for bind/unbind (a failed RPC closes it, not the consumer's)
+	conn     *amqp091.Connection // current connection, nil while disconnected
+	// connected is read without mu by Ready, which must answer while a long restore holds mu.
+	connected atomic.Bool
 }
 
 // NewConsumer returns a Consumer; Run connects it.
@@ -115,9 +119,7 @@ func (c *Consumer) QueueName() string { return c.queue }
 
 // Ready reports whether the consumer currently has its queue and bindings on a live connection.
 func (c *Consumer) Ready(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.connected {
+	if !c.connected.Load() {
 		return ErrNotConnected
 	}
 	return nil
@@ -130,7 +132,7 @@ func (c *Consumer) Bind(_ context.Context, userID string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bindings[userID] = struct{}{}
-	if !c.connected {
+	if !c.connected.Load() {
 		return nil
 	}
 	if err := c.bindLocked(userID); err != nil {
@@ -147,7 +149,7 @@ func (c *Consumer) Unbind(_ context.Context, userID string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.bindings, userID)
-	if !c.connected {
+	if !c.connected.Load() {
 		return nil
 	}
 	if err := c.ch.QueueUnbind(c.queue, userID, c.cfg.Exchange, nil); err != nil {
@@ -167,7 +169,7 @@ func (c *Consumer) bindLocked(userID string) error {
 // connection so Run reconnects and restores everything from c.bindings.
 func (c *Consumer) dropChannelLocked(err error) {
 	c.cfg.Logger.Warn("rabbitmq binding failed; reconnecting", slog.Any("err", err))
-	c.connected = false
+	c.connected.Store(false)
 	if c.conn != nil {
 		_ = c.conn.Close()
 	}
@@ -218,7 +220,8 @@ func (c *Consumer) session(ctx context.Context) error {
 	}
 	defer func() {
 		c.mu.Lock()
-		c.connected, c.conn, c.ch = false, nil, nil
+		c.connected.Store(false)
+		c.conn, c.ch = nil, nil
 		c.mu.Unlock()
 	}()
 	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
@@ -280,7 +283,7 @@ func (c *Consumer) setup(conn *amqp091.Connection) (<-chan amqp091.Delivery, err
 		c.ch, c.conn = nil, nil
 		return nil, fmt.Errorf("consume %s: %w", c.queue, err)
 	}
-	c.connected = true
+	c.connected.Store(true)
 	return deliveries, nil
 }
 

@@ -1,10 +1,367 @@
 package main
 
 import (
+	"bufio"
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/domain"
 )
 
+const wsUsage = `socialbench ws — idle websocket capacity and delivery latency, ours vs a bare coder/websocket server
+
+Each server runs in a child process (so its RSS holds only the sockets). Same clients for both:
+  1. open -conns idle sockets (one user each), RSS delta / socket
+  2. close all but -users of them, deliver -frames frames at -rate/s, one user each, round robin;
+     latency = frame created_at -> received by the client (p50/p99)
+Ours: the realtime hub + adapters/amqp consumer (exclusive queue, a binding per user), frames
+published to RabbitMQ. Baseline: a bare coder/websocket server writing frames from an in-process
+channel. Raise the open file limit (ulimit -n) if the hard limit is below 2 x conns + slack.
+
+Flags:
+`
+
+// runWS is the parent (measuring) process, or with --serve a child server.
 func runWS(ctx context.Context, args []string) error {
-	return errors.New("ws: not implemented yet")
+	fs := flag.NewFlagSet("ws", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), wsUsage); fs.PrintDefaults() }
+	conns := fs.Int("conns", 10000, "idle sockets to open")
+	users := fs.Int("users", 1000, "connected users during the latency phase")
+	perUser := fs.Int("sockets-per-user", 1, "idle sockets per user (tabs); each user costs ours one broker binding")
+	frames := fs.Int("frames", 5000, "frames to deliver in the latency phase")
+	rate := fs.Int("rate", 1000, "frames per second in the latency phase")
+	amqpURL := fs.String("amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ")
+	serve := fs.String("serve", "", "internal: run a server (ours|baseline) in this process")
+	exchange := fs.String("exchange", "", "internal: the exchange of the child server")
+	secret := fs.String("secret", "", "internal: the JWT secret of the child server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *serve != "" {
+		return serveWS(ctx, wsServerFlags{kind: *serve, amqpURL: *amqpURL, exchange: *exchange, secret: *secret})
+	}
+	raiseNoFile()
+	nUsers := max(1, *conns/max(1, *perUser))
+	b := &wsBench{conns: *conns, nUsers: nUsers, users: min(*users, nUsers), frames: *frames, rate: *rate, amqpURL: *amqpURL,
+		exchange: "bench.feed." + uuid.NewString(), secret: uuid.NewString() + uuid.NewString()}
+	defer b.deleteExchange()
+	var results []wsResult
+	for _, kind := range []string{"baseline", "ours"} {
+		r, err := b.run(ctx, kind)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		results = append(results, r)
+	}
+	printWSResults(os.Stdout, b, results)
+	return nil
+}
+
+type wsBench struct {
+	conns, nUsers, users, frames, rate int
+	amqpURL, exchange, secret          string
+}
+
+type wsResult struct {
+	kind            string
+	conns           int
+	rssBefore       int64 // bytes
+	rssAfter        int64
+	connectDuration time.Duration
+	p50, p99, max   time.Duration
+	received        int
+}
+
+func (r wsResult) perConn() float64 { return float64(r.rssAfter-r.rssBefore) / float64(r.conns) }
+
+func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
+	res := wsResult{kind: kind, conns: b.conns}
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, "ws", "--serve", kind, "--amqp-url", b.amqpURL, "--exchange", b.exchange, "--secret", b.secret)
+	cmd.Stderr = os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return res, err
+	}
+	if err := cmd.Start(); err != nil {
+		return res, err
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return res, fmt.Errorf("child server did not start: %w", err)
+	}
+	base := "http://" + strings.TrimSpace(line)
+	pid := cmd.Process.Pid
+
+	if _, err := stats(base, true); err != nil {
+		return res, err
+	}
+	res.rssBefore = rss(pid)
+	tokens, err := auth.NewTokens(b.secret, time.Hour)
+	if err != nil {
+		return res, err
+	}
+	userIDs := make([]string, b.nUsers)
+	for i := range userIDs {
+		userIDs[i] = uuid.NewString()
+	}
+	// Socket i belongs to user i mod nUsers: sockets 0..nUsers-1 are each user's first.
+	ids := make([]string, b.conns)
+	for i := range ids {
+		ids[i] = userIDs[i%b.nUsers]
+	}
+	lat := &latencies{}
+	clients := make([]*websocket.Conn, b.conns)
+	start := time.Now()
+	if err := dialAll(ctx, base, ids, tokens, clients, lat); err != nil {
+		return res, err
+	}
+	res.connectDuration = time.Since(start)
+	if err := waitConnections(base, b.conns); err != nil {
+		return res, err
+	}
+	if _, err := stats(base, true); err != nil {
+		return res, err
+	}
+	res.rssAfter = rss(pid)
+	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB\n", kind, b.conns, res.connectDuration.Round(time.Millisecond),
+		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20))
+
+	// Latency phase: keep one socket for each of the first b.users users.
+	for _, c := range clients[b.users:] {
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+	if err := waitConnections(base, b.users); err != nil {
+		return res, err
+	}
+	targets := ids[:b.users]
+	switch kind {
+	case "baseline":
+		body, _ := json.Marshal(targets)
+		resp, err := http.Post(fmt.Sprintf("%s/emit?n=%d&rate=%d", base, b.frames, b.rate), "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			return res, err
+		}
+		resp.Body.Close()
+	case "ours":
+		if err := b.publish(ctx, targets); err != nil {
+			return res, err
+		}
+	}
+	deadline := time.Now().Add(time.Duration(b.frames/b.rate+30) * time.Second)
+	for lat.count() < b.frames && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	res.received = lat.count()
+	res.p50, res.p99, res.max = lat.percentiles()
+	for _, c := range clients[:b.users] {
+		c.CloseNow()
+	}
+	return res, nil
+}
+
+// publish sends the frames to RabbitMQ as the dispatcher does (routing key = the user), paced.
+func (b *wsBench) publish(ctx context.Context, users []string) error {
+	conn, err := amqp091.Dial(b.amqpURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for i := range b.frames {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(b.rate))))
+		body, _ := json.Marshal(benchFrame(int64(i + 1)))
+		err := ch.PublishWithContext(ctx, b.exchange, users[i%len(users)], false, false, amqp091.Publishing{
+			ContentType: "application/json", DeliveryMode: amqp091.Transient, Body: body})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *wsBench) deleteExchange() {
+	conn, err := amqp091.Dial(b.amqpURL)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		_ = ch.ExchangeDelete(b.exchange, false, false)
+	}
+}
+
+// dialAll opens one socket per id, 64 at a time; every socket reads frames into lat.
+func dialAll(ctx context.Context, base string, ids []string, tokens *auth.Tokens, clients []*websocket.Conn, lat *latencies) error {
+	url := "ws" + strings.TrimPrefix(base, "http") + "/post/feed/posted"
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		firstErr error
+		errOnce  sync.Once
+	)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) || ctx.Err() != nil {
+					return
+				}
+				tok, _ := tokens.Issue(ids[i])
+				dctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // ours waits for its broker binding
+				c, _, err := websocket.Dial(dctx, url+"?user="+ids[i],
+					&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
+				cancel()
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("socket %d: %w", i, err) })
+					return
+				}
+				clients[i] = c
+				go lat.read(c)
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) read(c *websocket.Conn) {
+	for {
+		_, b, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		var f domain.FeedFrame
+		if json.Unmarshal(b, &f) != nil {
+			continue
+		}
+		l.mu.Lock()
+		l.d = append(l.d, now.Sub(f.CreatedAt))
+		l.mu.Unlock()
+	}
+}
+
+func (l *latencies) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.d) }
+
+func (l *latencies) percentiles() (p50, p99, mx time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(l.d)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return at(0.50), at(0.99), s[len(s)-1]
+}
+
+func stats(base string, gc bool) (map[string]int, error) {
+	u := base + "/stats"
+	if gc {
+		u += "?gc=1"
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]int
+	return m, json.NewDecoder(resp.Body).Decode(&m)
+}
+
+func waitConnections(base string, n int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m, err := stats(base, false)
+		if err != nil {
+			return err
+		}
+		if m["connections"] == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server holds %d sockets, want %d", m["connections"], n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rss reads a process's resident set size from /proc (Linux).
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// raiseNoFile lifts the soft open-file limit to the hard limit: 10,000 sockets need 10,000 fds on
+// each side.
+func raiseNoFile() {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+func printWSResults(w io.Writer, b *wsBench, rs []wsResult) {
+	fmt.Fprintf(w, "\nsocialbench ws: %d idle sockets of %d users; latency with %d users, %d frames at %d/s\n\n", b.conns, b.nUsers, b.users, b.frames, b.rate)
+	fmt.Fprintf(w, "%-9s %12s %14s %12s %10s %10s %10s %10s\n", "server", "sockets", "RSS/socket", "connect", "p50", "p99", "max", "received")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%-9s %12d %11.1f KiB %12s %10s %10s %10s %6d/%d\n", r.kind, r.conns, r.perConn()/1024,
+			r.connectDuration.Round(time.Millisecond), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
+			r.max.Round(10*time.Microsecond), r.received, b.frames)
+	}
+	if len(rs) == 2 && rs[0].perConn() > 0 && rs[0].p50 > 0 {
+		base, ours := rs[0], rs[1]
+		fmt.Fprintf(w, "\nratio ours/baseline: RSS per socket %.2fx, p50 %.2fx, p99 %.2fx\n",
+			ours.perConn()/base.perConn(), float64(ours.p50)/float64(base.p50), float64(ours.p99)/float64(base.p99))
+	}
+	if missing := slices.ContainsFunc(rs, func(r wsResult) bool { return r.received < b.frames }); missing {
+		fmt.Fprintln(w, "\nwarning: some frames were not received before the deadline")
+	}
 }
