@@ -90,9 +90,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := &session{h: h, c: c, ws: ws, base: base, log: log}
 	if since >= 0 {
 		if err := s.resume(since); err != nil {
-			if ctx := base; ctx.Err() == nil && readCtx.Err() == nil {
+			if readCtx.Err() == nil { // not just the client leaving mid-resume
 				log.Warn("resume failed", slog.Any("err", err))
-				ws.Close(websocket.StatusInternalError, "resume failed: reconnect with since")
+				s.close(websocket.StatusInternalError, "resume failed: reconnect with since")
 			}
 			return
 		}
