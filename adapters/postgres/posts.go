@@ -16,34 +16,40 @@ import (
 // read model and inserts the outbox row atomically: if any of the three fails, none is stored and
 // the caller gets an error (no post that followers would never hear of, no frame for a lost post).
 type PostService struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool  *pgxpool.Pool
+	now   func() time.Time
+	group *createGroup
 }
 
 var _ domain.PostService = (*PostService)(nil)
 
 // NewPostService returns a PostService on pool.
 func NewPostService(pool *pgxpool.Pool) *PostService {
-	return &PostService{pool: pool, now: time.Now}
+	// Half the pool for concurrent post transactions leaves the rest to reads; 64 posts per
+	// shared transaction keep one batch well under a megabyte of statements.
+	slots := max(1, int(pool.Config().MaxConns)/2)
+	return &PostService{pool: pool, now: time.Now, group: newCreateGroup(pool, slots, 64)}
 }
 
 // Create publishes a post. The three inserts travel in one batch, i.e. one round trip and one
 // implicit transaction; the commit is synchronous, so a returned id means event and outbox row
-// are durable.
+// are durable. Under load, concurrent calls share the transaction (group commit, posts_group.go).
 func (s *PostService) Create(ctx context.Context, authorID, text string) (domain.Post, error) {
 	if err := domain.ValidatePostText(text); err != nil {
 		return domain.Post{}, err
 	}
 	p := domain.Post{ID: uuid.Must(uuid.NewV7()).String(), Text: text, AuthorUserID: authorID, CreatedAt: s.now().UTC()}
 	e := makeEvent(p.ID, 1, domain.EventPostCreated, domain.PostChanged{PostID: p.ID, AuthorUserID: authorID, Text: text}, p.CreatedAt)
-	b := &pgx.Batch{}
-	if err := queueAppend(b, e); err != nil {
-		return domain.Post{}, err
+	queue := func(b *pgx.Batch) error {
+		if err := queueAppend(b, e); err != nil {
+			return err
+		}
+		b.Queue(`INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $4, 1)`,
+			p.ID, authorID, text, p.CreatedAt)
+		queueOutbox(b, e, authorID)
+		return nil
 	}
-	b.Queue(`INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $4, 1)`,
-		p.ID, authorID, text, p.CreatedAt)
-	queueOutbox(b, e, authorID)
-	if err := sendBatch(ctx, s.pool, b); err != nil {
+	if err := s.group.do(ctx, queue); err != nil {
 		if isForeignKey(err, "posts_author_user_id_fkey") {
 			return domain.Post{}, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
 		}
