@@ -47,8 +47,8 @@ WITH claimed AS (
 ), assigned AS (
     UPDATE outbox o SET position = n.pos FROM numbered n WHERE o.id = n.id RETURNING o.id
 )
-SELECT c.id, o.event_id::text, o.author_user_id::text, COALESCE(n.pos, c.position), o.attempts, o.created_at,
-       e.type, e.payload, e.created_at
+SELECT c.id, o.event_id::text, o.author_user_id::text, COALESCE(n.pos, c.position), n.pos IS NOT NULL,
+       o.attempts, o.created_at, e.type, e.payload, e.created_at
 FROM claimed c
 JOIN outbox o ON o.id = c.id
 JOIN events e ON e.id = o.event_id
@@ -66,12 +66,14 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 	}
 	defer rows.Close()
 	var out []*row
+	var lastFresh int64 // the last position numbered by this claim
 	for rows.Next() {
 		r := &row{}
 		var typ string
 		var payload []byte
 		var at time.Time
-		if err := rows.Scan(&r.id, &r.eventID, &r.author, &r.position, &r.attempts, &r.createdAt, &typ, &payload, &at); err != nil {
+		var fresh bool
+		if err := rows.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at); err != nil {
 			return nil, fmt.Errorf("claim outbox rows: %w", err)
 		}
 		var p domain.PostChanged
@@ -83,16 +85,18 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		if r.frame, err = json.Marshal(domain.NewFeedFrame(typ, p, r.position, at)); err != nil {
 			return nil, fmt.Errorf("encode frame of event %s: %w", r.eventID, err)
 		}
+		// Positions numbered by this claim must grow with id. Replayed rows keep their old
+		// positions, which need not follow id order, so they are not checked.
+		if fresh {
+			if r.position <= lastFresh {
+				return nil, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", r.position, lastFresh)
+			}
+			lastFresh = r.position
+		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("claim outbox rows: %w", err)
-	}
-	for i := 1; i < len(out); i++ {
-		// Replayed rows keep their old (smaller) position; fresh ones must grow with id.
-		if out[i].position <= out[i-1].position && out[i].position > out[0].position {
-			return nil, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", out[i].position, out[i-1].position)
-		}
 	}
 	return out, nil
 }
