@@ -261,7 +261,7 @@ func TestOnlyMainReadsTheEnvironment(t *testing.T) {
 			return err
 		}
 		allowed := strings.HasSuffix(path, filepath.Join("cmd", "social", "main.go")) ||
-			strings.Contains(path, "pgtest") || strings.Contains(path, "amqptest") || strings.Contains(path, "socialbench")
+			strings.Contains(path, "pgtest") || strings.Contains(path, "testinfra") || strings.Contains(path, "socialbench")
 		if re.Match(src) && !allowed {
 			t.Errorf("%s reads the environment; only cmd/social/main.go may", path)
 		}
