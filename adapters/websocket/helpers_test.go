@@ -101,7 +101,7 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		<-done
 		deleteExchange(t, exchange)
 	})
-	waitFor(t, 10*time.Second, "consumer ready", func() bool { return e.consumer.Ready(context.Background()) == nil })
+	waitFor(t, 20*time.Second, "consumer ready", func() bool { return e.consumer.Ready(context.Background()) == nil })
 
 	conn, err := amqp091.Dial(amqpURL)
 	if err != nil {

@@ -106,7 +106,7 @@ func TestSubprotocolAuthIsAnsweredBearer(t *testing.T) {
 		t.Fatalf("subprotocol %q, want bearer", got)
 	}
 	e.publish(t, frameAt(1, user), user)
-	if f := c.next(5 * time.Second); f.Position != 1 {
+	if f := c.next(15 * time.Second); f.Position != 1 {
 		t.Fatalf("frame %+v", f)
 	}
 }
@@ -122,21 +122,21 @@ func TestFramesReachEveryTabOfRecipientsAndNobodyElse(t *testing.T) {
 	author := uuid.NewString()
 	e.publish(t, frameAt(1, author), a, b) // routing key a, CC [b]
 	for _, c := range []*client{a1, a2, bq} {
-		if f := c.next(5 * time.Second); f.Position != 1 || f.AuthorUserID != author {
+		if f := c.next(15 * time.Second); f.Position != 1 || f.AuthorUserID != author {
 			t.Fatalf("frame %+v", f)
 		}
 	}
 	e.publish(t, frameAt(2, author), b, uuid.NewString()) // only b (and a user not connected here)
-	if f := bq.next(5 * time.Second); f.Position != 2 {
+	if f := bq.next(15 * time.Second); f.Position != 2 {
 		t.Fatalf("frame %+v", f)
 	}
 	e.publish(t, frameAt(3, author), other)
-	if f := o.next(5 * time.Second); f.Position != 3 {
+	if f := o.next(15 * time.Second); f.Position != 3 {
 		t.Fatalf("other got %+v first: a frame for someone else leaked", f)
 	}
 	e.publish(t, frameAt(4, author), a)
 	for _, c := range []*client{a1, a2} {
-		if f := c.next(5 * time.Second); f.Position != 4 {
+		if f := c.next(15 * time.Second); f.Position != 4 {
 			t.Fatalf("a got %+v, want position 4 (2 and 3 were not for a)", f)
 		}
 	}
@@ -154,7 +154,7 @@ func TestExpiredTokenClosesWith4001(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.dialWith(t, e.wsURL(""), &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
-	if got := c.closeStatus(5 * time.Second); got != ws.StatusTokenExpired {
+	if got := c.closeStatus(15 * time.Second); got != ws.StatusTokenExpired {
 		t.Fatalf("close status %d, want 4001", got)
 	}
 }
@@ -171,12 +171,12 @@ func TestBindingRemovedAfterLastSocketCloses(t *testing.T) {
 		t.Fatal("not bound with two sockets")
 	}
 	c1.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 5*time.Second, "first socket gone", func() bool { return e.hub.Connections() == 1 })
+	waitFor(t, 15*time.Second, "first socket gone", func() bool { return e.hub.Connections() == 1 })
 	if !e.bound(t, user) {
 		t.Fatal("unbound while a socket is still open")
 	}
 	c2.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 5*time.Second, "binding removed", func() bool { return !e.bound(t, user) })
+	waitFor(t, 15*time.Second, "binding removed", func() bool { return !e.bound(t, user) })
 }
 
 func TestShutdownClosesSocketsWith1001(t *testing.T) {
@@ -188,7 +188,7 @@ func TestShutdownClosesSocketsWith1001(t *testing.T) {
 	if err := e.hub.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.closeStatus(5 * time.Second); got != websocket.StatusGoingAway {
+	if got := c.closeStatus(15 * time.Second); got != websocket.StatusGoingAway {
 		t.Fatalf("close status %d, want 1001", got)
 	}
 }
@@ -202,9 +202,9 @@ func TestQueryTokenIsNeverLogged(t *testing.T) {
 	tok := e.token(t, user)
 	c := e.dialWith(t, e.wsURL("since=0&token="+tok), nil)
 	e.publish(t, frameAt(1, uuid.NewString()), user)
-	c.next(5 * time.Second)
+	c.next(15 * time.Second)
 	c.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 5*time.Second, "socket gone", func() bool { return e.hub.Connections() == 0 })
+	waitFor(t, 15*time.Second, "socket gone", func() bool { return e.hub.Connections() == 0 })
 	out := buf.String()
 	if !strings.Contains(out, "token=REDACTED") {
 		t.Fatalf("expected a redacted connect line in the debug log:\n%s", out)

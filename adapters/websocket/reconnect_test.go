@@ -23,7 +23,7 @@ func TestBrokerReconnectRestoresBindingsAndAsksClientsToResume(t *testing.T) {
 	user := uuid.NewString()
 	c := e.dial(t, user, "")
 	e.publish(t, frameAt(1, uuid.NewString()), user)
-	c.next(5 * time.Second)
+	c.next(15 * time.Second)
 
 	// A binding held by the consumer itself (no socket) shows the restore independently of the
 	// sockets, which the hub closes.
@@ -35,15 +35,15 @@ func TestBrokerReconnectRestoresBindingsAndAsksClientsToResume(t *testing.T) {
 	if got := c.closeStatus(10 * time.Second); got != 1012 {
 		t.Fatalf("close status %d, want 1012 (service restart: resume)", got)
 	}
-	waitFor(t, 10*time.Second, "consumer ready again", func() bool { return e.consumer.Ready(context.Background()) == nil })
+	waitFor(t, 20*time.Second, "consumer ready again", func() bool { return e.consumer.Ready(context.Background()) == nil })
 	if !e.bound(t, held) {
 		t.Fatal("binding not restored after reconnect")
 	}
-	waitFor(t, 10*time.Second, "the closed socket's binding removed", func() bool { return !e.bound(t, user) })
+	waitFor(t, 20*time.Second, "the closed socket's binding removed", func() bool { return !e.bound(t, user) })
 
 	c2 := e.dial(t, user, "since=1")
 	e.publish(t, frameAt(2, uuid.NewString()), user)
-	if f := c2.next(5 * time.Second); f.Position != 2 {
+	if f := c2.next(15 * time.Second); f.Position != 2 {
 		t.Fatalf("after reconnect got %+v", f)
 	}
 }

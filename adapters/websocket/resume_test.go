@@ -99,7 +99,7 @@ func TestResumeSendsMissedFramesThenLiveWithoutGapOrDuplicate(t *testing.T) {
 		e.publish(t, posts[4], reader)
 		e.publish(t, posts[5], reader)
 		for _, want := range []int64{posts[4].Position, posts[5].Position} {
-			if f := probe.next(5 * time.Second); f.Position != want {
+			if f := probe.next(15 * time.Second); f.Position != want {
 				t.Errorf("probe got %d, want %d", f.Position, want)
 			}
 		}
@@ -110,14 +110,14 @@ func TestResumeSendsMissedFramesThenLiveWithoutGapOrDuplicate(t *testing.T) {
 	c := e.dial(t, reader, "since="+itoa(posts[1].Position))
 	<-hookDone
 	for _, want := range posts[2:] {
-		f := c.next(5 * time.Second)
+		f := c.next(15 * time.Second)
 		if f.Position != want.Position || f.PostID != want.PostID || f.PostText != want.PostText {
 			t.Fatalf("got %+v, want %+v", f, want)
 		}
 	}
 	live := postRelayed(t, db, followed, "live after resume")
 	e.publish(t, live, reader)
-	if f := c.next(5 * time.Second); f.Position != live.Position {
+	if f := c.next(15 * time.Second); f.Position != live.Position {
 		t.Fatalf("after resume got position %d, want %d (a duplicate or a gap)", f.Position, live.Position)
 	}
 	expectNone(t, c)
@@ -148,7 +148,7 @@ func TestSlowReaderIsDisconnectedWhileFastOneKeepsReceiving(t *testing.T) {
 	}
 	defer slow.CloseNow()
 	slow.SetReadLimit(1 << 20)
-	waitFor(t, 5*time.Second, "both sockets registered", func() bool { return e.hub.Connections() == 2 })
+	waitFor(t, 15*time.Second, "both sockets registered", func() bool { return e.hub.Connections() == 2 })
 
 	pad := make([]byte, 32<<10)
 	_, _ = rand.Read(pad)
@@ -176,7 +176,7 @@ func TestSlowReaderIsDisconnectedWhileFastOneKeepsReceiving(t *testing.T) {
 	for got < n {
 		receive()
 	}
-	waitFor(t, 10*time.Second, "slow client evicted", func() bool {
+	waitFor(t, 20*time.Second, "slow client evicted", func() bool {
 		return e.metric("social_ws_slow_client_disconnects_total") == 1 && e.hub.Connections() == 1
 	})
 	// The slow client finds its socket closed: with 1013 if the close frame got through the full

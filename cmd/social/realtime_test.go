@@ -28,7 +28,7 @@ func TestSeedScenarioTwoRealtimeInstances(t *testing.T) {
 	p1 := post(t, api, u1, "hello from one")
 	var pos int64
 	for _, sock := range []*feedSocket{twoA, twoB} {
-		f := sock.next(10 * time.Second)
+		f := sock.next(20 * time.Second)
 		if f.PostID != p1 || f.PostText != "hello from one" || f.AuthorUserID != u1.id || f.Type != "post.created" || f.Position <= 0 {
 			t.Fatalf("%s got %+v", sock, f)
 		}
@@ -39,12 +39,12 @@ func TestSeedScenarioTwoRealtimeInstances(t *testing.T) {
 	// Later frames on the same instances and sockets prove the earlier one was not delivered.
 	p2 := post(t, api, u1, "second from one")
 	for _, sock := range []*feedSocket{twoA, twoB} {
-		if f := sock.next(10 * time.Second); f.PostID != p2 || f.Position <= pos {
+		if f := sock.next(20 * time.Second); f.PostID != p2 || f.Position <= pos {
 			t.Fatalf("%s got %+v, want the second post of user 1 (three's post must not arrive)", sock, f)
 		}
 	}
 	p3 := post(t, api, u2, "from two")
-	if f := one.next(10 * time.Second); f.PostID != p3 {
+	if f := one.next(20 * time.Second); f.PostID != p3 {
 		t.Fatalf("user1 got %+v, want user 2's post", f)
 	}
 	for _, sock := range []*feedSocket{one, twoA, twoB, threeA, threeB} {
@@ -79,7 +79,7 @@ func TestAllServesTheWebsocketOnTheAPIAddress(t *testing.T) {
 	// Outlive the API's request timeout: the socket must not be bound to the request context.
 	time.Sleep(600 * time.Millisecond)
 	id := post(t, base, author, "via all")
-	if f := sock.next(10 * time.Second); f.PostID != id {
+	if f := sock.next(20 * time.Second); f.PostID != id {
 		t.Fatalf("got %+v", f)
 	}
 }
