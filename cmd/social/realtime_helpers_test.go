@@ -117,7 +117,7 @@ func (s *stack) startRelay(t testing.TB) {
 		t.Fatal(err)
 	}
 	relay, err := outbox.NewRelay(outbox.Config{Pool: s.db.Pool, Publisher: pub, Exchange: s.exchange,
-		PollInterval: 200 * time.Millisecond, LockKey: int64(uuid.New().ID()), Logger: slog.New(slog.DiscardHandler)})
+		PollInterval: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
