@@ -75,10 +75,9 @@ type PublisherConfig struct {
 	ExchangeKind string
 	// ContentType of every message; default application/json.
 	ContentType string
-	// PublishTimeout bounds one Publish call (publishing and waiting for all confirms) when the
-	// first message's context has an earlier deadline, that one wins. Default 30s. When it passes
-	// the connection is dropped: that is the only way to unblock a write stuck on a connection
-	// the broker has blocked (memory alarm), and it makes the next Publish reconnect.
+	// PublishTimeout is how long Publish waits without progress (a write accepted or a confirm
+	// received) before it drops the connection and fails the unconfirmed messages with
+	// ErrUnavailable. Default 30s. The first message's context also ends the call.
 	PublishTimeout time.Duration
 	// ReconnectBackoffMin and ReconnectBackoffMax bound the wait between failed connection
 	// attempts (doubling). Within the wait Publish fails at once with ErrUnavailable instead of
@@ -171,7 +170,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(msgs[0].Context(), p.cfg.PublishTimeout)
+	ctx, cancel := context.WithCancel(msgs[0].Context())
 	defer cancel()
 
 	p.mu.Lock()
@@ -183,18 +182,32 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if err != nil {
 		return err
 	}
-	// A write blocks when the broker blocks the connection (resource alarm); amqp091's I/O ignores
-	// contexts, so on the deadline we drop the connection, which fails the stuck write.
+	// The watchdog fires when the broker made no progress (no write accepted, no confirm) for
+	// PublishTimeout, or when the message context ends. It drops the connection: amqp091's I/O
+	// ignores contexts, and a write blocks for as long as the broker blocks the connection
+	// (resource alarm); closing it fails the write and resolves every pending confirm. The bound
+	// is on progress, not on the whole call, so a slow but working broker (a big fan-out) is
+	// never cut off and retried forever.
+	var stalled, aborting atomic.Bool
 	aborted := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(aborted)
-		_ = s.conn.CloseDeadline(time.Now().Add(time.Second))
-	})
+	var abortOnce sync.Once
+	abort := func() {
+		abortOnce.Do(func() {
+			aborting.Store(true)
+			defer close(aborted)
+			_ = s.conn.CloseDeadline(time.Now().Add(time.Second))
+		})
+	}
+	watchdog := time.AfterFunc(p.cfg.PublishTimeout, func() { stalled.Store(true); abort() })
+	stopCtx := context.AfterFunc(ctx, abort)
 	defer func() {
-		if !stop() {
-			<-aborted // don't let the abort race with the next session
+		watchdog.Stop()
+		stopCtx()
+		if aborting.Load() {
+			<-aborted // finish closing this session before the next Publish
 		}
 	}()
+	progress := func() { watchdog.Reset(p.cfg.PublishTimeout) }
 
 	pending := make([]*amqp091.DeferredConfirmation, len(msgs))
 	failed := map[int]error{}
@@ -208,15 +221,19 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			break
 		}
 		pending[i] = dc
+		progress()
 	}
 	for i, dc := range pending {
 		if dc == nil {
 			continue
 		}
 		acked, err := dc.WaitContext(ctx)
+		progress()
 		switch {
 		case err != nil:
 			failed[i] = fmt.Errorf("%w: waiting for confirm: %w", ErrUnavailable, err)
+		case !acked && stalled.Load():
+			failed[i] = fmt.Errorf("%w: no progress for %s", ErrUnavailable, p.cfg.PublishTimeout)
 		case !acked && s.ch.IsClosed():
 			// amqp091 resolves outstanding confirmations as nacks when the channel closes.
 			failed[i] = fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
@@ -224,7 +241,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			failed[i] = fmt.Errorf("%w: message %s", ErrNacked, msgs[i].UUID)
 		}
 	}
-	if s.ch.IsClosed() || ctx.Err() != nil {
+	if s.ch.IsClosed() || ctx.Err() != nil || stalled.Load() {
 		p.drop("channel closed or publish deadline passed")
 	}
 	if len(failed) > 0 {

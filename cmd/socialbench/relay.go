@@ -2,9 +2,322 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/outbox"
 )
 
+// runRelay measures the outbox relay against raw amqp091-go publishing one message per follower
+// with pipelined confirms, on the same broker, to the same topology, in the same run.
+//
+//	go run ./cmd/socialbench relay -posts 1000 -followers 1000
 func runRelay(ctx context.Context, args []string) error {
-	return errors.New("relay: not implemented yet")
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	posts := fs.Int("posts", 1000, "posts in the outbox (N)")
+	followers := fs.Int("followers", 1000, "followers of every author (F)")
+	authors := fs.Int("authors", 10, "authors, posting round robin; all have the same F followers")
+	adminURL := fs.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL maintenance database (a fresh database is created and dropped)")
+	amqpURL := fs.String("amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
+	baselineMax := fs.Int("baseline-max", 300_000, "cap on the messages of the baseline run (its rate is what counts)")
+	window := fs.Int("window", 1000, "baseline: unconfirmed messages in flight")
+	batch := fs.Int("batch", 0, "relay BatchSize (0 = default)")
+	group := fs.Int("group", 0, "relay PublishGroup (0 = default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *authors > *posts {
+		*authors = *posts
+	}
+	b := &relayBench{posts: *posts, followers: *followers, authors: *authors, amqpURL: *amqpURL}
+	if err := b.setUp(ctx, *adminURL); err != nil {
+		b.tearDown()
+		return err
+	}
+	defer b.tearDown()
+
+	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors), %d follower deliveries\n",
+		b.posts, b.followers, b.authors, b.posts*b.followers)
+	relayDur, err := b.runRelay(ctx, *batch, *group)
+	if err != nil {
+		return err
+	}
+	total := float64(b.posts * b.followers)
+	relayRate := total / relayDur.Seconds()
+	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond))
+
+	n := min(b.posts*b.followers, *baselineMax)
+	baseDur, err := b.runBaseline(ctx, n, *window)
+	if err != nil {
+		return err
+	}
+	baseRate := float64(n) / baseDur.Seconds()
+	fmt.Printf("baseline: %10.0f deliveries/s  (raw amqp091-go, one message per follower, %d in flight, %d messages in %s)\n",
+		baseRate, *window, n, baseDur.Round(time.Millisecond))
+	fmt.Printf("ratio:    %.2f (relay deliveries/s ÷ baseline)\n", relayRate/baseRate)
+	return nil
+}
+
+type relayBench struct {
+	posts, followers, authors int
+	amqpURL                   string
+
+	admin    string
+	dbName   string
+	pool     *pgxpool.Pool
+	amqpConn *amqp091.Connection
+	ch       *amqp091.Channel
+	queue    string
+	// exchanges: the relay's and the baseline's, both bound to queue with every follower id.
+	relayEx, baseEx string
+	followerIDs     []string
+	frame           []byte
+	counted         atomic.Int64
+}
+
+func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
+	b.admin = adminURL
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer admin.Close(ctx)
+	b.dbName = "socialbench_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+b.dbName); err != nil {
+		return fmt.Errorf("create database: %w", err)
+	}
+	u, _ := url.Parse(adminURL)
+	u.Path = "/" + b.dbName
+	if b.pool, err = postgres.Open(ctx, u.String(), postgres.PoolConfig{MaxConns: 16}); err != nil {
+		return err
+	}
+	if _, err := postgres.Migrate(ctx, b.pool); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := b.fill(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("set-up: users, friendships and outbox filled in %s; ", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	if b.amqpConn, err = amqp091.Dial(b.amqpURL); err != nil {
+		return fmt.Errorf("dial rabbitmq: %w", err)
+	}
+	if b.ch, err = b.amqpConn.Channel(); err != nil {
+		return err
+	}
+	suffix := uuid.NewString()[:8]
+	b.relayEx, b.baseEx = "bench.relay."+suffix, "bench.base."+suffix
+	for _, ex := range []string{b.relayEx, b.baseEx} {
+		if err := b.ch.ExchangeDeclare(ex, amqp.ExchangeKind, true, false, false, false, nil); err != nil {
+			return err
+		}
+	}
+	// One queue with every follower bound: like one realtime instance with all of them online.
+	q, err := b.ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return err
+	}
+	b.queue = q.Name
+	for _, ex := range []string{b.relayEx, b.baseEx} {
+		for i, f := range b.followerIDs {
+			if err := b.ch.QueueBind(q.Name, f, ex, i < len(b.followerIDs)-1, nil); err != nil {
+				return fmt.Errorf("bind: %w", err)
+			}
+		}
+	}
+	fmt.Printf("%d bindings in %s\n", 2*len(b.followerIDs), time.Since(start).Round(time.Millisecond))
+	return b.consume()
+}
+
+// fill creates authors and followers, the friendships and N post events with their outbox rows,
+// by bulk SQL (the API is not what is measured here).
+func (b *relayBench) fill(ctx context.Context) error {
+	authorIDs := newIDs(b.authors)
+	b.followerIDs = newIDs(b.followers)
+	users := append(append([]string{}, authorIDs...), b.followerIDs...)
+	if _, err := b.pool.Exec(ctx, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		SELECT id, 'Bench', 'User', '2000-01-01', '', 'City', 'x', 1 FROM unnest($1::uuid[]) AS id`, users); err != nil {
+		return fmt.Errorf("insert users: %w", err)
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO friendships (user_id, friend_id)
+		SELECT f, a FROM unnest($1::uuid[]) AS a, unnest($2::uuid[]) AS f`, authorIDs, b.followerIDs); err != nil {
+		return fmt.Errorf("insert friendships: %w", err)
+	}
+	postIDs, eventIDs, postAuthors, payloads := newIDs(b.posts), newIDs(b.posts), make([]string, b.posts), make([][]byte, b.posts)
+	for i := range b.posts {
+		postAuthors[i] = authorIDs[i%b.authors]
+		payloads[i], _ = json.Marshal(domain.PostChanged{PostID: postIDs[i], AuthorUserID: postAuthors[i], Text: fmt.Sprintf("benchmark post %d", i)})
+	}
+	b.frame, _ = json.Marshal(domain.NewFeedFrame(domain.EventPostCreated, domain.PostChanged{PostID: postIDs[0], AuthorUserID: postAuthors[0], Text: "benchmark post 0"}, 1, time.Now()))
+	_, err := b.pool.Exec(ctx, `
+		WITH p AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[]) WITH ORDINALITY AS p(post, event, author, payload, n)),
+		ev AS (INSERT INTO events (id, aggregate_id, aggregate_version, type, payload)
+		       SELECT event, post, 1, 'post.created', payload FROM p ORDER BY n),
+		ps AS (INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version)
+		       SELECT post, author, payload->>'text', now(), now(), 1 FROM p)
+		INSERT INTO outbox (event_id, author_user_id) SELECT event, author FROM p ORDER BY n`,
+		postIDs, eventIDs, postAuthors, payloads)
+	if err != nil {
+		return fmt.Errorf("fill outbox: %w", err)
+	}
+	return nil
+}
+
+func newIDs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	return out
+}
+
+// consume counts follower deliveries: one per user named in the routing key and CC of each
+// delivered message (one realtime instance would hand the frame to each of them).
+func (b *relayBench) consume() error {
+	ch, err := b.amqpConn.Channel()
+	if err != nil {
+		return err
+	}
+	ds, err := ch.Consume(b.queue, "", true, true, false, false, nil)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for d := range ds {
+			n := int64(1)
+			if cc, ok := d.Headers[amqp.HeaderCC].([]interface{}); ok {
+				n += int64(len(cc))
+			}
+			b.counted.Add(n)
+		}
+	}()
+	return nil
+}
+
+// waitCount waits until want deliveries were counted since reset, or 10 minutes.
+func (b *relayBench) waitCount(ctx context.Context, want int64) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for b.counted.Load() < want {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d deliveries arrived", b.counted.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+func (b *relayBench) runRelay(ctx context.Context, batch, group int) (time.Duration, error) {
+	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog()})
+	if err != nil {
+		return 0, err
+	}
+	defer pub.Close()
+	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, Exchange: b.relayEx, Logger: quietLog(),
+		BatchSize: batch, PublishGroup: group})
+	if err != nil {
+		return 0, err
+	}
+	b.counted.Store(0)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- r.Run(rctx) }()
+	err = b.waitCount(ctx, int64(b.posts*b.followers))
+	d := time.Since(start)
+	cancel()
+	if rerr := <-done; rerr != nil {
+		return 0, rerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	var pending int
+	if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE status <> 'relayed'`).Scan(&pending); err == nil && pending > 0 {
+		fmt.Printf("note: %d rows not marked relayed when the last delivery arrived\n", pending)
+	}
+	return d, nil
+}
+
+// runBaseline publishes n messages, one per follower (routing key = follower id, no CC), each
+// with the frame as body, keeping window unconfirmed messages in flight.
+func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Duration, error) {
+	ch, err := b.amqpConn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		return 0, err
+	}
+	b.counted.Store(0)
+	inFlight := make([]*amqp091.DeferredConfirmation, 0, window)
+	start := time.Now()
+	for i := range n {
+		if len(inFlight) == window {
+			if !inFlight[0].Wait() {
+				return 0, errors.New("baseline: message nacked")
+			}
+			inFlight = inFlight[1:]
+		}
+		dc, err := ch.PublishWithDeferredConfirm(b.baseEx, b.followerIDs[i%len(b.followerIDs)], false, false, amqp091.Publishing{
+			ContentType: "application/json", DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: b.frame})
+		if err != nil {
+			return 0, err
+		}
+		inFlight = append(inFlight, dc)
+	}
+	for _, dc := range inFlight {
+		dc.Wait()
+	}
+	if err := b.waitCount(ctx, int64(n)); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func (b *relayBench) tearDown() {
+	if b.ch != nil {
+		_ = b.ch.ExchangeDelete(b.relayEx, false, false)
+		_ = b.ch.ExchangeDelete(b.baseEx, false, false)
+	}
+	if b.amqpConn != nil {
+		_ = b.amqpConn.Close()
+	}
+	if b.pool != nil {
+		b.pool.Close()
+	}
+	if b.dbName == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if admin, err := pgx.Connect(ctx, b.admin); err == nil {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+b.dbName+" WITH (FORCE)")
+		_ = admin.Close(ctx)
+	}
+}
+
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
