@@ -16,7 +16,8 @@ type Config struct {
 	// with the pool's settings: it holds the leader lock, LISTENs and claims.
 	Pool *pgxpool.Pool
 	// Publisher publishes a call's messages and returns once the broker confirmed all of them
-	// (adapters/amqp.Publisher). Its *amqp.PublishError tells which messages failed.
+	// (adapters/amqp.Publisher). Its *amqp.PublishError tells which messages failed; its own
+	// progress timeout bounds every call.
 	Publisher message.Publisher
 	// Exchange is the topic passed to Publisher: the feed exchange (default "social.feed").
 	Exchange string
@@ -52,8 +53,6 @@ type Config struct {
 	// ErrorBackoffMin and ErrorBackoffMax bound the pause after the broker or the database was
 	// unavailable (doubling while it lasts). Defaults 100ms and 10s.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
-	// PublishTimeout bounds one Publish call (default 30s).
-	PublishTimeout time.Duration
 
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -104,9 +103,6 @@ func (c *Config) setDefaults() {
 	if c.ErrorBackoffMax == 0 {
 		c.ErrorBackoffMax = 10 * time.Second
 	}
-	if c.PublishTimeout == 0 {
-		c.PublishTimeout = 30 * time.Second
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -127,8 +123,8 @@ func (c Config) Validate() error {
 	if c.PageSize < 1 || c.PageSize > 1000 {
 		errs = append(errs, errors.New("outbox relay: PageSize must be 1..1000 (CC header size)"))
 	}
-	if c.PollInterval <= 0 || c.LeaderRetryInterval <= 0 || c.PublishTimeout <= 0 {
-		errs = append(errs, errors.New("outbox relay: PollInterval, LeaderRetryInterval and PublishTimeout must be positive"))
+	if c.PollInterval <= 0 || c.LeaderRetryInterval <= 0 {
+		errs = append(errs, errors.New("outbox relay: PollInterval and LeaderRetryInterval must be positive"))
 	}
 	if c.RetryBackoffMin <= 0 || c.RetryBackoffMax < c.RetryBackoffMin || c.ErrorBackoffMin <= 0 || c.ErrorBackoffMax < c.ErrorBackoffMin {
 		errs = append(errs, errors.New("outbox relay: backoffs must be positive with max >= min"))
