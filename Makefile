@@ -34,5 +34,7 @@ bench-relay:
 bench-ws:
 	$(GO) run ./cmd/socialbench ws
 
+## bench-e2e: the whole system under open-loop load, against baselines (docs/performance.md); E2E_FLAGS to change
+E2E_FLAGS ?= --find-max --out bench-results/e2e
 bench-e2e:
-	$(GO) run ./cmd/socialbench e2e
+	$(GO) run ./cmd/socialbench e2e $(E2E_FLAGS)

@@ -150,12 +150,15 @@ func runE2EWith(ctx context.Context, cfg e2eConfig) (*e2eReport, error) {
 	sampler := newProcSampler(sys.realtimePIDs(), sys.otherPIDs())
 	idle := sampler.snapshot()
 	cfg.progress("connecting %d websockets to %d realtime instance(s)", cfg.Connected*cfg.Tabs, len(sys.wsURLs))
+	t0 = time.Now()
 	fleet, err := connectFleet(ctx, cfg, sys.wsURLs, world)
 	if err != nil {
 		return rep, err
 	}
 	defer fleet.close()
 	rep.Connections = sampler.memoryPerConn(idle, fleet.perInstance(len(sys.wsURLs)))
+	rep.Connections.ConnectSeconds = time.Since(t0).Seconds()
+	cfg.progress("connected in %.1fs", rep.Connections.ConnectSeconds)
 
 	lag := startOutboxLag(ctx, sys.dbURL)
 	defer lag.stop()

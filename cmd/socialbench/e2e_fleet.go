@@ -54,7 +54,8 @@ func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world)
 	for _, s := range f.socks {
 		g.Go(func() error {
 			u := strings.Replace(wsURLs[s.instance], "http", "ws", 1) + "/post/feed/posted"
-			dctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+			// Generous: each first socket of a user waits for a queue.bind, slow on a busy broker.
+			dctx, cancel := context.WithTimeout(gctx, 2*time.Minute)
 			defer cancel()
 			c, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{
 				HTTPHeader: http.Header{"Authorization": {"Bearer " + w.tokens[s.user]}},

@@ -123,6 +123,8 @@ type connMemory struct {
 	IdleRSSMiB  float64 `json:"idle_rss_mib"`
 	RSSMiB      float64 `json:"rss_mib"`
 	BytesPerCon float64 `json:"bytes_per_connection"`
+	// ConnectSeconds is how long opening them took (each user's first socket waits for a queue.bind).
+	ConnectSeconds float64 `json:"connect_s"`
 }
 
 // memoryPerConn compares the realtime processes' RSS before (idle) and after connecting.

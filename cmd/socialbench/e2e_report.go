@@ -181,8 +181,8 @@ func (r *e2eReport) markdown() string {
 		}
 	}
 	cm := r.Connections
-	p("\nRealtime memory: %d sockets, RSS %.1f MiB idle → %.1f MiB connected: **%.1f KB per connection**.\n",
-		cm.Sockets, cm.IdleRSSMiB, cm.RSSMiB, cm.BytesPerCon/1024)
+	p("\nRealtime memory: %d sockets (opened in %.1fs), RSS %.1f MiB idle → %.1f MiB connected: **%.1f KB per connection**.\n",
+		cm.Sockets, cm.ConnectSeconds, cm.IdleRSSMiB, cm.RSSMiB, cm.BytesPerCon/1024)
 	if len(r.Ratios) > 0 {
 		p("\n### Ours vs baselines\n\n| figure | ours | baseline | ratio | goal |\n|---|---|---|---|---|\n")
 		for _, x := range r.Ratios {
