@@ -14,7 +14,8 @@ import (
 var socialBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "social-faults-bin-")
+	testinfra.Sweep() // servers of a run that was killed before its cleanups
+	dir, err := testinfra.TempDir("social-faults-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -61,6 +61,9 @@ func StartProcess(t testing.TB, name, bin string, env map[string]string, args ..
 		t.Fatal(err)
 	}
 	cmd.Stdout = io.Discard
+	// If the test process dies without its cleanups (killed, -timeout panic), the kernel sends our
+	// processes SIGTERM instead of leaving them running against servers Sweep is about to remove.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	p := &Process{Name: name, cmd: cmd, done: make(chan struct{}), changed: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

@@ -237,6 +237,9 @@ func privateDir(prefix, osUser string) (string, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return "", err
+	}
 	return dir, chownTo(dir, osUser)
 }
 
