@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 )
@@ -136,7 +137,7 @@ func TestAllServesTheAPI(t *testing.T) {
 		defer wg.Done()
 		runErr = a.run(ctx, []string{"all"}, map[string]string{
 			"DATABASE_URL": db.URL, "HTTP_ADDR": "127.0.0.1:0", "BCRYPT_COST": "4",
-			"AMQP_EXCHANGE": "test.all." + db.Name})
+			"AMQP_EXCHANGE": amqptest.Exchange(t, "test.all.")})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -261,7 +262,7 @@ func TestOnlyMainReadsTheEnvironment(t *testing.T) {
 			return err
 		}
 		allowed := strings.HasSuffix(path, filepath.Join("cmd", "social", "main.go")) ||
-			strings.Contains(path, "pgtest") || strings.Contains(path, "testinfra") || strings.Contains(path, "socialbench")
+			strings.Contains(path, "pgtest") || strings.Contains(path, "amqptest") || strings.Contains(path, "testinfra") || strings.Contains(path, "socialbench")
 		if re.Match(src) && !allowed {
 			t.Errorf("%s reads the environment; only cmd/social/main.go may", path)
 		}

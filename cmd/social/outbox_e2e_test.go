@@ -17,8 +17,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
 )
@@ -33,7 +33,7 @@ type opsAll struct {
 func startOpsAll(t testing.TB) *opsAll {
 	t.Helper()
 	db := pgtest.NewEmpty(t) // `all` migrates it
-	exchange := "test.outbox-e2e." + db.Name
+	exchange := amqptest.Exchange(t, "test.outbox-e2e.")
 	addrs := make(chan net.Addr, 4)
 	var stderr syncBuffer
 	a := &app{stdout: &stderr, stderr: &stderr, onListen: func(_ string, addr net.Addr) { addrs <- addr }}
@@ -48,12 +48,6 @@ func startOpsAll(t testing.TB) *opsAll {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("social all: %v\n%s", err, stderr.String())
-		}
-		if conn, err := amqp091.Dial("amqp://guest:guest@127.0.0.1:5672/"); err == nil {
-			if ch, err := conn.Channel(); err == nil {
-				_ = ch.ExchangeDelete(exchange, false, false)
-			}
-			_ = conn.Close()
 		}
 	})
 	select {

@@ -15,10 +15,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/google/uuid"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
@@ -35,18 +34,7 @@ type stack struct {
 
 func newStack(t testing.TB) *stack {
 	t.Helper()
-	s := &stack{db: pgtest.New(t), exchange: "test.feed." + uuid.NewString()}
-	t.Cleanup(func() {
-		conn, err := amqp091.Dial(testAMQPURL)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if ch, err := conn.Channel(); err == nil {
-			_ = ch.ExchangeDelete(s.exchange, false, false)
-		}
-	})
-	return s
+	return &stack{db: pgtest.New(t), exchange: amqptest.Exchange(t, "")}
 }
 
 func (s *stack) env() map[string]string {
