@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/outbox"
@@ -28,32 +25,13 @@ func (a *app) runDispatcher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dbReady := pingDB(pool)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		dispatcherJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := errors.Join(dbReady(r.Context()), ready(r.Context())); err != nil {
-			w.Header().Set("Retry-After", "5")
-			dispatcherJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
-			return
-		}
-		dispatcherJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux := opsMux(reg, pingDB(pool), ready)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	return runTogether(ctx, cancel,
 		func(ctx context.Context) error { return a.serve(ctx, "dispatcher", a.cfg.DispatcherAddr, mux) },
 		run)
-}
-
-func dispatcherJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // dispatcherComponent builds the relay (also used by `all`): run relays until ctx ends, then

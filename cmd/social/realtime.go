@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/auth"
@@ -37,33 +35,14 @@ func (a *app) runRealtime(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
+	mux := opsMux(reg, pingDB(pool), ready)
 	mux.Handle("GET "+wsPath, handler)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	dbReady := pingDB(pool)
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := errors.Join(dbReady(r.Context()), ready(r.Context())); err != nil {
-			w.Header().Set("Retry-After", "5")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	return runTogether(ctx, cancel,
 		func(ctx context.Context) error { return a.serve(ctx, "realtime", a.cfg.WSAddr, mux) },
 		run)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // realtimeComponent builds the realtime worker (also used by `all`): handler serves wsPath, run
