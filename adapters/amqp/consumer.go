@@ -87,21 +87,22 @@ func (c *ConsumerConfig) Validate() error {
 var ErrNotConnected = errors.New("rabbitmq: consumer not connected")
 
 // Consumer owns this realtime instance's one exclusive, auto-delete queue on the feed exchange
-// and its bindings (one per user connected here). The queue name is generated once and reused
-// after a reconnect, so logs and the broker's listings stay readable.
+// and its bindings (one per user connected here, see consumer_bindings.go). The queue name is
+// generated once and reused after a reconnect, so logs and the broker's listings stay readable.
 type Consumer struct {
 	cfg   ConsumerConfig
 	queue string
 
-	// mu guards bindings, ch, conn and changes of connected; Bind/Unbind hold it across their RPC
-	// so that a restore after a reconnect and a concurrent Bind can never leave a wanted binding
-	// missing. (Parallel binds would not be faster: the broker serialises binding changes —
-	// measured at tens of ms each on RabbitMQ 3.10 here, with 1 or 64 channels alike.)
-	mu       sync.Mutex
-	bindings map[string]struct{} // the bindings we want: every user with a local socket
-	ch       *amqp091.Channel    // channel for bind/unbind (a failed RPC closes it, not the consumer's)
-	conn     *amqp091.Connection // current connection, nil while disconnected
-	// connected is read without mu by Ready, which must answer while a long restore holds mu.
+	// mu guards everything below but connected; no broker round trip runs under it.
+	mu          sync.Mutex
+	bindings    map[string]*binding // users wanted, bound or busy
+	bindQueue   []string            // users waiting for the bind worker
+	unbindQueue []string            // users waiting for the unbind worker
+	gen         uint64              // bumped when a session ends: its workers' late results are ignored
+	conn        *amqp091.Connection // current connection, nil while disconnected
+	bindWake    chan struct{}
+	unbindWake  chan struct{}
+	// connected is read without mu by Ready, which must answer while a long restore runs.
 	connected atomic.Bool
 }
 
@@ -111,7 +112,8 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: cfg, queue: cfg.QueuePrefix + uuid.NewString(), bindings: make(map[string]struct{})}, nil
+	return &Consumer{cfg: cfg, queue: cfg.QueuePrefix + uuid.NewString(), bindings: make(map[string]*binding),
+		bindWake: make(chan struct{}, 1), unbindWake: make(chan struct{}, 1)}, nil
 }
 
 // QueueName is the instance's queue.
@@ -125,49 +127,9 @@ func (c *Consumer) Ready(context.Context) error {
 	return nil
 }
 
-// Bind adds the binding routing key = userID. While disconnected it only records the wish; the
-// reconnect restores it. It returns once the broker confirmed the binding, so a caller that reads
-// PostgreSQL afterwards (resume) cannot miss a frame published in between.
-func (c *Consumer) Bind(_ context.Context, userID string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.bindings[userID] = struct{}{}
-	if !c.connected.Load() {
-		return nil
-	}
-	if err := c.bindLocked(userID); err != nil {
-		// The binding stays wanted: a channel or connection failure leads to a reconnect, which
-		// restores it (and the hub then tells the clients to resume).
-		c.dropChannelLocked(err)
-		return fmt.Errorf("bind %s: %w", userID, err)
-	}
-	return nil
-}
-
-// Unbind removes the binding of userID (after its last local socket closed).
-func (c *Consumer) Unbind(_ context.Context, userID string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.bindings, userID)
-	if !c.connected.Load() {
-		return nil
-	}
-	if err := c.ch.QueueUnbind(c.queue, userID, c.cfg.Exchange, nil); err != nil {
-		// A binding we failed to remove only costs unwanted deliveries that the hub drops (no
-		// local socket); the next reconnect forgets it with the queue.
-		c.dropChannelLocked(err)
-		return fmt.Errorf("unbind %s: %w", userID, err)
-	}
-	return nil
-}
-
-func (c *Consumer) bindLocked(userID string) error {
-	return c.ch.QueueBind(c.queue, userID, c.cfg.Exchange, false, nil)
-}
-
-// dropChannelLocked handles a failed bind RPC: the broker closed the channel. We close the whole
-// connection so Run reconnects and restores everything from c.bindings.
-func (c *Consumer) dropChannelLocked(err error) {
+// dropConnectionLocked handles a failed binding RPC: the broker closed the channel. We close the
+// whole connection so Run reconnects and restores every wanted binding.
+func (c *Consumer) dropConnectionLocked(err error) {
 	c.cfg.Logger.Warn("rabbitmq binding failed; reconnecting", slog.Any("err", err))
 	c.connected.Store(false)
 	if c.conn != nil {
@@ -208,7 +170,16 @@ func (c *Consumer) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	deliveries, err := c.setup(conn)
+	done := make(chan struct{})
+	defer func() {
+		close(done) // stops this session's binding workers
+		c.mu.Lock()
+		c.connected.Store(false)
+		c.conn = nil
+		c.resetLocked()
+		c.mu.Unlock()
+	}()
+	deliveries, err := c.setup(conn, done)
 	if err != nil {
 		return err
 	}
@@ -218,12 +189,6 @@ func (c *Consumer) session(ctx context.Context) error {
 	if c.cfg.OnReconnect != nil {
 		c.cfg.OnReconnect()
 	}
-	defer func() {
-		c.mu.Lock()
-		c.connected.Store(false)
-		c.conn, c.ch = nil, nil
-		c.mu.Unlock()
-	}()
 	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 	for {
 		select {
@@ -243,9 +208,9 @@ func (c *Consumer) session(ctx context.Context) error {
 	}
 }
 
-// setup declares the exchange and the queue, restores every wanted binding and starts consuming.
-// It holds c.mu throughout, so no Bind can slip between the restore and connected = true.
-func (c *Consumer) setup(conn *amqp091.Connection) (<-chan amqp091.Delivery, error) {
+// setup declares the exchange and the queue, restores every wanted binding, starts consuming and
+// then the binding workers (until done closes).
+func (c *Consumer) setup(conn *amqp091.Connection, done <-chan struct{}) (<-chan amqp091.Delivery, error) {
 	consumeCh, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -262,27 +227,37 @@ func (c *Consumer) setup(conn *amqp091.Connection) (<-chan amqp091.Delivery, err
 	if err := consumeCh.Qos(c.cfg.Prefetch, 0, false); err != nil {
 		return nil, fmt.Errorf("qos: %w", err)
 	}
+	// One channel per worker: a failed RPC closes its channel, never the consumer's.
 	bindCh, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open binding channel: %w", err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ch, c.conn = bindCh, conn
-	for user := range c.bindings {
-		if err := c.bindLocked(user); err != nil {
-			c.ch, c.conn = nil, nil
-			return nil, fmt.Errorf("restore binding %s: %w", user, err)
-		}
+	unbindCh, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open unbinding channel: %w", err)
+	}
+	if err := c.restore(bindCh); err != nil {
+		return nil, err
 	}
 	// Auto-ack: a frame is a transient notification. If this process dies with frames in flight,
 	// they are lost for its sockets, which die with it too; the clients reconnect with ?since= and
 	// read what they missed from PostgreSQL. Manual acks would buy nothing but a round trip.
 	deliveries, err := consumeCh.Consume(c.queue, "", true, true, false, false, nil)
 	if err != nil {
-		c.ch, c.conn = nil, nil
 		return nil, fmt.Errorf("consume %s: %w", c.queue, err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	gen := c.gen
+	// Wishes recorded (not connected yet) while the restore ran, for users it did not cover.
+	for u, b := range c.bindings {
+		if !b.busy && (b.refs > 0) != b.bound {
+			c.scheduleLocked(u, b)
+		}
+	}
+	go c.bindWorker(done, gen, bindCh)
+	go c.unbindWorker(done, gen, unbindCh)
 	c.connected.Store(true)
 	return deliveries, nil
 }

@@ -6,19 +6,21 @@ package websocket
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/adapters/auth"
 )
 
-// Binder adds and removes the broker binding of a user on this instance's queue
-// (adapters/amqp.Consumer). Bind must return only once frames for userID reach this instance.
+// Binder keeps the broker bindings of this instance's queue in step with its sockets
+// (adapters/amqp.Consumer). The hub calls Bind for every socket and Unbind when it closes; the
+// binder counts them per user, so calls for different sockets need no ordering. Bind must return
+// only once frames for userID reach this instance; after an error it holds no reference.
 type Binder interface {
 	Bind(ctx context.Context, userID string) error
 	Unbind(ctx context.Context, userID string) error
@@ -90,16 +92,12 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	// userLocks serialise register/unregister per user (striped), so that Bind and Unbind of one
-	// user reach the broker in the order the sockets came and went.
-	userLocks [64]sync.Mutex
-
 	mu    sync.RWMutex
-	users map[string]map[*conn]struct{}
+	users map[string][]*conn // a user's sockets (usually one: a slice is smaller than a set)
 
 	closing   chan struct{}
 	closeOnce sync.Once
-	active    sync.WaitGroup // one per accepted socket
+	active    sync.WaitGroup // one per admitted socket, until it is closed
 }
 
 // NewHub returns a Hub.
@@ -109,64 +107,49 @@ func NewHub(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		users: make(map[string]map[*conn]struct{}), closing: make(chan struct{})}, nil
+		users: make(map[string][]*conn), closing: make(chan struct{})}, nil
 }
 
 // NewMissedFrames is the PostgreSQL resume source for Config.Missed.
 func NewMissedFrames(pool *pgxpool.Pool) MissedFrames { return &pgMissed{pool: pool} }
 
-func (h *Hub) userLock(user string) *sync.Mutex {
-	f := fnv.New32a()
-	_, _ = f.Write([]byte(user))
-	return &h.userLocks[f.Sum32()%uint32(len(h.userLocks))]
-}
-
-// register adds c; on the user's first local socket it binds their routing key first.
+// register adds c to the hub, then waits for the user's binding: from its return on, every frame
+// for the user reaches c's queue (c is listed before the binding can exist, so none is missed).
 func (h *Hub) register(ctx context.Context, c *conn) error {
-	lk := h.userLock(c.user)
-	lk.Lock()
-	defer lk.Unlock()
 	h.mu.Lock()
-	set := h.users[c.user]
-	first := len(set) == 0
-	if first {
-		set = make(map[*conn]struct{})
-		h.users[c.user] = set
-	}
-	set[c] = struct{}{}
+	h.users[c.user] = append(h.users[c.user], c)
 	h.mu.Unlock()
-	if !first {
-		return nil
-	}
 	if err := h.cfg.Binder.Bind(ctx, c.user); err != nil {
-		h.mu.Lock()
-		delete(set, c)
-		if len(set) == 0 {
-			delete(h.users, c.user)
-		}
-		h.mu.Unlock()
+		h.remove(c)
 		return err
 	}
 	return nil
 }
 
-// unregister removes c; after the user's last local socket it unbinds their routing key.
-func (h *Hub) unregister(c *conn) {
-	lk := h.userLock(c.user)
-	lk.Lock()
-	defer lk.Unlock()
+func (h *Hub) remove(c *conn) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	set := h.users[c.user]
-	delete(set, c)
-	last := len(set) == 0
-	if last {
+	for i, x := range set {
+		if x == c {
+			set[i] = set[len(set)-1]
+			set[len(set)-1] = nil
+			set = set[:len(set)-1]
+			break
+		}
+	}
+	if len(set) == 0 {
 		delete(h.users, c.user)
+	} else {
+		h.users[c.user] = set
 	}
-	h.mu.Unlock()
-	if !last {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// unregister removes c and drops its reference on the user's binding (the binder unbinds after
+// the user's last socket).
+func (h *Hub) unregister(c *conn) {
+	h.remove(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.cfg.Binder.Unbind(ctx, c.user); err != nil {
 		// A stale binding only brings frames that Deliver drops (no local socket).
@@ -186,7 +169,7 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, r := range recipients {
-		for c := range h.users[r] {
+		for _, c := range h.users[r] {
 			c.enqueue(f)
 		}
 	}
@@ -200,7 +183,7 @@ func (h *Hub) Reconnected() {
 	defer h.mu.RUnlock()
 	n := 0
 	for _, set := range h.users {
-		for c := range set {
+		for _, c := range set {
 			c.kick(statusServiceRestart, "feed interrupted: reconnect with since")
 			n++
 		}
@@ -240,6 +223,12 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	h.closeOnce.Do(func() {
 		h.mu.Lock() // see acquire: no socket is admitted after this
 		close(h.closing)
+		// A socket admitted before but registered after this sees closing in ServeHTTP.
+		for _, set := range h.users {
+			for _, c := range set {
+				c.kick(websocket.StatusGoingAway, "server shutting down")
+			}
+		}
 		h.mu.Unlock()
 	})
 	done := make(chan struct{})

@@ -2,7 +2,6 @@ package websocket
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -49,24 +48,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
 	}
-	defer h.active.Done()
 	log = log.With(slog.String("user_id", claims.UserID))
 
-	// The request context may carry the API's request timeout (in `all`): the socket outlives it.
-	base := context.WithoutCancel(r.Context())
-	c := newConn(claims.UserID, h.cfg.SendQueue, h.metrics.slow.Inc)
+	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
+	// done: live frames meanwhile wait in the queue.
+	c := &conn{h: h, user: claims.UserID, writing: true}
 	// Bind before anything is read from PostgreSQL: from here on every frame for this user
-	// reaches c.send, so a resume that reads the database afterwards leaves no gap.
-	bindCtx, cancel := context.WithTimeout(base, 10*time.Second)
+	// reaches c's queue, so a resume that reads the database afterwards leaves no gap. The
+	// request context may carry the API's request timeout (in `all`): the socket outlives it.
+	bindCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	err = h.register(bindCtx, c)
 	cancel()
 	if err != nil {
+		h.active.Done()
 		log.Error("bind user", slog.Any("err", err))
 		writeError(w, http.StatusServiceUnavailable, "feed temporarily unavailable")
 		return
 	}
-	defer h.unregister(c)
-
 	opts := &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // origin checked above, with our allow-list semantics
 		CompressionMode:    websocket.CompressionDisabled,
@@ -74,51 +72,55 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if viaSubprotocol {
 		opts.Subprotocols = []string{subprotocolBearer}
 	}
-	ws, err := websocket.Accept(w, r, opts)
+	ws, err := websocket.Accept(smallBuffers{w}, r, opts)
 	if err != nil {
 		log.Debug("websocket upgrade failed", slog.Any("err", err))
+		c.ended()
+		h.unregister(c)
+		h.active.Done()
 		return
 	}
-	defer ws.CloseNow()
+	c.ws = ws
 	h.metrics.connections.Inc()
-	defer h.metrics.connections.Dec()
 	// Push-only: CloseRead answers pings and the close handshake; a data message from the client
-	// closes the socket with 1008.
-	readCtx := ws.CloseRead(base)
+	// closes the socket with 1008. Its goroutine is the only one this socket keeps; when it ends
+	// (client left, connection broken, or our close completed) the socket is cleaned up.
+	readCtx := ws.CloseRead(context.Background())
+	context.AfterFunc(readCtx, func() {
+		ws.CloseNow()
+		c.ended()
+		h.metrics.connections.Dec()
+		// Done before the unbind: a shutdown waits for sockets, not for the broker (the
+		// instance's exclusive queue goes with its connection anyway).
+		h.active.Done()
+		h.unregister(c)
+	})
+	select {
+	case <-h.closing:
+		c.kick(websocket.StatusGoingAway, "server shutting down")
+	default:
+	}
+	c.startTimers(claims.ExpiresAt)
 	log.Debug("websocket connected", slog.Int64("since", since))
 
-	s := &session{h: h, c: c, ws: ws, base: base, log: log}
 	if since >= 0 {
-		if err := s.resume(since); err != nil {
-			if readCtx.Err() == nil { // not just the client leaving mid-resume
-				log.Warn("resume failed", slog.Any("err", err))
-				s.close(websocket.StatusInternalError, "resume failed: reconnect with since")
-			}
-			return
+		if err := c.resume(since); err != nil && readCtx.Err() == nil { // not just the client leaving mid-resume
+			log.Warn("resume failed", slog.Any("err", err))
+			c.kick(websocket.StatusInternalError, "resume failed: reconnect with since")
 		}
 	}
-	s.push(readCtx, claims.ExpiresAt)
-}
-
-// session is one accepted socket's writer.
-type session struct {
-	h    *Hub
-	c    *conn
-	ws   *websocket.Conn
-	base context.Context
-	log  *slog.Logger
-	// resumedUpTo is the highest position sent by resume: live frames at or below it were
-	// already sent from PostgreSQL and are dropped (no duplicate across the switch).
-	resumedUpTo int64
+	// Write what queued up meanwhile, then return: the HTTP handler's goroutine, its stack and
+	// net/http's connection state are released; the socket lives on in the hub.
+	c.drain()
 }
 
 // resume sends every frame after since from PostgreSQL, page by page. Live frames meanwhile
-// wait in c.send (bounded: a resume that takes too long under heavy traffic closes with 1013).
-func (s *session) resume(since int64) error {
+// wait in the queue (bounded: a resume that takes too long under heavy traffic closes with 1013).
+func (c *conn) resume(since int64) error {
 	after := since
 	for {
-		ctx, cancel := context.WithTimeout(s.base, 10*time.Second)
-		page, err := s.h.cfg.Missed.Missed(ctx, s.c.user, after, s.h.cfg.ResumePage)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		page, err := c.h.cfg.Missed.Missed(ctx, c.user, after, c.h.cfg.ResumePage)
 		cancel()
 		if err != nil {
 			return err
@@ -128,75 +130,16 @@ func (s *session) resume(since int64) error {
 			if err != nil {
 				return err
 			}
-			if err := s.write(f); err != nil {
+			if err := c.write(f); err != nil {
 				return err
 			}
 			after = f.position
 		}
-		s.resumedUpTo = after
-		if len(page) < s.h.cfg.ResumePage {
+		c.mu.Lock()
+		c.resumedUpTo = after
+		c.mu.Unlock()
+		if len(page) < c.h.cfg.ResumePage {
 			return nil
 		}
-	}
-}
-
-func (s *session) write(f *frame) error {
-	ctx, cancel := context.WithTimeout(s.base, s.h.cfg.WriteTimeout)
-	defer cancel()
-	if err := s.ws.Write(ctx, websocket.MessageText, f.body); err != nil {
-		return err
-	}
-	s.h.metrics.framesSent.Inc()
-	if f.live && !f.createdAt.IsZero() {
-		s.h.metrics.latency.Observe(time.Since(f.createdAt).Seconds())
-	}
-	return nil
-}
-
-// push writes live frames and keeps the socket alive until one of the ends below.
-func (s *session) push(readCtx context.Context, expires time.Time) {
-	ping := time.NewTicker(s.h.cfg.PingInterval)
-	defer ping.Stop()
-	expiry := time.NewTimer(time.Until(expires))
-	defer expiry.Stop()
-	for {
-		select {
-		case f := <-s.c.send:
-			if f.position <= s.resumedUpTo {
-				continue
-			}
-			if err := s.write(f); err != nil {
-				s.log.Debug("write frame", slog.Any("err", err))
-				return
-			}
-		case <-ping.C:
-			ctx, cancel := context.WithTimeout(s.base, s.h.cfg.PingTimeout)
-			err := s.ws.Ping(ctx)
-			cancel()
-			if err != nil {
-				s.log.Debug("ping", slog.Any("err", err))
-				return
-			}
-		case <-expiry.C:
-			s.close(StatusTokenExpired, "token expired")
-			return
-		case <-s.c.kicked:
-			if s.c.kickCode == websocket.StatusTryAgainLater {
-				s.log.Info("closing slow websocket client")
-			}
-			s.close(s.c.kickCode, s.c.kickReason)
-			return
-		case <-s.h.closing:
-			s.close(websocket.StatusGoingAway, "server shutting down")
-			return
-		case <-readCtx.Done():
-			return // the client closed or the connection broke
-		}
-	}
-}
-
-func (s *session) close(code websocket.StatusCode, reason string) {
-	if err := s.ws.Close(code, reason); err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Debug("close websocket", slog.Any("err", err))
 	}
 }
