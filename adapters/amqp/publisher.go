@@ -127,7 +127,8 @@ func (c PublisherConfig) Validate() error {
 // whole call at once instead of one round trip per message, declares each exchange once per
 // connection, and never blocks forever: connecting is lazy with backoff and every wait is bounded.
 //
-// Publish calls are serialized (one channel keeps their order); call it with many messages.
+// Calls are written in call order on one channel; Send lets a caller keep several calls' confirms
+// in flight, Publish waits for its own. Call them with many messages.
 type Publisher struct {
 	cfg PublisherConfig
 	log *slog.Logger
@@ -136,6 +137,8 @@ type Publisher struct {
 	sess     *session
 	failures int
 	nextDial time.Time
+
+	calls sync.WaitGroup // calls written and not yet waited for
 
 	up     atomic.Bool
 	closed atomic.Bool
@@ -149,6 +152,26 @@ type session struct {
 	ch       *amqp091.Channel
 	addr     string
 	declared map[string]bool
+
+	progress  atomic.Int64 // unix nanos of the last write accepted or confirm received
+	stalled   atomic.Bool  // aborted for lack of progress
+	aborting  atomic.Bool
+	abortOnce sync.Once
+	aborted   chan struct{} // closed once an abort closed the connection
+}
+
+func (s *session) progressed() { s.progress.Store(time.Now().UnixNano()) }
+
+// abort closes the connection (failing every write and pending confirm on it) once.
+func (s *session) abort(stalled bool) {
+	s.abortOnce.Do(func() {
+		if stalled {
+			s.stalled.Store(true)
+		}
+		s.aborting.Store(true)
+		defer close(s.aborted)
+		_ = s.conn.CloseDeadline(time.Now().Add(time.Second))
+	})
 }
 
 // NewPublisher checks cfg and returns a Publisher; it connects on the first Publish.
@@ -161,91 +184,193 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 }
 
 // Publish publishes msgs to the exchange named topic and waits for the broker's confirms. A nil
-// error means every message was confirmed. The deadline is the first message's context deadline or
-// PublishTimeout, whichever is earlier.
+// error means every message was confirmed. The first message's context ends the call early.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
-	if p.closed.Load() {
-		return ErrClosed
-	}
 	if len(msgs) == 0 {
+		if p.closed.Load() {
+			return ErrClosed
+		}
 		return nil
 	}
-	ctx, cancel := context.WithCancel(msgs[0].Context())
-	defer cancel()
+	return p.start(msgs[0].Context(), topic, len(msgs), func(i int) (string, amqp091.Publishing) {
+		return msgs[i].Metadata.Get(MetadataRoutingKey), p.marshal(msgs[i])
+	}, func(i int) string { return msgs[i].UUID }).Wait()
+}
+
+// Outgoing is one message for Send: the fields the feed contract uses, without the metadata map
+// and string CC of a Watermill message (the relay's fast path: no per-message map or CC split).
+type Outgoing struct {
+	MessageID  string
+	RoutingKey string
+	// CC is the other recipients as the AMQP array of strings; nil for none. Send only reads it,
+	// so one slice may be shared by every message to the same followers.
+	CC   []interface{}
+	Body []byte
+}
+
+// Send writes msgs to the exchange named topic in order and returns without waiting for the
+// broker: Confirms.Wait does. Calls are written in call order on one channel, so a caller can keep
+// several calls in flight (pipelined confirms across calls) and still keep its order. Every
+// Confirms must be waited for (Close waits for them). ctx ends the wait early (the connection is
+// dropped: amqp091 I/O ignores contexts).
+func (p *Publisher) Send(ctx context.Context, topic string, msgs []Outgoing) *Confirms {
+	return p.start(ctx, topic, len(msgs), func(i int) (string, amqp091.Publishing) {
+		m := &msgs[i]
+		var h amqp091.Table
+		if len(m.CC) > 0 {
+			h = amqp091.Table{HeaderCC: m.CC}
+		}
+		return m.RoutingKey, amqp091.Publishing{Headers: h, ContentType: p.cfg.ContentType,
+			DeliveryMode: amqp091.Transient, MessageId: m.MessageID, Body: m.Body}
+	}, func(i int) string { return msgs[i].MessageID })
+}
+
+// Confirms is the broker's pending answer to one Send or Publish call.
+type Confirms struct {
+	p       *Publisher
+	s       *session
+	ctx     context.Context
+	cancel  context.CancelFunc
+	ids     func(int) string
+	pending []*amqp091.DeferredConfirmation
+	failed  map[int]error
+	err     error // the whole call failed before writing (no session, closed)
+	cleanup func()
+	done    bool
+}
+
+// start writes n messages under the publisher lock (one channel: calls keep their order) and
+// returns their pending confirms.
+func (p *Publisher) start(ctx context.Context, topic string, n int, pub func(int) (string, amqp091.Publishing), ids func(int) string) *Confirms {
+	c := &Confirms{p: p, ids: ids}
+	if p.closed.Load() {
+		c.err = ErrClosed
+		return c
+	}
+	if n == 0 {
+		return c
+	}
+	c.ctx, c.cancel = context.WithCancel(ctx)
 
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed.Load() {
-		return ErrClosed
+		p.mu.Unlock()
+		c.cancel()
+		c.err = ErrClosed
+		return c
 	}
-	s, err := p.session(ctx, topic)
+	s, err := p.session(c.ctx, topic)
 	if err != nil {
-		return err
+		p.mu.Unlock()
+		c.cancel()
+		c.err = err
+		return c
 	}
-	// The watchdog fires when the broker made no progress (no write accepted, no confirm) for
-	// PublishTimeout, or when the message context ends. It drops the connection: amqp091's I/O
-	// ignores contexts, and a write blocks for as long as the broker blocks the connection
-	// (resource alarm); closing it fails the write and resolves every pending confirm. The bound
-	// is on progress, not on the whole call, so a slow but working broker (a big fan-out) is
-	// never cut off and retried forever.
-	var stalled, aborting atomic.Bool
-	aborted := make(chan struct{})
-	var abortOnce sync.Once
-	abort := func() {
-		abortOnce.Do(func() {
-			aborting.Store(true)
-			defer close(aborted)
-			_ = s.conn.CloseDeadline(time.Now().Add(time.Second))
-		})
-	}
-	watchdog := time.AfterFunc(p.cfg.PublishTimeout, func() { stalled.Store(true); abort() })
-	stopCtx := context.AfterFunc(ctx, abort)
-	defer func() {
-		watchdog.Stop()
-		stopCtx()
-		if aborting.Load() {
-			<-aborted // finish closing this session before the next Publish
+	c.s = s
+	p.calls.Add(1)
+	// The watchdog fires when the broker made no progress (no write accepted, no confirm, for any
+	// call on this session) for PublishTimeout, or when ctx ends. It drops the connection:
+	// amqp091's I/O ignores contexts, and a write blocks for as long as the broker blocks the
+	// connection (resource alarm); closing it fails the write and resolves every pending confirm.
+	// The bound is on progress, not on the whole call, so a slow but working broker (a big
+	// fan-out, or calls queued behind other calls' confirms) is never cut off and retried forever.
+	timeout := p.cfg.PublishTimeout
+	var wdMu sync.Mutex
+	var wd *time.Timer
+	wdMu.Lock()
+	wd = time.AfterFunc(timeout, func() {
+		idle := time.Since(time.Unix(0, s.progress.Load()))
+		if idle >= timeout {
+			s.abort(true)
+			return
 		}
-	}()
-	progress := func() { watchdog.Reset(p.cfg.PublishTimeout) }
+		wdMu.Lock()
+		wd.Reset(timeout - idle)
+		wdMu.Unlock()
+	})
+	wdMu.Unlock()
+	stopCtx := context.AfterFunc(c.ctx, func() { s.abort(false) })
+	c.cleanup = func() {
+		wdMu.Lock()
+		wd.Stop()
+		wdMu.Unlock()
+		stopCtx()
+	}
 
-	pending := make([]*amqp091.DeferredConfirmation, len(msgs))
-	failed := map[int]error{}
-	for i, m := range msgs {
-		dc, err := s.ch.PublishWithDeferredConfirm(topic, m.Metadata.Get(MetadataRoutingKey), false, false, p.marshal(m))
+	c.pending = make([]*amqp091.DeferredConfirmation, n)
+	for i := range n {
+		key, msg := pub(i)
+		dc, err := s.ch.PublishWithDeferredConfirm(topic, key, false, false, msg)
 		if err != nil {
 			// Nothing after i was sent: the channel is gone.
-			for j := i; j < len(msgs); j++ {
-				failed[j] = fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
+			c.failed = make(map[int]error, n-i)
+			for j := i; j < n; j++ {
+				c.failed[j] = fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
 			}
 			break
 		}
-		pending[i] = dc
-		progress()
+		c.pending[i] = dc
+		s.progressed()
 	}
-	for i, dc := range pending {
+	p.mu.Unlock()
+	return c
+}
+
+// Wait waits for the broker's confirm of every message of the call. nil means all were confirmed;
+// a *PublishError names the others. Wait may be called more than once.
+func (c *Confirms) Wait() error {
+	if c.done || c.s == nil {
+		return c.result()
+	}
+	c.done = true
+	s := c.s
+	for i, dc := range c.pending {
 		if dc == nil {
 			continue
 		}
-		acked, err := dc.WaitContext(ctx)
-		progress()
+		acked, err := dc.WaitContext(c.ctx)
+		s.progressed()
+		var ferr error
 		switch {
 		case err != nil:
-			failed[i] = fmt.Errorf("%w: waiting for confirm: %w", ErrUnavailable, err)
-		case !acked && stalled.Load():
-			failed[i] = fmt.Errorf("%w: no progress for %s", ErrUnavailable, p.cfg.PublishTimeout)
+			ferr = fmt.Errorf("%w: waiting for confirm: %w", ErrUnavailable, err)
+		case !acked && s.stalled.Load():
+			ferr = fmt.Errorf("%w: no progress for %s", ErrUnavailable, c.p.cfg.PublishTimeout)
 		case !acked && s.ch.IsClosed():
 			// amqp091 resolves outstanding confirmations as nacks when the channel closes.
-			failed[i] = fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
+			ferr = fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
 		case !acked:
-			failed[i] = fmt.Errorf("%w: message %s", ErrNacked, msgs[i].UUID)
+			ferr = fmt.Errorf("%w: message %s", ErrNacked, c.ids(i))
+		}
+		if ferr != nil {
+			if c.failed == nil {
+				c.failed = map[int]error{}
+			}
+			c.failed[i] = ferr
 		}
 	}
-	if s.ch.IsClosed() || ctx.Err() != nil || stalled.Load() {
-		p.drop("channel closed or publish deadline passed")
+	c.cleanup()
+	if s.ch.IsClosed() || c.ctx.Err() != nil || s.stalled.Load() {
+		c.p.mu.Lock()
+		if c.p.sess == s {
+			c.p.drop("channel closed or publish deadline passed")
+		}
+		c.p.mu.Unlock()
 	}
-	if len(failed) > 0 {
-		return &PublishError{Failed: failed}
+	if s.aborting.Load() {
+		<-s.aborted // finish closing this session before the next call
+	}
+	c.cancel()
+	c.p.calls.Done()
+	return c.result()
+}
+
+func (c *Confirms) result() error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.failed) > 0 {
+		return &PublishError{Failed: c.failed}
 	}
 	return nil
 }
@@ -349,7 +474,9 @@ func (p *Publisher) connect(ctx context.Context) (*session, error) {
 		_ = conn.CloseDeadline(time.Now().Add(time.Second))
 		return nil, fmt.Errorf("confirm mode: %w", err)
 	}
-	return &session{conn: conn, ch: ch, addr: addr, declared: map[string]bool{}}, nil
+	s := &session{conn: conn, ch: ch, addr: addr, declared: map[string]bool{}, aborted: make(chan struct{})}
+	s.progressed()
+	return s, nil
 }
 
 // drop closes the current session (if any); the next Publish reconnects.
@@ -396,11 +523,12 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close waits for a running Publish (bounded by its deadline) and closes the connection.
+// Close waits for running calls (each bounded by its progress watchdog) and closes the connection.
 func (p *Publisher) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
+	p.calls.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.sess != nil {
