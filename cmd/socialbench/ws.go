@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,6 +49,7 @@ func runWS(ctx context.Context, args []string) error {
 	frames := fs.Int("frames", 5000, "frames to deliver in the latency phase")
 	rate := fs.Int("rate", 1000, "frames per second in the latency phase")
 	amqpURL := fs.String("amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ")
+	profile := fs.String("profile", "", "save each server's heap and goroutine profiles with the sockets open under this folder")
 	serve := fs.String("serve", "", "internal: run a server (ours|baseline) in this process")
 	exchange := fs.String("exchange", "", "internal: the exchange of the child server")
 	secret := fs.String("secret", "", "internal: the JWT secret of the child server")
@@ -59,7 +61,7 @@ func runWS(ctx context.Context, args []string) error {
 	}
 	raiseNoFile()
 	nUsers := max(1, *conns/max(1, *perUser))
-	b := &wsBench{conns: *conns, nUsers: nUsers, users: min(*users, nUsers), frames: *frames, rate: *rate, amqpURL: *amqpURL,
+	b := &wsBench{conns: *conns, nUsers: nUsers, users: min(*users, nUsers), frames: *frames, rate: *rate, amqpURL: *amqpURL, profile: *profile,
 		exchange: "bench.feed." + uuid.NewString(), secret: uuid.NewString() + uuid.NewString()}
 	defer b.deleteExchange()
 	var results []wsResult
@@ -77,6 +79,7 @@ func runWS(ctx context.Context, args []string) error {
 type wsBench struct {
 	conns, nUsers, users, frames, rate int
 	amqpURL, exchange, secret          string
+	profile                            string
 }
 
 type wsResult struct {
@@ -85,6 +88,7 @@ type wsResult struct {
 	rssBefore       int64 // bytes
 	rssAfter        int64
 	connectDuration time.Duration
+	goroutines      int // added by the open sockets
 	p50, p99, max   time.Duration
 	received        int
 }
@@ -117,10 +121,12 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	base := "http://" + strings.TrimSpace(line)
 	pid := cmd.Process.Pid
 
-	if _, err := stats(base, true); err != nil {
+	m0, err := stats(base, true)
+	if err != nil {
 		return res, err
 	}
 	res.rssBefore = rss(pid)
+	res.goroutines = m0["goroutines"]
 	tokens, err := auth.NewTokens(b.secret, time.Hour)
 	if err != nil {
 		return res, err
@@ -144,18 +150,30 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	if err := waitConnections(base, b.conns); err != nil {
 		return res, err
 	}
-	if _, err := stats(base, true); err != nil {
+	m, err := stats(base, true)
+	if err != nil {
 		return res, err
 	}
 	res.rssAfter = rss(pid)
-	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB\n", kind, b.conns, res.connectDuration.Round(time.Millisecond),
-		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20))
+	res.goroutines = m["goroutines"] - res.goroutines
+	if b.profile != "" {
+		if err := saveProfiles(base, b.profile, kind); err != nil {
+			return res, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB, +%d goroutines\n", kind, b.conns, res.connectDuration.Round(time.Millisecond),
+		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20), res.goroutines)
 
 	// Latency phase: keep one socket for each of the first b.users users.
 	for _, c := range clients[b.users:] {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
 	if err := waitConnections(base, b.users); err != nil {
+		return res, err
+	}
+	// Latency with b.users connected, not while the broker still removes the bindings of the
+	// sockets just closed (ours unbinds them in the background).
+	if err := waitQuiet(base); err != nil {
 		return res, err
 	}
 	targets := ids[:b.users]
@@ -317,6 +335,48 @@ func waitConnections(base string, n int) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("server holds %d sockets, want %d", m["connections"], n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// saveProfiles fetches the server's heap (after a GC) and goroutine profiles into dir.
+func saveProfiles(base, dir, kind string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range []string{"heap?gc=1", "goroutine"} {
+		resp, err := http.Get(base + "/debug/pprof/" + p)
+		if err != nil {
+			return err
+		}
+		name, _, _ := strings.Cut(p, "?")
+		f, err := os.Create(fmt.Sprintf("%s/%s-%s.pb.gz", dir, kind, name))
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			err = errors.Join(err, f.Close())
+		}
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitQuiet waits until the server has no binding change pending.
+func waitQuiet(base string) error {
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		m, err := stats(base, false)
+		if err != nil {
+			return err
+		}
+		if m["bindings_pending"] == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server still has %d binding changes pending", m["bindings_pending"])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

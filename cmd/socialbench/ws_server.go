@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -36,6 +37,7 @@ func serveWS(ctx context.Context, f wsServerFlags) error {
 	raiseNoFile()
 	mux := http.NewServeMux()
 	var count func() int
+	pending := func() int { return 0 }
 	switch f.kind {
 	case "ours":
 		tokens, err := auth.NewTokens(f.secret, time.Hour)
@@ -66,6 +68,7 @@ func serveWS(ctx context.Context, f wsServerFlags) error {
 		}
 		mux.Handle("/post/feed/posted", hub)
 		count = hub.Connections
+		pending = consumer.PendingBindings
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -80,12 +83,14 @@ func serveWS(ctx context.Context, f wsServerFlags) error {
 	default:
 		return fmt.Errorf("unknown server kind %q", f.kind)
 	}
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // the parent's -profile
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") == "1" {
 			runtime.GC()
 			debug.FreeOSMemory()
 		}
-		_ = json.NewEncoder(w).Encode(map[string]int{"connections": count(), "goroutines": runtime.NumGoroutine()})
+		_ = json.NewEncoder(w).Encode(map[string]int{"connections": count(), "goroutines": runtime.NumGoroutine(),
+			"bindings_pending": pending()})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
