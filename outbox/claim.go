@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/socialnet/social/domain"
 )
@@ -153,9 +152,19 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS u(id, outcome
 WHERE o.id = u.id AND o.status = 'pending'`
 
 // markBatch stores the outcomes and returns how many rows were parked as dead.
-func markBatch(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, results []result, maxAttempts int) (dead int, err error) {
+//
+// The mark commits with synchronous_commit = off (this transaction only): it returns before its
+// WAL is flushed, so the leader does not wait for an fsync between batches. A crash (of
+// PostgreSQL or the machine) may lose the last marks of up to ~3×wal_writer_delay; those rows
+// are then still pending with a position, the next leader clears it and publishes them again —
+// a duplicate, the at-least-once we promise anyway, never a loss. The claim (position
+// assignment) stays synchronous: a lost position could be handed out twice. A later synchronous
+// commit (the next claim) flushes the WAL up to it, marks included.
+//
+// BEGIN, SET LOCAL, the update and COMMIT go in one pipelined round trip. If the update fails
+// the session is left in an aborted transaction; the caller drops the connection (the leader
+// lock with it) on any mark error.
+func markBatch(ctx context.Context, conn *pgx.Conn, results []result, maxAttempts int) (dead int, err error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
@@ -172,7 +181,12 @@ func markBatch(ctx context.Context, db interface {
 			dead++
 		}
 	}
-	if _, err := db.Exec(ctx, markSQL, ids, outcomes, errs, retry, maxAttempts); err != nil {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
+	b.Queue(markSQL, ids, outcomes, errs, retry, maxAttempts)
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("mark outbox rows: %w", err)
 	}
 	return dead, nil

@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,7 +11,9 @@ import (
 // page is up to PageSize followers of an author in user_id order: one message's recipients.
 type page struct {
 	key string // routing key: the first follower
-	cc  string // the others, comma-separated (amqp.MetadataCC)
+	// cc is the others as the AMQP array of strings. It is built once per page and shared by
+	// every message of the page (all rows of the author in a batch use the same first page).
+	cc []interface{}
 	// last is the keyset cursor for the next page.
 	last string
 	// full means the page is full, so there may be more followers after last.
@@ -23,7 +24,14 @@ func newPage(ids []string, pageSize int) page {
 	if len(ids) == 0 {
 		return page{}
 	}
-	return page{key: ids[0], cc: strings.Join(ids[1:], ","), last: ids[len(ids)-1], full: len(ids) == pageSize}
+	var cc []interface{}
+	if len(ids) > 1 {
+		cc = make([]interface{}, len(ids)-1)
+		for i, id := range ids[1:] {
+			cc[i] = id
+		}
+	}
+	return page{key: ids[0], cc: cc, last: ids[len(ids)-1], full: len(ids) == pageSize}
 }
 
 // firstPages reads the first page of followers of every author in one query (an index range scan

@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -17,32 +19,74 @@ type rowState struct {
 	complete  bool // every page of followers was emitted
 	refused   string
 	lost      bool // a message was not confirmed for a reason that is not the row's fault
+	unsent    bool // a message was never sent (emitter stopped); written by the emitter only
 	at        time.Time
 }
 
-// group is the messages of one Publish call, with the row each belongs to.
-type group struct {
-	msgs   []*message.Message
-	owners []int
+// batch is one claim's rows on their way through the pipeline: emitted by the leader goroutine,
+// confirmed by the confirm goroutine, marked by the leader goroutine, in claim order.
+type batch struct {
+	seq  int64
+	rows []*row
+	// claimedAfter is the seq of the last batch whose mark had committed when this batch was
+	// claimed: the claim saw the outcomes of batches up to it, and none after (they were in
+	// flight and excluded from it).
+	claimedAfter int64
+	states       []rowState // written by the emitter until the batch end, then by the confirmer
+	results      []result
+	// err is the first broker or follower-read failure of the batch; the leader backs off.
+	err error
 }
 
-// publishBatch publishes the rows in order and returns each row's outcome. The error is non-nil
-// when the broker was unavailable (rows not confirmed are released, not counted as attempts) or
-// a follower page could not be read; the caller backs off.
-//
-// Messages of a row are the pages of its author's followers; pages after the first are read
-// while publishing (keyset), so a 100,000-follower post is never held whole. Publishing is in
-// groups of PublishGroup messages pipelined on one channel, in row order, so one author's frames
-// leave in event order. A batch stops taking rows once MaxBatchMessages messages were emitted.
-func (r *Relay) publishBatch(ctx context.Context, rows []*row) ([]result, error) {
-	states := make([]rowState, len(rows))
-	results := make([]result, len(rows))
-	for i := range rows {
-		results[i] = result{row: rows[i], outcome: released}
-	}
-	authors := make([]string, 0, len(rows))
-	seen := make(map[string]bool, len(rows))
-	for _, rw := range rows {
+// sent is one Send call (or the end marker of a batch when end is set).
+type sent struct {
+	b      *batch
+	wait   interface{ Wait() error }
+	owners []int32 // row index in b of each message
+	end    bool
+	// stopErr is set on the end marker: why the emitter stopped early (nil if it did not).
+	stopErr error
+}
+
+// pipeline is the state shared by the emitter (leader goroutine) and the confirmer.
+type pipeline struct {
+	mu sync.Mutex
+	// blocked maps an author to the seq of the latest batch in which one of its rows was not
+	// relayed. Rows of that author in any batch claimed before that batch's mark committed are
+	// released, even if confirmed: the claim could not see the failure, so they may be later
+	// events published ahead of the failed row's retry. Released rows are published again after
+	// it (at-least-once; consumers dedupe), so per-author order holds for the last delivery.
+	blocked map[string]int64
+	// brokerDown is set by the confirmer when a message was lost for a reason that is not the
+	// row's fault; the emitter stops sending until the leader has backed off.
+	brokerDown bool
+}
+
+func (p *pipeline) isBlocked(author string, b *batch) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, ok := p.blocked[author]
+	return ok && b.claimedAfter < n
+}
+
+func (p *pipeline) down() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.brokerDown
+}
+
+// emit publishes the rows of b in order into out, in groups of PublishGroup messages, without
+// waiting for confirms (the confirmer does). Pages after the first are read while publishing
+// (keyset), so a 100,000-follower post is never held whole. A batch stops taking rows once
+// MaxBatchMessages messages were emitted; rows not fully emitted are released by finish.
+// It returns a follower-read error (the caller backs off); the end marker is always sent.
+func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sent) {
+	var stopErr error
+	defer func() { out <- sent{b: b, end: true, stopErr: stopErr} }()
+
+	authors := make([]string, 0, len(b.rows))
+	seen := make(map[string]bool, len(b.rows))
+	for _, rw := range b.rows {
 		if !seen[rw.author] {
 			seen[rw.author] = true
 			authors = append(authors, rw.author)
@@ -50,128 +94,193 @@ func (r *Relay) publishBatch(ctx context.Context, rows []*row) ([]result, error)
 	}
 	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.cfg.PageSize)
 	if err != nil {
-		return results, err
+		stopErr = err
+		return
 	}
-
-	// The publish context survives cancellation of ctx: a group already sent is waited for
-	// (bounded by PublishTimeout) so its rows can be marked instead of sent again. We check ctx
-	// before each group instead.
+	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
+	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
+	// checked before each group instead.
 	pubCtx := context.WithoutCancel(ctx)
-	var stopErr error
-	g := &group{}
-	flush := func() {
-		if len(g.msgs) == 0 {
-			return
+	var msgs []amqp.Outgoing
+	var owners []int32
+	flush := func() bool {
+		if len(msgs) == 0 {
+			return true
 		}
-		defer func() { g = &group{} }()
-		if stopErr == nil && ctx.Err() != nil {
-			stopErr = ctx.Err()
+		if err := ctx.Err(); err != nil {
+			stopErr = err
+		} else if pl.down() {
+			stopErr = errBrokerDown
 		}
 		if stopErr != nil {
-			for _, o := range g.owners {
-				states[o].lost = true
+			for _, o := range owners {
+				b.states[o].unsent = true
 			}
-			return
+			msgs, owners = nil, nil
+			return false
 		}
-		err := r.cfg.Publisher.Publish(r.cfg.Exchange, g.msgs...)
-		now := time.Now()
-		var pe *amqp.PublishError
-		failedAt := map[int]error{}
-		switch {
-		case err == nil:
-		case errors.As(err, &pe):
-			failedAt = pe.Failed
-		default:
-			for i := range g.msgs {
-				failedAt[i] = err
-			}
-		}
-		r.metrics.publishedMessages.Add(float64(len(g.msgs) - len(failedAt)))
-		r.metrics.publishErrors.Add(float64(len(failedAt)))
-		for i, o := range g.owners {
-			ferr, failed := failedAt[i]
-			switch {
-			case !failed:
-				states[o].confirmed++
-				states[o].at = now
-			case errors.Is(ferr, amqp.ErrNacked):
-				if states[o].refused == "" {
-					states[o].refused = ferr.Error()
-				}
-			default:
-				states[o].lost = true
-				if stopErr == nil {
-					stopErr = ferr
-				}
-			}
-		}
+		out <- sent{b: b, wait: r.send(pubCtx, msgs), owners: owners}
+		msgs, owners = make([]amqp.Outgoing, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
+		return true
 	}
-
 	budget := r.cfg.MaxBatchMessages
-rows:
-	for i, rw := range rows {
-		if stopErr != nil || budget <= 0 || ctx.Err() != nil {
+	for i, rw := range b.rows {
+		if budget <= 0 || ctx.Err() != nil {
 			break
 		}
+		if pl.isBlocked(rw.author, b) {
+			continue // released by finish; not worth sending
+		}
+		st := &b.states[i]
 		p, ok := firsts[rw.author]
 		for ok {
-			m := message.NewMessage(rw.eventID, rw.frame)
-			m.Metadata = message.Metadata{amqp.MetadataRoutingKey: p.key}
-			if p.cc != "" {
-				m.Metadata[amqp.MetadataCC] = p.cc
-			}
-			m.SetContext(pubCtx)
-			g.msgs = append(g.msgs, m)
-			g.owners = append(g.owners, i)
-			states[i].emitted++
+			msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: p.key, CC: p.cc, Body: rw.frame})
+			owners = append(owners, int32(i))
+			st.emitted++
 			budget--
-			if len(g.msgs) >= r.cfg.PublishGroup {
-				flush()
-				if stopErr != nil {
-					break rows
-				}
+			if len(msgs) >= r.cfg.PublishGroup && !flush() {
+				return
 			}
 			if !p.full {
 				break
 			}
 			if p, err = nextPage(ctx, r.cfg.Pool, rw.author, p.last, r.cfg.PageSize); err != nil {
 				stopErr = err
-				break rows
+				for _, o := range owners {
+					b.states[o].unsent = true
+				}
+				return
 			}
 			ok = p.key != ""
 		}
-		states[i].complete = true
-		if states[i].emitted == 0 {
-			states[i].at = time.Now() // no followers: nothing to wait for
+		st.complete = true
+		if st.emitted == 0 {
+			st.at = time.Now() // no followers: nothing to wait for
 		}
 	}
 	flush()
+}
 
-	// Order per author: once a row of an author is not relayed, its later rows in this batch
-	// are released too (even if confirmed) so they are published again after it — a follower
-	// may then see a later frame twice, never miss the earlier one's retry ordering.
-	blocked := map[string]bool{}
-	for i, st := range states {
-		res := &results[i]
+var errBrokerDown = errors.New("broker unavailable: a message of an earlier group was lost")
+
+// send hands one group to the publisher. The amqp adapter's Send writes it and returns at once,
+// so groups of this and the next batch are in flight together; any other message.Publisher is
+// called synchronously (no pipelining across groups).
+func (r *Relay) send(ctx context.Context, msgs []amqp.Outgoing) interface{ Wait() error } {
+	if s, ok := r.cfg.Publisher.(interface {
+		Send(context.Context, string, []amqp.Outgoing) *amqp.Confirms
+	}); ok {
+		return s.Send(ctx, r.cfg.Exchange, msgs)
+	}
+	wm := make([]*message.Message, len(msgs))
+	for i, o := range msgs {
+		m := message.NewMessage(o.MessageID, o.Body)
+		m.Metadata.Set(amqp.MetadataRoutingKey, o.RoutingKey)
+		if len(o.CC) > 0 {
+			cc := make([]string, len(o.CC))
+			for j, v := range o.CC {
+				cc[j], _ = v.(string)
+			}
+			m.Metadata.Set(amqp.MetadataCC, strings.Join(cc, ","))
+		}
+		m.SetContext(ctx)
+		wm[i] = m
+	}
+	return waitDone{r.cfg.Publisher.Publish(r.cfg.Exchange, wm...)}
+}
+
+type waitDone struct{ err error }
+
+func (w waitDone) Wait() error { return w.err }
+
+// confirm waits for every group in order, records the confirms in their batch and hands each
+// finished batch (outcomes decided) to done. It returns when in is closed and drained.
+func (r *Relay) confirm(pl *pipeline, in <-chan sent, done chan<- *batch) {
+	defer close(done)
+	for s := range in {
+		b := s.b
+		if s.end {
+			if s.stopErr != nil && b.err == nil {
+				b.err = s.stopErr
+			}
+			r.finish(pl, b)
+			done <- b
+			continue
+		}
+		err := s.wait.Wait()
+		now := time.Now()
+		var pe *amqp.PublishError
+		var failedAt map[int]error
 		switch {
-		case blocked[res.row.author]:
+		case err == nil:
+		case errors.As(err, &pe):
+			failedAt = pe.Failed
+		default:
+			failedAt = make(map[int]error, len(s.owners))
+			for i := range s.owners {
+				failedAt[i] = err
+			}
+		}
+		r.metrics.publishedMessages.Add(float64(len(s.owners) - len(failedAt)))
+		r.metrics.publishErrors.Add(float64(len(failedAt)))
+		for i, o := range s.owners {
+			st := &b.states[o]
+			ferr, failed := failedAt[i]
+			switch {
+			case !failed:
+				st.confirmed++
+				st.at = now
+			case errors.Is(ferr, amqp.ErrNacked):
+				if st.refused == "" {
+					st.refused = ferr.Error()
+				}
+			default:
+				st.lost = true
+				if b.err == nil {
+					b.err = ferr
+				}
+				pl.mu.Lock()
+				pl.brokerDown = true
+				pl.mu.Unlock()
+			}
+		}
+	}
+}
+
+// finish decides the outcome of every row of b (all its groups were waited for).
+//
+// Order per author: once a row of an author is not relayed, its later rows are released (even if
+// confirmed) so they are published again after it — a follower may then see a later frame twice,
+// never miss the earlier one's retry ordering. This covers later rows of the same batch and rows
+// of batches claimed while b was in flight (see pipeline.blocked).
+func (r *Relay) finish(pl *pipeline, b *batch) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for a, n := range pl.blocked {
+		if n <= b.claimedAfter {
+			delete(pl.blocked, a) // every later batch was claimed after that mark: the database orders them
+		}
+	}
+	b.results = make([]result, len(b.rows))
+	for i, st := range b.states {
+		res := &b.results[i]
+		res.row = b.rows[i]
+		n, isBlocked := pl.blocked[res.row.author]
+		switch {
+		case isBlocked && b.claimedAfter < n:
 			res.outcome = released
 		case st.refused != "":
 			res.outcome = refused
 			res.err = st.refused
 			res.retryIn = backoff(res.row.attempts, r.cfg.RetryBackoffMin, r.cfg.RetryBackoffMax)
-		case st.complete && !st.lost && st.confirmed == st.emitted:
+		case st.complete && !st.lost && !st.unsent && st.confirmed == st.emitted:
 			res.outcome = relayed
 			res.confirmedAt = st.at
 		default:
 			res.outcome = released
 		}
 		if res.outcome != relayed {
-			blocked[res.row.author] = true
+			pl.blocked[res.row.author] = b.seq
 		}
 	}
-	if stopErr != nil && ctx.Err() != nil {
-		return results, nil // shutting down, not a broker failure
-	}
-	return results, stopErr
 }

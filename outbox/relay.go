@@ -106,11 +106,97 @@ func (r *Relay) lead(ctx context.Context) error {
 	return r.relayLoop(ctx, conn)
 }
 
+// pipelineDepth is how many claimed batches may be unmarked at once: one being confirmed while the
+// next is claimed, expanded and published, so the broker never waits for the database (claim,
+// follower reads, mark) nor the database for the broker's confirms.
+const pipelineDepth = 2
+
 // relayLoop claims and relays batches until ctx ends (nil) or the database fails (error).
-func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
-	brokerFailures := 0
-	for ctx.Err() == nil {
-		rows, err := claimBatch(ctx, conn, r.cfg.BatchSize, nil)
+//
+// The leader goroutine claims, emits and marks, all on conn (the claim and the mark are fenced by
+// the leader lock held by that session); a confirm goroutine waits for the broker's confirms in
+// order. Batch N+1 is claimed (skipping N's rows, still pending) and published while N's confirms
+// are outstanding; N is marked as soon as they are in. Batches are marked in claim order.
+func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
+	pl := &pipeline{blocked: map[string]int64{}}
+	// Groups in flight are bounded by the channel: about 4 groups of PublishGroup messages.
+	sentCh := make(chan sent, 4)
+	doneCh := make(chan *batch, pipelineDepth+1)
+	go r.confirm(pl, sentCh, doneCh)
+
+	var (
+		seq, lastMarked int64
+		outstanding     int
+		inFlight        = map[int64]struct{}{} // ids of rows claimed and not yet marked
+		brokerFailures  int
+		markErr         error
+	)
+	mark := func(b *batch) {
+		outstanding--
+		if markErr != nil {
+			return // the connection failed: the rows stay pending, the next leader relays them
+		}
+		// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
+		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		dead, err := markBatch(markCtx, conn, b.results, r.cfg.MaxAttempts)
+		cancel()
+		if err != nil {
+			markErr = err
+			return
+		}
+		for _, rw := range b.rows {
+			delete(inFlight, rw.id)
+		}
+		lastMarked = b.seq
+		r.observe(b.results, dead)
+		if b.err != nil && ctx.Err() == nil {
+			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
+			brokerFailures++
+			r.log.Warn("outbox relay: broker unavailable, backlog kept in the database", slog.Any("err", b.err), slog.Duration("retry_in", wait))
+			sleep(ctx, wait)
+		} else if b.err == nil && !pl.down() {
+			brokerFailures = 0
+		}
+		if outstanding == 0 {
+			// Nothing in flight any more: the next batch may try the broker again.
+			pl.mu.Lock()
+			pl.brokerDown = false
+			pl.mu.Unlock()
+		}
+	}
+	defer func() {
+		// Stop the confirmer and mark what it finishes (bounded by the publisher's watchdog).
+		close(sentCh)
+		for b := range doneCh {
+			mark(b)
+		}
+		if err == nil && ctx.Err() == nil {
+			err = markErr
+		}
+	}()
+
+	ids := make([]int64, 0, pipelineDepth*r.cfg.BatchSize)
+	for ctx.Err() == nil && markErr == nil {
+		// Mark every batch the confirmer finished, without waiting.
+		select {
+		case b := <-doneCh:
+			mark(b)
+			continue
+		default:
+		}
+		if outstanding >= pipelineDepth || (outstanding > 0 && pl.down()) {
+			select {
+			case b := <-doneCh:
+				mark(b)
+			case <-ctx.Done():
+			}
+			continue
+		}
+		ids = ids[:0]
+		for id := range inFlight {
+			ids = append(ids, id)
+		}
+		rows, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -118,31 +204,31 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
 			return err
 		}
 		if len(rows) == 0 {
+			if outstanding > 0 {
+				select {
+				case b := <-doneCh:
+					mark(b)
+				case <-ctx.Done():
+				}
+				continue
+			}
 			if err := waitNotification(ctx, conn, r.cfg.PollInterval); err != nil {
 				return err
 			}
 			continue
 		}
-		results, brokerErr := r.publishBatch(ctx, rows)
-		// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
-		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		dead, err := markBatch(markCtx, conn, results, r.cfg.MaxAttempts)
-		cancel()
-		if err != nil {
-			// Confirmed rows stay pending and are published again by the next leader.
-			return err
+		seq++
+		b := &batch{seq: seq, rows: rows, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
+		for _, rw := range rows {
+			inFlight[rw.id] = struct{}{}
 		}
-		r.observe(results, dead)
-		if brokerErr != nil {
-			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
-			brokerFailures++
-			r.log.Warn("outbox relay: broker unavailable, backlog kept in the database", slog.Any("err", brokerErr), slog.Duration("retry_in", wait))
-			sleep(ctx, wait)
-		} else {
-			brokerFailures = 0
-		}
+		outstanding++
+		r.emit(ctx, pl, b, sentCh)
 	}
-	return nil
+	if ctx.Err() != nil {
+		return nil
+	}
+	return markErr
 }
 
 func (r *Relay) observe(results []result, dead int) {
