@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -142,11 +143,23 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	}
 	lat := &latencies{}
 	clients := make([]*websocket.Conn, b.conns)
+	cpuDone := make(chan error, 1)
+	if b.profile != "" {
+		// CPU profile of the connect phase (its first seconds).
+		go func() {
+			cpuDone <- fetchProfile(base+"/debug/pprof/profile?seconds=4", fmt.Sprintf("%s/%s-connect-cpu.pb.gz", b.profile, kind))
+		}()
+	} else {
+		cpuDone <- nil
+	}
 	start := time.Now()
 	if err := dialAll(ctx, base, ids, tokens, clients, lat); err != nil {
 		return res, err
 	}
 	res.connectDuration = time.Since(start)
+	if err := <-cpuDone; err != nil {
+		return res, err
+	}
 	if err := waitConnections(base, b.conns); err != nil {
 		return res, err
 	}
@@ -346,22 +359,29 @@ func saveProfiles(base, dir, kind string) error {
 		return err
 	}
 	for _, p := range []string{"heap?gc=1", "goroutine"} {
-		resp, err := http.Get(base + "/debug/pprof/" + p)
-		if err != nil {
-			return err
-		}
 		name, _, _ := strings.Cut(p, "?")
-		f, err := os.Create(fmt.Sprintf("%s/%s-%s.pb.gz", dir, kind, name))
-		if err == nil {
-			_, err = io.Copy(f, resp.Body)
-			err = errors.Join(err, f.Close())
-		}
-		resp.Body.Close()
-		if err != nil {
+		if err := fetchProfile(base+"/debug/pprof/"+p, fmt.Sprintf("%s/%s-%s.pb.gz", dir, kind, name)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func fetchProfile(url, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }
 
 // waitQuiet waits until the server has no binding change pending.

@@ -84,6 +84,7 @@ func serveWS(ctx context.Context, f wsServerFlags) error {
 		return fmt.Errorf("unknown server kind %q", f.kind)
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // the parent's -profile
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") == "1" {
 			runtime.GC()
