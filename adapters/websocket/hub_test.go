@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,4 +230,31 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestKeepalivePingsAnswerersAndDropsSilentPeers: pings come from per-socket timers (no
+// goroutine per idle socket); a client that reads answers them and stays, one that never reads
+// (no pong) is dropped after PingTimeout.
+func TestKeepalivePingsAnswerersAndDropsSilentPeers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *ws.Config) { c.PingInterval, c.PingTimeout = 50*time.Millisecond, 300*time.Millisecond })
+	var pings atomic.Int64
+	live := e.dialWith(t, e.wsURL(""), &websocket.DialOptions{
+		HTTPHeader:     http.Header{"Authorization": {"Bearer " + e.token(t, uuid.NewString())}},
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	silent, _, err := websocket.Dial(ctx, e.wsURL(""), &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + e.token(t, uuid.NewString())}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.CloseNow()
+	waitFor(t, 10*time.Second, "the silent socket dropped", func() bool { return e.hub.Connections() == 1 })
+	waitFor(t, 10*time.Second, "several pings answered", func() bool { return pings.Load() >= 5 })
+	if e.hub.Connections() != 1 {
+		t.Fatal("the answering socket was dropped")
+	}
+	live.c.Close(websocket.StatusNormalClosure, "")
 }
