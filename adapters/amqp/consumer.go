@@ -232,9 +232,11 @@ func (c *Consumer) setup(conn *amqp091.Connection, done <-chan struct{}) (<-chan
 	if err != nil {
 		return nil, fmt.Errorf("open binding channel: %w", err)
 	}
-	unbindCh, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("open unbinding channel: %w", err)
+	unbindChs := make([]*amqp091.Channel, unbindChannels)
+	for i := range unbindChs {
+		if unbindChs[i], err = conn.Channel(); err != nil {
+			return nil, fmt.Errorf("open unbinding channel: %w", err)
+		}
 	}
 	if err := c.restore(bindCh); err != nil {
 		return nil, err
@@ -257,7 +259,9 @@ func (c *Consumer) setup(conn *amqp091.Connection, done <-chan struct{}) (<-chan
 		}
 	}
 	go c.bindWorker(done, gen, bindCh)
-	go c.unbindWorker(done, gen, unbindCh)
+	for _, ch := range unbindChs {
+		go c.unbindWorker(done, gen, ch)
+	}
 	c.connected.Store(true)
 	return deliveries, nil
 }

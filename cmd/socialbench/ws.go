@@ -73,8 +73,66 @@ func runWS(ctx context.Context, args []string) error {
 		}
 		results = append(results, r)
 	}
+	hop, err := b.brokerHop(ctx)
+	if err != nil {
+		return fmt.Errorf("broker hop: %w", err)
+	}
 	printWSResults(os.Stdout, b, results)
+	fmt.Printf("\nbroker hop alone (publish -> raw amqp091 consumer, same frames and rate): p50 %s, p99 %s, max %s\n",
+		hop.p50.Round(10*time.Microsecond), hop.p99.Round(10*time.Microsecond), hop.max.Round(10*time.Microsecond))
 	return nil
+}
+
+// brokerHop measures what ours adds to the baseline by design: the frames' trip through
+// RabbitMQ, to a bare consumer on a queue of its own.
+func (b *wsBench) brokerHop(ctx context.Context) (wsResult, error) {
+	res := wsResult{kind: "broker"}
+	conn, err := amqp091.Dial(b.amqpURL)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return res, err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return res, err
+	}
+	const key = "bench.hop"
+	if err := ch.QueueBind(q.Name, key, b.exchange, false, nil); err != nil {
+		return res, err
+	}
+	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return res, err
+	}
+	lat := &latencies{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for d := range msgs {
+			now := time.Now()
+			var f domain.FeedFrame
+			if json.Unmarshal(d.Body, &f) == nil {
+				lat.add(now.Sub(f.CreatedAt))
+			}
+			if lat.count() == b.frames {
+				return
+			}
+		}
+	}()
+	if err := b.publish(ctx, []string{key}); err != nil {
+		return res, err
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+	}
+	res.received = lat.count()
+	res.p50, res.p99, res.max = lat.percentiles()
+	return res, nil
 }
 
 type wsBench struct {
@@ -89,7 +147,8 @@ type wsResult struct {
 	rssBefore       int64 // bytes
 	rssAfter        int64
 	connectDuration time.Duration
-	goroutines      int // added by the open sockets
+	goroutines      int           // added by the open sockets
+	closeDuration   time.Duration // closing all but b.users sockets, until no unbind is pending
 	p50, p99, max   time.Duration
 	received        int
 }
@@ -178,6 +237,7 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20), res.goroutines)
 
 	// Latency phase: keep one socket for each of the first b.users users.
+	closeStart := time.Now()
 	for _, c := range clients[b.users:] {
 		c.Close(websocket.StatusNormalClosure, "")
 	}
@@ -189,6 +249,7 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	if err := waitQuiet(base); err != nil {
 		return res, err
 	}
+	res.closeDuration = time.Since(closeStart)
 	targets := ids[:b.users]
 	switch kind {
 	case "baseline":
@@ -302,11 +363,11 @@ func (l *latencies) read(c *websocket.Conn) {
 		if json.Unmarshal(b, &f) != nil {
 			continue
 		}
-		l.mu.Lock()
-		l.d = append(l.d, now.Sub(f.CreatedAt))
-		l.mu.Unlock()
+		l.add(now.Sub(f.CreatedAt))
 	}
 }
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
 
 func (l *latencies) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.d) }
 
@@ -430,16 +491,17 @@ func raiseNoFile() {
 
 func printWSResults(w io.Writer, b *wsBench, rs []wsResult) {
 	fmt.Fprintf(w, "\nsocialbench ws: %d idle sockets of %d users; latency with %d users, %d frames at %d/s\n\n", b.conns, b.nUsers, b.users, b.frames, b.rate)
-	fmt.Fprintf(w, "%-9s %12s %14s %12s %10s %10s %10s %10s\n", "server", "sockets", "RSS/socket", "connect", "p50", "p99", "max", "received")
+	fmt.Fprintf(w, "%-9s %8s %14s %11s %11s %10s %10s %10s %10s %10s\n", "server", "sockets", "RSS/socket", "goroutines", "connect", "close", "p50", "p99", "max", "received")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-9s %12d %11.1f KiB %12s %10s %10s %10s %6d/%d\n", r.kind, r.conns, r.perConn()/1024,
-			r.connectDuration.Round(time.Millisecond), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond),
-			r.max.Round(10*time.Microsecond), r.received, b.frames)
+		fmt.Fprintf(w, "%-9s %8d %11.1f KiB %11d %11s %10s %10s %10s %10s %6d/%d\n", r.kind, r.conns, r.perConn()/1024, r.goroutines,
+			r.connectDuration.Round(time.Millisecond), r.closeDuration.Round(time.Millisecond), r.p50.Round(10*time.Microsecond),
+			r.p99.Round(10*time.Microsecond), r.max.Round(10*time.Microsecond), r.received, b.frames)
 	}
 	if len(rs) == 2 && rs[0].perConn() > 0 && rs[0].p50 > 0 {
 		base, ours := rs[0], rs[1]
-		fmt.Fprintf(w, "\nratio ours/baseline: RSS per socket %.2fx, p50 %.2fx, p99 %.2fx\n",
-			ours.perConn()/base.perConn(), float64(ours.p50)/float64(base.p50), float64(ours.p99)/float64(base.p99))
+		fmt.Fprintf(w, "\nratio ours/baseline: RSS per socket %.2fx, connect %.2fx, p50 %.2fx, p99 %.2fx\n",
+			ours.perConn()/base.perConn(), float64(ours.connectDuration)/float64(base.connectDuration),
+			float64(ours.p50)/float64(base.p50), float64(ours.p99)/float64(base.p99))
 	}
 	if missing := slices.ContainsFunc(rs, func(r wsResult) bool { return r.received < b.frames }); missing {
 		fmt.Fprintln(w, "\nwarning: some frames were not received before the deadline")
