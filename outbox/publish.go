@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,10 @@ type batch struct {
 	results      []result
 	// err is the first broker or follower-read failure of the batch; the leader backs off.
 	err error
+	// Set by the confirmer after marking: the mark error (the rows stay pending; the leader
+	// reconnects) and the rows parked as dead.
+	markErr error
+	dead    int
 }
 
 // sent is one Send call (or the end marker of a batch when end is set).
@@ -193,10 +198,14 @@ type waitDone struct{ err error }
 
 func (w waitDone) Wait() error { return w.err }
 
-// confirm waits for every group in order, records the confirms in their batch and hands each
-// finished batch (outcomes decided) to done. It returns when in is closed and drained.
-func (r *Relay) confirm(pl *pipeline, in <-chan sent, done chan<- *batch) {
+// confirm waits for every group in order, records the confirms in their batch, decides the
+// outcomes of each finished batch, marks it (batches in claim order) and hands it to done. It
+// returns when in is closed and drained. Marking here rather than in the leader goroutine lets
+// the mark of batch N run beside the claim of N+2 (two database sessions); the broker keeps
+// working meanwhile on the groups already written.
+func (r *Relay) confirm(ctx context.Context, pl *pipeline, in <-chan sent, done chan<- *batch) {
 	defer close(done)
+	var markErr error
 	for s := range in {
 		b := s.b
 		if s.end {
@@ -204,6 +213,15 @@ func (r *Relay) confirm(pl *pipeline, in <-chan sent, done chan<- *batch) {
 				b.err = s.stopErr
 			}
 			r.finish(pl, b)
+			if markErr == nil {
+				// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
+				markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				markErr = r.mark(markCtx, b)
+				cancel()
+			}
+			// After a failed mark no later batch is marked either (marks commit in claim
+			// order, which the per-author release relies on); the leader reconnects.
+			b.markErr = markErr
 			done <- b
 			continue
 		}
@@ -245,6 +263,16 @@ func (r *Relay) confirm(pl *pipeline, in <-chan sent, done chan<- *batch) {
 			}
 		}
 	}
+}
+
+func (r *Relay) mark(ctx context.Context, b *batch) error {
+	pc, err := r.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("mark outbox rows: %w", err)
+	}
+	defer pc.Release()
+	b.dead, err = markBatch(ctx, pc.Conn(), b.results, r.cfg.MaxAttempts)
+	return err
 }
 
 // finish decides the outcome of every row of b (all its groups were waited for).

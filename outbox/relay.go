@@ -109,20 +109,22 @@ func (r *Relay) lead(ctx context.Context) error {
 // pipelineDepth is how many claimed batches may be unmarked at once: one being confirmed while the
 // next is claimed, expanded and published, so the broker never waits for the database (claim,
 // follower reads, mark) nor the database for the broker's confirms.
-const pipelineDepth = 2
+const pipelineDepth = 3
 
 // relayLoop claims and relays batches until ctx ends (nil) or the database fails (error).
 //
-// The leader goroutine claims, emits and marks, all on conn (the claim and the mark are fenced by
-// the leader lock held by that session); a confirm goroutine waits for the broker's confirms in
-// order. Batch N+1 is claimed (skipping N's rows, still pending) and published while N's confirms
-// are outstanding; N is marked as soon as they are in. Batches are marked in claim order.
+// The leader goroutine claims on conn (fenced by the leader lock held by that session) and emits;
+// a confirm goroutine waits for the broker's confirms in order and marks each batch on a pool
+// connection as soon as its confirms are in (see markSQL for its fence). Batch N+1 is claimed
+// (skipping N's rows, still pending until marked) and published while N's confirms are
+// outstanding. Batches are marked in claim order; a row leaves the in-flight list only once its
+// mark committed, so no claim takes it twice.
 func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	pl := &pipeline{blocked: map[string]int64{}}
 	// Groups in flight are bounded by the channel: about 4 groups of PublishGroup messages.
 	sentCh := make(chan sent, 4)
 	doneCh := make(chan *batch, pipelineDepth+1)
-	go r.confirm(pl, sentCh, doneCh)
+	go r.confirm(ctx, pl, sentCh, doneCh)
 
 	var (
 		seq, lastMarked int64
@@ -131,19 +133,16 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		brokerFailures  int
 		markErr         error
 	)
+	// mark takes a batch the confirmer marked (or failed to mark).
 	mark := func(b *batch) {
 		outstanding--
-		if markErr != nil {
-			return // the connection failed: the rows stay pending, the next leader relays them
-		}
-		// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
-		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		dead, err := markBatch(markCtx, conn, b.results, r.cfg.MaxAttempts)
-		cancel()
-		if err != nil {
-			markErr = err
+		if b.markErr != nil {
+			// The rows stay pending with their positions; the next leader clears them and
+			// relays the rows again (at-least-once).
+			markErr = b.markErr
 			return
 		}
+		dead := b.dead
 		for _, rw := range b.rows {
 			delete(inFlight, rw.id)
 		}
