@@ -41,8 +41,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the social_ws_* metrics; nil records none.
 	Registerer prometheus.Registerer
-	// SendQueue is the number of frames buffered per socket (also the live frames buffered while
-	// a resume reads PostgreSQL); a socket whose queue is full is closed with 1013. Default 256.
+	// SendQueue is the most frames buffered per socket (also the live frames buffered while a
+	// resume reads PostgreSQL); a socket whose queue is full is closed with 1013. The queue is
+	// allocated only while frames wait, so an idle socket costs nothing for it. Default 256.
 	SendQueue int
 	// PingInterval is the keepalive period; PingTimeout bounds the wait for the pong. Defaults 30s, 10s.
 	PingInterval, PingTimeout time.Duration
