@@ -113,17 +113,27 @@ const pipelineDepth = 3
 
 // relayLoop claims and relays batches until ctx ends (nil) or the database fails (error).
 //
-// The leader goroutine claims on conn (fenced by the leader lock held by that session) and emits;
-// a confirm goroutine waits for the broker's confirms in order and marks each batch on a pool
+// The leader goroutine claims on conn (fenced by the leader lock held by that session); an emit
+// goroutine expands and writes each batch; a confirm goroutine waits for the broker's confirms in order and marks each batch on a pool
 // connection as soon as its confirms are in (see markSQL for its fence). Batch N+1 is claimed
 // (skipping N's rows, still pending until marked) and published while N's confirms are
 // outstanding. Batches are marked in claim order; a row leaves the in-flight list only once its
 // mark committed, so no claim takes it twice.
 func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	pl := &pipeline{blocked: map[string]int64{}}
-	// Groups in flight are bounded by the channel: about 4 groups of PublishGroup messages.
+	// Three goroutines, in claim order: this one claims (the database's share of a batch), the
+	// emitter expands and writes (follower pages, Send), the confirmer waits and marks. Each
+	// stage works on a different batch. Groups in flight are bounded by sentCh (about 4 groups of
+	// PublishGroup messages), batches by pipelineDepth.
+	emitCh := make(chan *batch, 1)
 	sentCh := make(chan sent, 4)
 	doneCh := make(chan *batch, pipelineDepth+1)
+	go func() {
+		defer close(sentCh)
+		for b := range emitCh {
+			r.emit(ctx, pl, b, sentCh)
+		}
+	}()
 	go r.confirm(ctx, pl, sentCh, doneCh)
 
 	var (
@@ -164,8 +174,9 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		}
 	}
 	defer func() {
-		// Stop the confirmer and mark what it finishes (bounded by the publisher's watchdog).
-		close(sentCh)
+		// Stop the emitter and the confirmer; take what the confirmer marks (bounded by the
+		// publisher's watchdog).
+		close(emitCh)
 		for b := range doneCh {
 			mark(b)
 		}
@@ -222,7 +233,7 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			inFlight[rw.id] = struct{}{}
 		}
 		outstanding++
-		r.emit(ctx, pl, b, sentCh)
+		emitCh <- b
 	}
 	if ctx.Err() != nil {
 		return nil
