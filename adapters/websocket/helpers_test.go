@@ -19,13 +19,14 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/auth"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
 )
 
-const amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+var amqpURL = amqptest.URL()
 
 // env is one realtime instance under test: its own database, exchange and queue.
 type env struct {
@@ -99,7 +100,7 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		e.srv.Close()
 		cancel()
 		<-done
-		deleteExchange(t, exchange)
+		amqptest.DeleteExchange(t, exchange)
 	})
 	waitFor(t, 20*time.Second, "consumer ready", func() bool { return e.consumer.Ready(context.Background()) == nil })
 
@@ -112,21 +113,6 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		t.Fatal(err)
 	}
 	return e
-}
-
-func deleteExchange(t testing.TB, name string) {
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
-		t.Errorf("delete exchange: %v", err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Errorf("delete exchange: %v", err)
-		return
-	}
-	_ = ch.ExchangeDelete(name, false, false)
 }
 
 // publish sends a frame the way the dispatcher does: routing key = first recipient, CC = the rest.
