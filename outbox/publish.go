@@ -139,12 +139,14 @@ func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sen
 		st := &b.states[i]
 		p, ok := firsts[rw.author]
 		for ok {
-			msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: p.key, CC: p.cc, Body: rw.frame})
-			owners = append(owners, int32(i))
-			st.emitted++
-			budget--
-			if len(msgs) >= r.cfg.PublishGroup && !flush() {
-				return
+			for _, m := range p.msgs {
+				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame})
+				owners = append(owners, int32(i))
+				st.emitted++
+				budget--
+				if len(msgs) >= r.cfg.PublishGroup && !flush() {
+					return
+				}
 			}
 			if !p.full {
 				break
@@ -156,7 +158,7 @@ func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sen
 				}
 				return
 			}
-			ok = p.key != ""
+			ok = len(p.msgs) > 0
 		}
 		st.complete = true
 		if st.emitted == 0 {

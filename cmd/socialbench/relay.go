@@ -40,6 +40,7 @@ func runRelay(ctx context.Context, args []string) error {
 	window := fs.Int("window", 1000, "baseline: unconfirmed messages in flight")
 	batch := fs.Int("batch", 0, "relay BatchSize (0 = default)")
 	group := fs.Int("group", 0, "relay PublishGroup (0 = default)")
+	pageSize := fs.Int("page", 0, "relay PageSize: followers per message (0 = default 1,000; 1 = no CC)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the relay run (not the set-up or baseline) to this file")
 	skipBaseline := fs.Bool("no-baseline", false, "measure the relay only")
 	if err := fs.Parse(args); err != nil {
@@ -67,7 +68,7 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	relayDur, err := b.runRelay(ctx, *batch, *group)
+	relayDur, err := b.runRelay(ctx, *batch, *group, *pageSize)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -251,14 +252,14 @@ func (b *relayBench) waitCount(ctx context.Context, want int64) error {
 	return nil
 }
 
-func (b *relayBench) runRelay(ctx context.Context, batch, group int) (time.Duration, error) {
+func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize int) (time.Duration, error) {
 	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog()})
 	if err != nil {
 		return 0, err
 	}
 	defer pub.Close()
 	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, Exchange: b.relayEx, Logger: quietLog(),
-		BatchSize: batch, PublishGroup: group})
+		BatchSize: batch, PublishGroup: group, PageSize: pageSize})
 	if err != nil {
 		return 0, err
 	}
