@@ -40,6 +40,11 @@ type Config struct {
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC),
+	// 1..1000. 1000 (the design's default) is cheapest for the broker while few users are online;
+	// on RabbitMQ 3.10, which scans every binding of the exchange for a message with several
+	// routing keys, 1 is faster once more than a few thousand users are online (docs/performance.md).
+	RelayFollowersPerMessage int `env:"RELAY_FOLLOWERS_PER_MESSAGE" envDefault:"1000"`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -55,6 +60,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	var errs []error
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	if cfg.RelayFollowersPerMessage < 1 || cfg.RelayFollowersPerMessage > 1000 {
+		errs = append(errs, errors.New("RELAY_FOLLOWERS_PER_MESSAGE must be 1..1000"))
 	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))

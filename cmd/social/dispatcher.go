@@ -51,6 +51,7 @@ func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer)
 		Pool:       pool,
 		Publisher:  pub,
 		Exchange:   a.cfg.AMQPExchange,
+		PageSize:   a.cfg.RelayFollowersPerMessage,
 		Logger:     log,
 		Registerer: reg,
 	})

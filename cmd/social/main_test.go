@@ -45,6 +45,7 @@ func TestConfigDefaults(t *testing.T) {
 		"bad level":    {"LOG_LEVEL": "loud"},
 		"bad duration": {"REQUEST_TIMEOUT": "soon"},
 		"zero pool":    {"DB_MAX_CONNS": "0"},
+		"CC over 1000": {"RELAY_FOLLOWERS_PER_MESSAGE": "1001"},
 	} {
 		if _, err := parseConfig(env); err == nil {
 			t.Errorf("%s: accepted %v", name, env)
