@@ -2,8 +2,6 @@ package amqp_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 // bindEnv is a consumer on its own exchange plus a prober that asks the broker whether a routing
@@ -178,8 +177,8 @@ func TestBindingsAreCountedPerUser(t *testing.T) {
 // that was dropped meanwhile.
 func TestRestoreAfterReconnectRebindsEveryWantedUser(t *testing.T) {
 	t.Parallel()
-	proxy := newProxy(t, "127.0.0.1:5672")
-	e := newBindEnv(t, "amqp://guest:guest@"+proxy.ln.Addr().String()+"/")
+	proxy := amqptest.NewProxy(t, "127.0.0.1:5672")
+	e := newBindEnv(t, "amqp://guest:guest@"+proxy.Addr()+"/")
 	ctx := context.Background()
 	users := make([]string, 1200)
 	for i := range users {
@@ -188,7 +187,7 @@ func TestRestoreAfterReconnectRebindsEveryWantedUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	proxy.cut()
+	proxy.Cut()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.c.Ready(ctx) == nil { // the consumer notices the cut
 		if time.Now().After(deadline) {
@@ -225,48 +224,4 @@ func waitPending(t *testing.T, c *amqp.Consumer) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// proxy forwards TCP to the broker; cut drops every connection through it (a network failure).
-type proxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	return p
-}
-
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
 }

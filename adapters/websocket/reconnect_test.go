@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 )
 
@@ -17,9 +18,9 @@ import (
 // sockets with 1012 so their clients resume with ?since= from PostgreSQL.
 func TestBrokerReconnectRestoresBindingsAndAsksClientsToResume(t *testing.T) {
 	t.Parallel()
-	proxy := newTCPProxy(t, "127.0.0.1:5672")
+	proxy := amqptest.NewProxy(t, "127.0.0.1:5672")
 	e := newEnvVia(t, pgtest.New(t), "test.feed."+uuid.NewString(), slog.New(slog.DiscardHandler),
-		"amqp://guest:guest@"+proxy.addr()+"/")
+		"amqp://guest:guest@"+proxy.Addr()+"/")
 	user := uuid.NewString()
 	c := e.dial(t, user, "")
 	e.publish(t, frameAt(1, uuid.NewString()), user)
@@ -31,7 +32,7 @@ func TestBrokerReconnectRestoresBindingsAndAsksClientsToResume(t *testing.T) {
 	if err := e.consumer.Bind(context.Background(), held); err != nil {
 		t.Fatal(err)
 	}
-	proxy.cut()
+	proxy.Cut()
 	if got := c.closeStatus(10 * time.Second); got != 1012 {
 		t.Fatalf("close status %d, want 1012 (service restart: resume)", got)
 	}
