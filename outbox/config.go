@@ -54,7 +54,8 @@ type Config struct {
 	// (doubling per attempt). Defaults 1s and 5m.
 	RetryBackoffMin, RetryBackoffMax time.Duration
 	// ErrorBackoffMin and ErrorBackoffMax bound the pause after the broker or the database was
-	// unavailable (doubling while it lasts). Defaults 100ms and 10s.
+	// unavailable (doubling while it lasts). Defaults 100ms and 2s: a failed attempt against a
+	// down broker costs next to nothing, and a low cap drains the backlog soon after it returns.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
 
 	// Logger; default slog.Default().
@@ -104,7 +105,7 @@ func (c *Config) setDefaults() {
 		c.ErrorBackoffMin = 100 * time.Millisecond
 	}
 	if c.ErrorBackoffMax == 0 {
-		c.ErrorBackoffMax = 10 * time.Second
+		c.ErrorBackoffMax = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

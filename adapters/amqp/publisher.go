@@ -81,7 +81,8 @@ type PublisherConfig struct {
 	PublishTimeout time.Duration
 	// ReconnectBackoffMin and ReconnectBackoffMax bound the wait between failed connection
 	// attempts (doubling). Within the wait Publish fails at once with ErrUnavailable instead of
-	// blocking: the caller keeps its backlog and retries. Defaults 100ms and 10s.
+	// blocking: the caller keeps its backlog and retries. Defaults 100ms and 2s (a dial to a down
+	// node fails fast; a low cap reconnects soon after the broker is back).
 	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
 	// Logger receives connection events; default slog.Default().
 	Logger *slog.Logger
@@ -101,7 +102,7 @@ func (c *PublisherConfig) setDefaults() {
 		c.ReconnectBackoffMin = 100 * time.Millisecond
 	}
 	if c.ReconnectBackoffMax == 0 {
-		c.ReconnectBackoffMax = 10 * time.Second
+		c.ReconnectBackoffMax = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
