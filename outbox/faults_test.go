@@ -1,16 +1,15 @@
 package outbox_test
 
 import (
-	"io"
 	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -23,44 +22,6 @@ func deadPort(t *testing.T) string {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	return addr
-}
-
-// proxyTo forwards connections accepted on addr to the real broker: the broker "comes back".
-func proxyTo(t *testing.T, addr, target string) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen on %s: %v", addr, err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, up)
-			mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close() })
-			wg.Go(func() { _, _ = io.Copy(c, up); _ = c.Close() })
-		}
-	})
 }
 
 func TestRelayKeepsBacklogWhileBrokerIsDownAndDrainsItAfter(t *testing.T) {
@@ -87,7 +48,7 @@ func TestRelayKeepsBacklogWhileBrokerIsDownAndDrainsItAfter(t *testing.T) {
 		t.Fatalf("%d rows pending with no attempts, want %d", n, total)
 	}
 
-	proxyTo(t, addr, live.Host)
+	amqptest.NewProxyOn(t, addr, live.Host)
 	waitFor(t, 30*time.Second, "backlog drained", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
 	waitFor(t, 10*time.Second, "deliveries", func() bool { return len(c.deliveries()) == total })
 	if got := metricValue(t, reg, "social_outbox_relayed_rows_total"); got != total {

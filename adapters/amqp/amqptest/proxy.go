@@ -11,6 +11,7 @@ import (
 // would, while new connections are still accepted.
 type Proxy struct {
 	ln    net.Listener
+	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns []net.Conn
 }
@@ -19,12 +20,19 @@ type Proxy struct {
 // t.Cleanup.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return NewProxyOn(tb, "127.0.0.1:0", target)
+}
+
+// NewProxyOn is NewProxy listening on addr: a test can point a client at a dead port first and
+// bring "the broker" up there later.
+func NewProxyOn(tb testing.TB, addr, target string) *Proxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("listen on %s: %v", addr, err)
 	}
 	p := &Proxy{ln: ln}
-	go func() {
+	p.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -38,11 +46,15 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
+			p.wg.Go(func() { _, _ = io.Copy(u, c); u.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(c, u); c.Close() })
 		}
-	}()
-	tb.Cleanup(func() { ln.Close(); p.Cut() })
+	})
+	tb.Cleanup(func() {
+		ln.Close()
+		p.Cut()
+		p.wg.Wait()
+	})
 	return p
 }
 
