@@ -1,0 +1,116 @@
+package amqp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Message metadata read by Publisher. Any other metadata key becomes a string header.
+const (
+	// MetadataRoutingKey is the routing key of the message (the first follower's user id).
+	MetadataRoutingKey = "amqp_routing_key"
+	// MetadataCC holds the other recipients, comma-separated (user ids contain no commas). The
+	// publisher writes them as the CC header, an array of strings, as sender-selected
+	// distribution requires (a plain string header would be ignored by the broker).
+	MetadataCC = "amqp_cc"
+)
+
+// Errors of Publish, for errors.Is. A PublishError says which messages each applies to.
+var (
+	// ErrNacked: the broker refused this message (basic.nack), e.g. a queue it routes to is full
+	// with overflow reject-publish. Retrying the same message soon will likely fail again.
+	ErrNacked = errors.New("rabbitmq refused the message (nack)")
+	// ErrUnavailable: no confirm because the broker could not be reached, the connection or
+	// channel closed, or the deadline passed. The message may or may not have been routed
+	// (at-least-once: publish it again).
+	ErrUnavailable = errors.New("rabbitmq unavailable")
+	// ErrClosed: Publish after Close.
+	ErrClosed = errors.New("publisher closed")
+)
+
+// PublishError reports the messages of one Publish call that were not confirmed. Every message
+// not listed in Failed was confirmed (acked) by the broker.
+type PublishError struct {
+	// Failed maps the index of a message in the Publish call to why it failed (wrapping
+	// ErrNacked or ErrUnavailable).
+	Failed map[int]error
+}
+
+func (e *PublishError) Error() string {
+	var first error
+	for _, err := range e.Failed {
+		first = err
+		break
+	}
+	return fmt.Sprintf("%d message(s) not confirmed, e.g.: %v", len(e.Failed), first)
+}
+
+// Unwrap returns the distinct causes, so errors.Is(err, ErrNacked) works.
+func (e *PublishError) Unwrap() []error {
+	var out []error
+	seen := map[error]bool{}
+	for _, err := range e.Failed {
+		if !seen[err] {
+			seen[err] = true
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// Dialer connects to the broker, failing over between the configured nodes. Required.
+	Dialer *Dialer
+	// ExchangeKind is the kind each topic (exchange) is declared with on connect; default direct.
+	// Exchanges are durable and not auto-deleted.
+	ExchangeKind string
+	// ContentType of every message; default application/json.
+	ContentType string
+	// PublishTimeout is how long Publish waits without progress (a write accepted or a confirm
+	// received) before it drops the connection and fails the unconfirmed messages with
+	// ErrUnavailable. Default 30s. The first message's context also ends the call.
+	PublishTimeout time.Duration
+	// ReconnectBackoffMin and ReconnectBackoffMax bound the wait between failed connection
+	// attempts (doubling). Within the wait Publish fails at once with ErrUnavailable instead of
+	// blocking: the caller keeps its backlog and retries. Defaults 100ms and 2s (a dial to a down
+	// node fails fast; a low cap reconnects soon after the broker is back).
+	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
+	// Logger receives connection events; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *PublisherConfig) setDefaults() {
+	if c.ExchangeKind == "" {
+		c.ExchangeKind = ExchangeKind
+	}
+	if c.ContentType == "" {
+		c.ContentType = "application/json"
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 30 * time.Second
+	}
+	if c.ReconnectBackoffMin == 0 {
+		c.ReconnectBackoffMin = 100 * time.Millisecond
+	}
+	if c.ReconnectBackoffMax == 0 {
+		c.ReconnectBackoffMax = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every invalid field.
+func (c PublisherConfig) Validate() error {
+	var errs []error
+	if c.Dialer == nil {
+		errs = append(errs, errors.New("amqp publisher: Dialer is required"))
+	}
+	if c.PublishTimeout < 0 || c.ReconnectBackoffMin < 0 || c.ReconnectBackoffMax < c.ReconnectBackoffMin {
+		errs = append(errs, errors.New("amqp publisher: timeouts must be positive and ReconnectBackoffMax >= ReconnectBackoffMin"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,155 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// session is one connection with its confirm-mode channel.
+type session struct {
+	conn     *amqp091.Connection
+	ch       *amqp091.Channel
+	addr     string
+	declared map[string]bool
+
+	progress  atomic.Int64 // unix nanos of the last write accepted or confirm received
+	stalled   atomic.Bool  // aborted for lack of progress
+	aborting  atomic.Bool
+	abortOnce sync.Once
+	aborted   chan struct{} // closed once an abort closed the connection
+}
+
+func (s *session) progressed() { s.progress.Store(time.Now().UnixNano()) }
+
+// abort closes the connection (failing every write and pending confirm on it) once.
+func (s *session) abort(stalled bool) {
+	s.abortOnce.Do(func() {
+		if stalled {
+			s.stalled.Store(true)
+		}
+		s.aborting.Store(true)
+		defer close(s.aborted)
+		_ = s.conn.CloseDeadline(time.Now().Add(time.Second))
+	})
+}
+
+// session returns the live session with topic declared, connecting if needed. Within the backoff
+// after a failed attempt it fails at once: the caller keeps its messages and retries later.
+func (p *Publisher) session(ctx context.Context, topic string) (*session, error) {
+	if p.sess != nil && (p.sess.ch.IsClosed() || p.sess.conn.IsClosed()) {
+		p.drop("connection lost")
+	}
+	if p.sess == nil {
+		if wait := time.Until(p.nextDial); wait > 0 {
+			return nil, fmt.Errorf("%w: reconnecting in %s", ErrUnavailable, wait.Round(time.Millisecond))
+		}
+		s, err := p.connect(ctx)
+		if err != nil {
+			p.failures++
+			backoff := p.cfg.ReconnectBackoffMin << min(p.failures-1, 16)
+			p.nextDial = time.Now().Add(min(backoff, p.cfg.ReconnectBackoffMax))
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		p.failures = 0
+		p.sess = s
+		p.up.Store(true)
+		p.log.Info("amqp publisher connected", slog.String("broker", s.addr))
+	}
+	if !p.sess.declared[topic] {
+		if err := p.sess.ch.ExchangeDeclare(topic, p.cfg.ExchangeKind, true, false, false, false, nil); err != nil {
+			p.drop("declare exchange failed")
+			return nil, fmt.Errorf("%w: declare exchange %q: %w", ErrUnavailable, topic, err)
+		}
+		p.sess.declared[topic] = true
+	}
+	return p.sess, nil
+}
+
+func (p *Publisher) connect(ctx context.Context) (*session, error) {
+	conn, addr, err := p.cfg.Dialer.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.CloseDeadline(time.Now().Add(time.Second))
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = conn.CloseDeadline(time.Now().Add(time.Second))
+		return nil, fmt.Errorf("confirm mode: %w", err)
+	}
+	s := &session{conn: conn, ch: ch, addr: addr, declared: map[string]bool{}, aborted: make(chan struct{})}
+	s.progressed()
+	return s, nil
+}
+
+// drop closes the current session (if any); the next Publish reconnects.
+func (p *Publisher) drop(why string) {
+	if p.sess == nil {
+		return
+	}
+	p.log.Warn("amqp publisher disconnected", slog.String("broker", p.sess.addr), slog.String("reason", why))
+	_ = p.sess.conn.CloseDeadline(time.Now().Add(time.Second))
+	p.sess = nil
+	p.up.Store(false)
+}
+
+// Ready reports whether the publisher has a live connection, connecting if it is idle and
+// disconnected (for /readyz). It never waits behind a running Publish.
+func (p *Publisher) Ready(ctx context.Context) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if !p.mu.TryLock() {
+		if p.up.Load() {
+			return nil
+		}
+		return fmt.Errorf("%w: reconnecting", ErrUnavailable)
+	}
+	defer p.mu.Unlock()
+	if p.sess != nil && !p.sess.ch.IsClosed() {
+		return nil
+	}
+	p.sess = nil
+	p.up.Store(false)
+	if wait := time.Until(p.nextDial); wait > 0 {
+		return fmt.Errorf("%w: reconnecting in %s", ErrUnavailable, wait.Round(time.Millisecond))
+	}
+	s, err := p.connect(ctx)
+	if err != nil {
+		p.failures++
+		p.nextDial = time.Now().Add(min(p.cfg.ReconnectBackoffMin<<min(p.failures-1, 16), p.cfg.ReconnectBackoffMax))
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	p.failures = 0
+	p.sess = s
+	p.up.Store(true)
+	return nil
+}
+
+// Close waits for running calls (each bounded by its progress watchdog) and closes the connection.
+func (p *Publisher) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	p.calls.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sess != nil {
+		err := p.sess.conn.CloseDeadline(time.Now().Add(5 * time.Second))
+		p.sess = nil
+		p.up.Store(false)
+		if err != nil && !errors.Is(err, amqp091.ErrClosed) {
+			return fmt.Errorf("close amqp publisher: %w", err)
+		}
+	}
+	return nil
+}
