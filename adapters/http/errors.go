@@ -37,19 +37,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, msg := http.StatusInternalServerError, "Internal error."
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		// Raised by echo itself: unknown route, wrong method, body limit.
-		status = he.Code
-		msg = http.StatusText(status)
-		if m, ok := he.Message.(string); ok && status < 500 {
-			msg = m
-		}
-	} else if code := domain.ErrorCode(err); code != "" {
-		status = statusOf[code]
-		msg = domain.ErrorMessage(err)
-	}
+	status, msg := classify(err)
 	rid := requestID(c)
 	if status >= 500 {
 		s.log.ErrorContext(c.Request().Context(), "request failed",
@@ -67,6 +55,24 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if err != nil {
 		s.log.WarnContext(c.Request().Context(), "write error response", slog.Any("err", err))
 	}
+}
+
+// classify picks the status and client-safe message for err: echo's own errors (unknown route,
+// wrong method, body limit) keep their status, domain errors go through statusOf, anything else
+// is a 500 "Internal error.".
+func classify(err error) (status int, msg string) {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg = http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok && he.Code < 500 {
+			msg = m
+		}
+		return he.Code, msg
+	}
+	if s, ok := statusOf[domain.ErrorCode(err)]; ok {
+		return s, domain.ErrorMessage(err)
+	}
+	return http.StatusInternalServerError, "Internal error."
 }
 
 func requestID(c echo.Context) string {

@@ -51,8 +51,8 @@ func FuzzParsePage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, offset, limit string) {
 		p, err := ParsePage(offset, limit)
 		if err != nil {
-			if statusFor(err) != 400 {
-				t.Fatalf("error %v maps to %d, want 400", err, statusFor(err))
+			if status, _ := classify(err); status != 400 {
+				t.Fatalf("error %v maps to %d, want 400", err, status)
 			}
 			return
 		}

@@ -1,15 +1,11 @@
 package http
 
 import (
-	"errors"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/socialnet/social/domain"
 )
 
 type httpMetrics struct {
@@ -55,16 +51,4 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.duration.WithLabelValues(route, c.Request().Method).Observe(time.Since(start).Seconds())
 		return nil
 	}
-}
-
-// statusFor is used by tests and the fuzzer to learn the status an error maps to.
-func statusFor(err error) int {
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		return he.Code
-	}
-	if s, ok := statusOf[domain.ErrorCode(err)]; ok {
-		return s
-	}
-	return http.StatusOK
 }

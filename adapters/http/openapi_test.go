@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-
-	httpapi "github.com/socialnet/social/adapters/http"
 )
 
 // mountedByMain are served by routes that cmd/social mounts on the API server.
@@ -73,5 +71,4 @@ func TestHealthAndReadiness(t *testing.T) {
 		}
 	}
 	expectError(t, api.do("GET", "/no/such/route", "", nil), 404)
-	_ = httpapi.MaxBodyBytes
 }

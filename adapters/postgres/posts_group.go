@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -105,25 +106,19 @@ func (g *createGroup) take() []*createReq {
 func (g *createGroup) isPending(r *createReq) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, p := range g.pending {
-		if p == r {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(g.pending, r)
 }
 
 // withdraw removes r from the queue if no transaction took it yet.
 func (g *createGroup) withdraw(r *createReq) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for i, p := range g.pending {
-		if p == r {
-			g.pending = append(g.pending[:i], g.pending[i+1:]...)
-			return true
-		}
+	i := slices.Index(g.pending, r)
+	if i < 0 {
+		return false
 	}
-	return false
+	g.pending = slices.Delete(g.pending, i, i+1)
+	return true
 }
 
 // commit runs batch as one implicit transaction (one Sync), or, if it fails and holds more than
