@@ -13,7 +13,7 @@ import (
 const readPageSize = 1000
 
 // page is up to readPageSize followers of an author in user_id order, cut into messages of up to
-// PageSize recipients.
+// split.size recipients, each naming followers of one lane only.
 type page struct {
 	msgs []recipients
 	// last is the keyset cursor for the next page.
@@ -23,38 +23,79 @@ type page struct {
 }
 
 // recipients of one message: routing key = the first follower, CC = the others as the AMQP array
-// of strings. Built once per page and shared by every message to them (all rows of an author in
-// a batch use the same first page).
+// of strings, lane = the publisher lane of all of them. Built once per page and shared by every
+// message to them (all rows of an author in a batch use the same first page).
 type recipients struct {
-	key string
-	cc  []interface{}
+	key  string
+	cc   []interface{}
+	lane int
 }
 
-func newPage(ids []string, readSize, msgSize int) page {
+// split says how a page of followers becomes messages.
+type split struct {
+	size  int // followers per message (PageSize)
+	lanes int // publisher lanes (1: no split)
+}
+
+// laneOf maps a follower to a publisher lane (FNV-1a of the id). Every message naming a follower
+// travels on that follower's lane, i.e. one broker channel, and the broker keeps the order of a
+// channel: a user's frames, of all authors, arrive in relay (position) order however the lanes
+// interleave. Splitting by author instead would let a later position of one author overtake an
+// earlier one of another, and a client resuming with ?since= after the later one would skip
+// the earlier.
+func laneOf(userID string, lanes int) int {
+	if lanes <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(userID); i++ {
+		h ^= uint32(userID[i])
+		h *= 16777619
+	}
+	return int(h % uint32(lanes))
+}
+
+func newPage(ids []string, readSize int, sp split) page {
 	if len(ids) == 0 {
 		return page{}
 	}
 	p := page{last: ids[len(ids)-1], full: len(ids) == readSize}
+	if sp.lanes <= 1 {
+		p.msgs = appendMessages(p.msgs, ids, sp.size, 0)
+		return p
+	}
+	byLane := make([][]string, sp.lanes)
+	for _, id := range ids {
+		l := laneOf(id, sp.lanes)
+		byLane[l] = append(byLane[l], id)
+	}
+	for l, lids := range byLane {
+		p.msgs = appendMessages(p.msgs, lids, sp.size, l)
+	}
+	return p
+}
+
+// appendMessages cuts ids into messages of up to size recipients on lane.
+func appendMessages(msgs []recipients, ids []string, size, lane int) []recipients {
 	for len(ids) > 0 {
-		n := min(msgSize, len(ids))
-		m := recipients{key: ids[0]}
+		n := min(size, len(ids))
+		m := recipients{key: ids[0], lane: lane}
 		if n > 1 {
 			m.cc = make([]interface{}, n-1)
 			for i, id := range ids[1:n] {
 				m.cc[i] = id
 			}
 		}
-		p.msgs = append(p.msgs, m)
+		msgs = append(msgs, m)
 		ids = ids[n:]
 	}
-	return p
+	return msgs
 }
 
 // firstPages reads the first page of followers of every author in one query (an index range scan
 // of friendships(friend_id, user_id) per author). Authors without followers are absent. Later
 // pages of big authors are streamed by nextPage, never held all at once.
-func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, pageSize int) (map[string]page, error) {
-	msgSize := pageSize
+func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp split) (map[string]page, error) {
 	rows, err := pool.Query(ctx, `
 		SELECT a.author::text, f.user_id::text
 		FROM unnest($1::uuid[]) AS a(author)
@@ -71,7 +112,7 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, pageS
 	var ids []string
 	emit := func() {
 		if cur != "" {
-			out[cur] = newPage(ids, readPageSize, msgSize)
+			out[cur] = newPage(ids, readPageSize, sp)
 		}
 	}
 	for rows.Next() {
@@ -94,7 +135,7 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, pageS
 
 // nextPage reads the followers of author after the cursor (keyset paging: each page is an index
 // range scan, however deep).
-func nextPage(ctx context.Context, pool *pgxpool.Pool, author, after string, pageSize int) (page, error) {
+func nextPage(ctx context.Context, pool *pgxpool.Pool, author, after string, sp split) (page, error) {
 	rows, err := pool.Query(ctx, `SELECT user_id::text FROM friendships
 		WHERE friend_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3`, author, after, readPageSize)
 	if err != nil {
@@ -104,5 +145,5 @@ func nextPage(ctx context.Context, pool *pgxpool.Pool, author, after string, pag
 	if err != nil {
 		return page{}, fmt.Errorf("read followers page: %w", err)
 	}
-	return newPage(ids, readPageSize, pageSize), nil
+	return newPage(ids, readPageSize, sp), nil
 }

@@ -97,7 +97,7 @@ func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sen
 			authors = append(authors, rw.author)
 		}
 	}
-	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.cfg.PageSize)
+	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.split)
 	if err != nil {
 		stopErr = err
 		return
@@ -140,7 +140,7 @@ func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sen
 		p, ok := firsts[rw.author]
 		for ok {
 			for _, m := range p.msgs {
-				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame})
+				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
 				owners = append(owners, int32(i))
 				st.emitted++
 				budget--
@@ -151,7 +151,7 @@ func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sen
 			if !p.full {
 				break
 			}
-			if p, err = nextPage(ctx, r.cfg.Pool, rw.author, p.last, r.cfg.PageSize); err != nil {
+			if p, err = nextPage(ctx, r.cfg.Pool, rw.author, p.last, r.split); err != nil {
 				stopErr = err
 				for _, o := range owners {
 					b.states[o].unsent = true

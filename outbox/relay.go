@@ -25,6 +25,7 @@ import (
 // (at-least-once: consumers dedupe by event id).
 type Relay struct {
 	cfg     Config
+	split   split
 	log     *slog.Logger
 	metrics *relayMetrics
 	leader  atomic.Bool
@@ -40,7 +41,13 @@ func NewRelay(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay metrics: %w", err)
 	}
-	return &Relay{cfg: cfg, log: cfg.Logger, metrics: m}, nil
+	// A publisher with lanes (adapters/amqp) gets each follower's messages on that follower's
+	// lane; any other message.Publisher keeps one order for everything.
+	sp := split{size: cfg.PageSize, lanes: 1}
+	if l, ok := cfg.Publisher.(interface{ Lanes() int }); ok {
+		sp.lanes = max(1, l.Lanes())
+	}
+	return &Relay{cfg: cfg, split: sp, log: cfg.Logger, metrics: m}, nil
 }
 
 // IsLeader reports whether this relay currently holds the leader lock.

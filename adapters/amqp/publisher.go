@@ -13,19 +13,20 @@ import (
 )
 
 // Publisher is a Watermill message.Publisher on amqp091-go built for fan-out throughput: Publish
-// sends all its messages pipelined on one confirm-mode channel and returns once the broker
+// sends all its messages pipelined on a confirm-mode channel and returns once the broker
 // confirmed every one of them (or with a *PublishError naming the ones it did not). Compared with
 // watermill-amqp v2 (design.md §7) it writes CC as an array of strings, waits for confirms of a
 // whole call at once instead of one round trip per message, declares each exchange once per
 // connection, and never blocks forever: connecting is lazy with backoff and every wait is bounded.
 //
-// Calls are written in call order on one channel; Send lets a caller keep several calls' confirms
-// in flight, Publish waits for its own. Call them with many messages.
+// Calls are written in call order, each message on its lane's channel (PublisherConfig.Lanes; one
+// by default, and Publish always uses lane 0); Send lets a caller keep several calls' confirms in
+// flight, Publish waits for its own. Call them with many messages.
 type Publisher struct {
 	cfg PublisherConfig
 	log *slog.Logger
 
-	mu       sync.Mutex // held by Publish: one channel, calls in order
+	mu       sync.Mutex // held while a call writes: calls keep their order on every lane
 	sess     *session
 	failures int
 	nextDial time.Time
@@ -56,8 +57,8 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		return nil
 	}
-	return p.start(msgs[0].Context(), topic, len(msgs), func(i int) (string, amqp091.Publishing) {
-		return msgs[i].Metadata.Get(MetadataRoutingKey), p.marshal(msgs[i])
+	return p.start(msgs[0].Context(), topic, len(msgs), func(i int) (int, string, amqp091.Publishing) {
+		return 0, msgs[i].Metadata.Get(MetadataRoutingKey), p.marshal(msgs[i])
 	}, func(i int) string { return msgs[i].UUID }).Wait()
 }
 
@@ -70,21 +71,27 @@ type Outgoing struct {
 	// so one slice may be shared by every message to the same followers.
 	CC   []interface{}
 	Body []byte
+	// Lane picks the channel (modulo PublisherConfig.Lanes). Messages of one lane keep their
+	// order; messages of different lanes may reach a queue in any order.
+	Lane int
 }
 
+// Lanes is the number of channels Send spreads messages over (PublisherConfig.Lanes).
+func (p *Publisher) Lanes() int { return p.cfg.Lanes }
+
 // Send writes msgs to the exchange named topic in order and returns without waiting for the
-// broker: Confirms.Wait does. Calls are written in call order on one channel, so a caller can keep
-// several calls in flight (pipelined confirms across calls) and still keep its order. Every
+// broker: Confirms.Wait does. Calls are written in call order, so a caller can keep several calls
+// in flight (pipelined confirms across calls) and still keep its order within each lane. Every
 // Confirms must be waited for (Close waits for them). ctx ends the wait early (the connection is
 // dropped: amqp091 I/O ignores contexts).
 func (p *Publisher) Send(ctx context.Context, topic string, msgs []Outgoing) *Confirms {
-	return p.start(ctx, topic, len(msgs), func(i int) (string, amqp091.Publishing) {
+	return p.start(ctx, topic, len(msgs), func(i int) (int, string, amqp091.Publishing) {
 		m := &msgs[i]
 		var h amqp091.Table
 		if len(m.CC) > 0 {
 			h = amqp091.Table{HeaderCC: m.CC}
 		}
-		return m.RoutingKey, amqp091.Publishing{Headers: h, ContentType: p.cfg.ContentType,
+		return m.Lane, m.RoutingKey, amqp091.Publishing{Headers: h, ContentType: p.cfg.ContentType,
 			DeliveryMode: amqp091.Transient, MessageId: m.MessageID, Body: m.Body}
 	}, func(i int) string { return msgs[i].MessageID })
 }
@@ -103,9 +110,9 @@ type Confirms struct {
 	done    bool
 }
 
-// start writes n messages under the publisher lock (one channel: calls keep their order) and
+// start writes n messages under the publisher lock (calls keep their order on every lane) and
 // returns their pending confirms.
-func (p *Publisher) start(ctx context.Context, topic string, n int, pub func(int) (string, amqp091.Publishing), ids func(int) string) *Confirms {
+func (p *Publisher) start(ctx context.Context, topic string, n int, pub func(int) (int, string, amqp091.Publishing), ids func(int) string) *Confirms {
 	c := &Confirms{p: p, ids: ids}
 	if p.closed.Load() {
 		c.err = ErrClosed
@@ -163,10 +170,12 @@ func (p *Publisher) start(ctx context.Context, topic string, n int, pub func(int
 
 	c.pending = make([]*amqp091.DeferredConfirmation, n)
 	for i := range n {
-		key, msg := pub(i)
-		dc, err := s.ch.PublishWithDeferredConfirm(topic, key, false, false, msg)
+		lane, key, msg := pub(i)
+		ch := s.chs[uint(lane)%uint(len(s.chs))]
+		dc, err := ch.PublishWithDeferredConfirm(topic, key, false, false, msg)
 		if err != nil {
-			// Nothing after i was sent: the channel is gone.
+			// Nothing after i is sent: a channel or the connection is gone, and the session
+			// is replaced as a whole.
 			c.failed = make(map[int]error, n-i)
 			for j := i; j < n; j++ {
 				c.failed[j] = fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
@@ -200,7 +209,7 @@ func (c *Confirms) Wait() error {
 			ferr = fmt.Errorf("%w: waiting for confirm: %w", ErrUnavailable, err)
 		case !acked && s.stalled.Load():
 			ferr = fmt.Errorf("%w: no progress for %s", ErrUnavailable, c.p.cfg.PublishTimeout)
-		case !acked && s.ch.IsClosed():
+		case !acked && s.closed():
 			// amqp091 resolves outstanding confirmations as nacks when the channel closes.
 			ferr = fmt.Errorf("%w: channel closed before the confirm", ErrUnavailable)
 		case !acked:
@@ -214,7 +223,7 @@ func (c *Confirms) Wait() error {
 		}
 	}
 	c.cleanup()
-	if s.ch.IsClosed() || c.ctx.Err() != nil || s.stalled.Load() {
+	if s.closed() || c.ctx.Err() != nil || s.stalled.Load() {
 		c.p.mu.Lock()
 		if c.p.sess == s {
 			c.p.drop("channel closed or publish deadline passed")

@@ -78,6 +78,14 @@ type PublisherConfig struct {
 	// blocking: the caller keeps its backlog and retries. Defaults 100ms and 2s (a dial to a down
 	// node fails fast; a low cap reconnects soon after the broker is back).
 	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
+	// Lanes is how many confirm-mode channels the publisher writes on (default 1, at most 64).
+	// Send puts each message on the channel of its Outgoing.Lane; Publish uses lane 0. RabbitMQ
+	// routes a message in the process of the channel it arrived on, so lanes spread routing over
+	// the broker's cores: with RabbitMQ 3.10 a message with K CC keys costs a scan of every
+	// binding per key, and one channel saturates one core long before the network or the queue.
+	// The broker keeps order only within a channel: a caller must put every message whose
+	// relative order matters on the same lane.
+	Lanes int
 	// Logger receives connection events; default slog.Default().
 	Logger *slog.Logger
 }
@@ -98,6 +106,9 @@ func (c *PublisherConfig) setDefaults() {
 	if c.ReconnectBackoffMax == 0 {
 		c.ReconnectBackoffMax = 2 * time.Second
 	}
+	if c.Lanes == 0 {
+		c.Lanes = 1
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -112,5 +123,12 @@ func (c PublisherConfig) Validate() error {
 	if c.PublishTimeout < 0 || c.ReconnectBackoffMin < 0 || c.ReconnectBackoffMax < c.ReconnectBackoffMin {
 		errs = append(errs, errors.New("amqp publisher: timeouts must be positive and ReconnectBackoffMax >= ReconnectBackoffMin"))
 	}
+	if c.Lanes < 0 || c.Lanes > maxLanes {
+		errs = append(errs, fmt.Errorf("amqp publisher: Lanes must be 1..%d", maxLanes))
+	}
 	return errors.Join(errs...)
 }
+
+// maxLanes bounds the channels of one publisher connection (each is an Erlang process with its
+// own buffers on the broker; a handful already covers the broker's cores).
+const maxLanes = 64

@@ -12,10 +12,10 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// session is one connection with its confirm-mode channel.
+// session is one connection with its confirm-mode channels, one per lane.
 type session struct {
 	conn     *amqp091.Connection
-	ch       *amqp091.Channel
+	chs      []*amqp091.Channel
 	addr     string
 	declared map[string]bool
 
@@ -27,6 +27,20 @@ type session struct {
 }
 
 func (s *session) progressed() { s.progress.Store(time.Now().UnixNano()) }
+
+// closed reports whether the connection or any lane's channel closed (a channel exception closes
+// only its channel; the session is then replaced as a whole, keeping lanes and their order simple).
+func (s *session) closed() bool {
+	if s.conn.IsClosed() {
+		return true
+	}
+	for _, ch := range s.chs {
+		if ch.IsClosed() {
+			return true
+		}
+	}
+	return false
+}
 
 // abort closes the connection (failing every write and pending confirm on it) once.
 func (s *session) abort(stalled bool) {
@@ -43,7 +57,7 @@ func (s *session) abort(stalled bool) {
 // session returns the live session with topic declared, connecting if needed. Within the backoff
 // after a failed attempt it fails at once: the caller keeps its messages and retries later.
 func (p *Publisher) session(ctx context.Context, topic string) (*session, error) {
-	if p.sess != nil && (p.sess.ch.IsClosed() || p.sess.conn.IsClosed()) {
+	if p.sess != nil && p.sess.closed() {
 		p.drop("connection lost")
 	}
 	if p.sess == nil {
@@ -63,7 +77,7 @@ func (p *Publisher) session(ctx context.Context, topic string) (*session, error)
 		p.log.Info("amqp publisher connected", slog.String("broker", s.addr))
 	}
 	if !p.sess.declared[topic] {
-		if err := p.sess.ch.ExchangeDeclare(topic, p.cfg.ExchangeKind, true, false, false, false, nil); err != nil {
+		if err := p.sess.chs[0].ExchangeDeclare(topic, p.cfg.ExchangeKind, true, false, false, false, nil); err != nil {
 			p.drop("declare exchange failed")
 			return nil, fmt.Errorf("%w: declare exchange %q: %w", ErrUnavailable, topic, err)
 		}
@@ -77,16 +91,20 @@ func (p *Publisher) connect(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, err := conn.Channel()
-	if err != nil {
-		_ = conn.CloseDeadline(time.Now().Add(time.Second))
-		return nil, fmt.Errorf("open channel: %w", err)
+	chs := make([]*amqp091.Channel, p.cfg.Lanes)
+	for i := range chs {
+		ch, err := conn.Channel()
+		if err != nil {
+			_ = conn.CloseDeadline(time.Now().Add(time.Second))
+			return nil, fmt.Errorf("open channel: %w", err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			_ = conn.CloseDeadline(time.Now().Add(time.Second))
+			return nil, fmt.Errorf("confirm mode: %w", err)
+		}
+		chs[i] = ch
 	}
-	if err := ch.Confirm(false); err != nil {
-		_ = conn.CloseDeadline(time.Now().Add(time.Second))
-		return nil, fmt.Errorf("confirm mode: %w", err)
-	}
-	s := &session{conn: conn, ch: ch, addr: addr, declared: map[string]bool{}, aborted: make(chan struct{})}
+	s := &session{conn: conn, chs: chs, addr: addr, declared: map[string]bool{}, aborted: make(chan struct{})}
 	s.progressed()
 	return s, nil
 }
@@ -115,7 +133,7 @@ func (p *Publisher) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: reconnecting", ErrUnavailable)
 	}
 	defer p.mu.Unlock()
-	if p.sess != nil && !p.sess.ch.IsClosed() {
+	if p.sess != nil && !p.sess.closed() {
 		return nil
 	}
 	p.sess = nil

@@ -45,6 +45,12 @@ type Config struct {
 	// on RabbitMQ 3.10, which scans every binding of the exchange for a message with several
 	// routing keys, 1 is faster once more than a few thousand users are online (docs/performance.md).
 	RelayFollowersPerMessage int `env:"RELAY_FOLLOWERS_PER_MESSAGE" envDefault:"1000"`
+	// RelayPublishLanes is how many AMQP channels the relay publishes on, 1..64; followers are
+	// split among them by id, so each user's frames stay in order on one channel. RabbitMQ routes
+	// in the process of the channel, so more lanes spread CC routing over the broker's cores: a
+	// win when many more users are online than a post has followers, a loss for small posts on an
+	// idle broker (each post becomes one message per lane in use). docs/performance.md measures it.
+	RelayPublishLanes int `env:"RELAY_PUBLISH_LANES" envDefault:"1"`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -63,6 +69,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.RelayFollowersPerMessage < 1 || cfg.RelayFollowersPerMessage > 1000 {
 		errs = append(errs, errors.New("RELAY_FOLLOWERS_PER_MESSAGE must be 1..1000"))
+	}
+	if cfg.RelayPublishLanes < 1 || cfg.RelayPublishLanes > 64 {
+		errs = append(errs, errors.New("RELAY_PUBLISH_LANES must be 1..64"))
 	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))

@@ -43,7 +43,8 @@ func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer)
 		return nil, nil, err
 	}
 	log := a.log.With(slog.String("component", "dispatcher"))
-	pub, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{Dialer: amqpadapter.NewDialer(urls), Logger: log})
+	pub, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{Dialer: amqpadapter.NewDialer(urls),
+		Lanes: a.cfg.RelayPublishLanes, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -46,6 +46,8 @@ func TestConfigDefaults(t *testing.T) {
 		"bad duration": {"REQUEST_TIMEOUT": "soon"},
 		"zero pool":    {"DB_MAX_CONNS": "0"},
 		"CC over 1000": {"RELAY_FOLLOWERS_PER_MESSAGE": "1001"},
+		"no lanes":     {"RELAY_PUBLISH_LANES": "0"},
+		"65 lanes":     {"RELAY_PUBLISH_LANES": "65"},
 	} {
 		if _, err := parseConfig(env); err == nil {
 			t.Errorf("%s: accepted %v", name, env)

@@ -41,6 +41,7 @@ func runRelay(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 0, "relay BatchSize (0 = default)")
 	group := fs.Int("group", 0, "relay PublishGroup (0 = default)")
 	pageSize := fs.Int("page", 0, "relay PageSize: followers per message (0 = default 1,000; 1 = no CC)")
+	lanes := fs.Int("lanes", 0, "publisher lanes: AMQP channels, followers split among them by id (0 = the dispatcher's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the relay run (not the set-up or baseline) to this file")
 	skipBaseline := fs.Bool("no-baseline", false, "measure the relay only")
 	if err := fs.Parse(args); err != nil {
@@ -68,7 +69,7 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	relayDur, err := b.runRelay(ctx, *batch, *group, *pageSize)
+	relayDur, err := b.runRelay(ctx, *batch, *group, *pageSize, *lanes)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -252,8 +253,8 @@ func (b *relayBench) waitCount(ctx context.Context, want int64) error {
 	return nil
 }
 
-func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize int) (time.Duration, error) {
-	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog()})
+func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes int) (time.Duration, error) {
+	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog(), Lanes: lanes})
 	if err != nil {
 		return 0, err
 	}
