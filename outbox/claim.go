@@ -25,7 +25,8 @@ type row struct {
 // claimSQL takes the next pending rows in id order and numbers those without a position from
 // outbox_position_seq, in id order, in one statement (one implicit transaction): the positions are
 // committed before anything is published, and because only the leader claims, they grow in relay
-// order. A row is skipped while an earlier row of its author waits for a retry (order per author);
+// order. A row is skipped while an earlier row of its author waits for a retry (order per author;
+// only refused rows, attempts > 0, ever wait: the partial index outbox_retrying answers it);
 // $2 lists rows still in flight in this leader, which stay pending until marked.
 //
 // nextval in the outer select of an ordered subquery is evaluated in the subquery's order; the
@@ -33,7 +34,7 @@ type row struct {
 // claimed carries every outbox column the relay needs: joining outbox again by id made the
 // planner hash-join a sequential scan of the whole (ever-growing, rows are kept) table. The
 // OFFSET 0 fences keep the per-row index lookups (events by id, earlier pending rows of the author
-// by outbox_pending_author): the planner, misled by the CTE's row estimate, otherwise picked
+// by outbox_retrying): the planner, misled by the CTE's row estimate, otherwise picked
 // hash joins over sequential scans of events and outbox — 20 ms per claim at 20,000 rows, growing.
 const claimSQL = `
 WITH claimed AS (
@@ -41,8 +42,8 @@ WITH claimed AS (
     WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND o.id <> ALL($2::bigint[])
       AND NOT EXISTS (
           SELECT 1 FROM outbox w
-          WHERE w.status = 'pending' AND w.author_user_id = o.author_user_id AND w.id < o.id
-            AND w.next_attempt_at > now() OFFSET 0)
+          WHERE w.status = 'pending' AND w.attempts > 0 AND w.author_user_id = o.author_user_id
+            AND w.id < o.id AND w.next_attempt_at > now() OFFSET 0)
     ORDER BY o.id
     LIMIT $1
 ), numbered AS (
