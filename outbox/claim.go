@@ -23,17 +23,21 @@ type row struct {
 }
 
 // claimSQL takes the next pending rows in id order and numbers those without a position from
-// outbox_position_seq, in id order, in one statement (one implicit transaction): the positions are
-// committed before anything is published, and because only the leader claims, they grow in relay
-// order. A row is skipped while an earlier row of its author waits for a retry (order per author;
-// only refused rows, attempts > 0, ever wait: the partial index outbox_retrying answers it);
-// $2 lists rows still in flight in this leader, which stay pending until marked.
+// outbox_position_seq, in id order, in one statement (one implicit transaction, committed
+// synchronously before anything is published), and because only the leader claims, positions grow
+// in relay order. The fresh positions are recorded in ONE outbox_inflight row for the batch (see
+// migrations/0004): resume reads them there until the mark moves them into outbox. A row is skipped
+// while an earlier row of its author waits for a retry (order per author; only refused rows,
+// attempts > 0, ever wait: the partial index outbox_retrying answers it); $2 lists rows still in
+// flight in this leader, which stay pending until marked. Replayed rows keep their position and
+// are not recorded in flight (outbox already has it).
 //
 // nextval in the outer select of an ordered subquery is evaluated in the subquery's order; the
 // relay still checks that positions grow with ids (claimBatch) rather than trusting it blindly.
+// numbered is referenced twice, hence materialized: each row gets one nextval.
 // claimed carries every outbox column the relay needs: joining outbox again by id made the
 // planner hash-join a sequential scan of the whole (ever-growing, rows are kept) table. The
-// OFFSET 0 fences keep the per-row index lookups (events by id, earlier pending rows of the author
+// OFFSET 0 fences keep the per-row index lookups (events by id, earlier waiting rows of the author
 // by outbox_retrying): the planner, misled by the CTE's row estimate, otherwise picked
 // hash joins over sequential scans of events and outbox — 20 ms per claim at 20,000 rows, growing.
 const claimSQL = `
@@ -47,75 +51,87 @@ WITH claimed AS (
     ORDER BY o.id
     LIMIT $1
 ), numbered AS (
-    SELECT s.id, nextval('outbox_position_seq') AS pos
-    FROM (SELECT id FROM claimed WHERE position IS NULL ORDER BY id) s
-), assigned AS (
-    UPDATE outbox o SET position = n.pos FROM numbered n WHERE o.id = n.id RETURNING o.id
+    SELECT s.id, s.event_id, s.author_user_id, nextval('outbox_position_seq') AS pos
+    FROM (SELECT id, event_id, author_user_id FROM claimed WHERE position IS NULL ORDER BY id) s
+), inflight AS (
+    INSERT INTO outbox_inflight (positions, event_ids, authors)
+    SELECT array_agg(pos ORDER BY id), array_agg(event_id ORDER BY id), array_agg(author_user_id ORDER BY id)
+    FROM numbered
+    HAVING count(*) > 0
+    RETURNING batch
 )
 SELECT c.id, c.event_id::text, c.author_user_id::text, COALESCE(n.pos, c.position), n.pos IS NOT NULL,
-       c.attempts, c.created_at, e.type, e.payload, e.created_at
+       c.attempts, c.created_at, e.type, e.payload, e.created_at, COALESCE((SELECT batch FROM inflight), 0)
 FROM claimed c
 CROSS JOIN LATERAL (SELECT type, payload, created_at FROM events WHERE id = c.event_id OFFSET 0) e
 LEFT JOIN numbered n ON n.id = c.id
 ORDER BY c.id`
 
-// claimBatch claims up to limit rows on the leader's connection and encodes their frames.
-func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64) ([]*row, error) {
+// claimBatch claims up to limit rows on the leader's connection and encodes their frames. inflight
+// is the batch's outbox_inflight row (0 when no row got a fresh position).
+func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64) (rows []*row, inflight int64, err error) {
 	if inFlight == nil {
 		inFlight = []int64{}
 	}
-	rows, err := conn.Query(ctx, claimSQL, limit, inFlight)
+	res, err := conn.Query(ctx, claimSQL, limit, inFlight)
 	if err != nil {
-		return nil, fmt.Errorf("claim outbox rows: %w", err)
+		return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	defer rows.Close()
-	var out []*row
+	defer res.Close()
 	var lastFresh int64 // the last position numbered by this claim
-	for rows.Next() {
+	for res.Next() {
 		r := &row{}
 		var typ string
 		var payload []byte
 		var at time.Time
 		var fresh bool
-		if err := rows.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at); err != nil {
-			return nil, fmt.Errorf("claim outbox rows: %w", err)
+		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &inflight); err != nil {
+			return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
 		}
 		var p domain.PostChanged
 		if err := json.Unmarshal(payload, &p); err != nil {
 			// Cannot happen for events we wrote; relaying an empty frame would be worse than
 			// stopping, and the row stays pending.
-			return nil, fmt.Errorf("decode event %s payload: %w", r.eventID, err)
+			return nil, 0, fmt.Errorf("decode event %s payload: %w", r.eventID, err)
 		}
 		if r.frame, err = json.Marshal(domain.NewFeedFrame(typ, p, r.position, at)); err != nil {
-			return nil, fmt.Errorf("encode frame of event %s: %w", r.eventID, err)
+			return nil, 0, fmt.Errorf("encode frame of event %s: %w", r.eventID, err)
 		}
 		// Positions numbered by this claim must grow with id. Replayed rows keep their old
 		// positions, which need not follow id order, so they are not checked.
 		if fresh {
 			if r.position <= lastFresh {
-				return nil, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", r.position, lastFresh)
+				return nil, 0, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", r.position, lastFresh)
 			}
 			lastFresh = r.position
 		}
-		out = append(out, r)
+		rows = append(rows, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	if err := res.Err(); err != nil {
+		return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	return out, nil
+	return rows, inflight, nil
 }
 
-// clearStalePositions runs when a relay becomes leader: pending rows with a position that are not
-// replays were claimed by a leader that died before marking them (it may have published some:
-// at-least-once). They get fresh positions when claimed again, above every position already
-// handed out, so the ordering promise holds.
-func clearStalePositions(ctx context.Context, conn *pgx.Conn) (int64, error) {
-	tag, err := conn.Exec(ctx, `UPDATE outbox SET position = NULL
-		WHERE status = 'pending' AND NOT keep_position AND position IS NOT NULL`)
+// resetUnfinished runs when a relay becomes leader: the batches its predecessor claimed and did
+// not mark (it may have published some of their rows: at-least-once) are forgotten. Their rows are
+// still pending without a position and get fresh ones when claimed again, above every position
+// already handed out, so the ordering promise holds. Deleting a batch also fences the
+// predecessor's late mark of it (markSQL): the two statements lock the same outbox_inflight row,
+// so either the mark committed first (its rows are relayed and not claimed again) or it finds its
+// batch gone and marks nothing fresh. Pending non-replay rows with a position are left by
+// versions before migration 0004, which numbered rows in outbox itself; they are cleared too.
+func resetUnfinished(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	var n int64
+	err := conn.QueryRow(ctx, `
+		WITH gone AS (DELETE FROM outbox_inflight RETURNING cardinality(positions) AS n),
+		old AS (UPDATE outbox SET position = NULL
+			WHERE status = 'pending' AND NOT keep_position AND position IS NOT NULL RETURNING 1)
+		SELECT coalesce((SELECT sum(n) FROM gone), 0) + (SELECT count(*) FROM old)`).Scan(&n)
 	if err != nil {
-		return 0, fmt.Errorf("clear positions of unfinished rows: %w", err)
+		return 0, fmt.Errorf("forget unfinished batches: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // outcome of one row after publishing.
@@ -140,16 +156,20 @@ type result struct {
 	confirmedAt time.Time
 }
 
-// markSQL applies the outcomes of one batch in one statement. It runs on a pool connection, not
-// the leader's (so marking overlaps the next claim), hence not fenced by the leader lock: a row
-// is only marked while it still has the position this leader claimed it with. A leader cut off
-// mid-batch cannot clobber rows its successor re-numbered (it clears positions first); a replay
-// row keeps its position across leaders, and a late mark of it by the old leader only records
-// what the broker did confirm. The o.id = ANY($1) gives the planner an index condition (it
-// hash-joined a sequential scan of the whole outbox otherwise). Rows that are not relayed lose
-// their position unless they are replays (keep_position): their next publish gets a new, higher
-// one, so no reader sees a position go backwards.
+// markSQL applies the outcomes of one batch in one statement and deletes its outbox_inflight row
+// ($7; 0 when the batch had no fresh positions): a relayed row's position moves into outbox in the
+// same transaction, so resume sees it in exactly one of the two places. It runs on a pool
+// connection, not the leader's (so marking overlaps the next claim), hence not fenced by the
+// leader lock; the inflight row fences it instead. A leader cut off mid-batch finds its batch
+// deleted by its successor (resetUnfinished) and marks none of its fresh rows, which the successor
+// claims again with new positions; the DELETE waits for a concurrent one, so the two never both
+// win. A replay row keeps its position across leaders (o.position = u.pos), and a late mark of it
+// by an old leader only records what the broker did confirm. The o.id = ANY($1) gives the planner
+// an index condition (it hash-joined a sequential scan of the whole outbox otherwise). Rows that
+// are not relayed get no position unless they are replays (keep_position): their next publish gets
+// a new, higher one, so no reader sees a position go backwards.
 const markSQL = `
+WITH batch AS (DELETE FROM outbox_inflight WHERE batch = $7 RETURNING batch)
 UPDATE outbox o SET
     status = CASE WHEN u.outcome = 'relayed' THEN 'relayed'
                   WHEN u.outcome = 'refused' AND o.attempts + 1 >= $5 THEN 'dead'
@@ -158,9 +178,10 @@ UPDATE outbox o SET
     attempts = o.attempts + CASE WHEN u.outcome = 'refused' THEN 1 ELSE 0 END,
     last_error = CASE WHEN u.outcome = 'refused' THEN u.err ELSE o.last_error END,
     next_attempt_at = CASE WHEN u.outcome = 'refused' THEN now() + make_interval(secs => u.retry_s) ELSE o.next_attempt_at END,
-    position = CASE WHEN u.outcome = 'relayed' OR o.keep_position THEN o.position ELSE NULL END
+    position = CASE WHEN o.keep_position THEN o.position WHEN u.outcome = 'relayed' THEN u.pos END
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $6::bigint[]) AS u(id, outcome, err, retry_s, pos)
-WHERE o.id = u.id AND o.id = ANY($1::bigint[]) AND o.status = 'pending' AND o.position = u.pos`
+WHERE o.id = u.id AND o.id = ANY($1::bigint[]) AND o.status = 'pending'
+  AND CASE WHEN o.keep_position THEN o.position = u.pos ELSE EXISTS (SELECT 1 FROM batch) END`
 
 // markBatch stores the outcomes and returns how many rows were parked as dead.
 //
@@ -177,7 +198,7 @@ WHERE o.id = u.id AND o.id = ANY($1::bigint[]) AND o.status = 'pending' AND o.po
 // that state.
 func markBatch(ctx context.Context, conn interface {
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
-}, results []result, maxAttempts int) (dead int, err error) {
+}, results []result, inflight int64, maxAttempts int) (dead int, err error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
@@ -199,7 +220,7 @@ func markBatch(ctx context.Context, conn interface {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
-	b.Queue(markSQL, ids, outcomes, errs, retry, maxAttempts, pos)
+	b.Queue(markSQL, ids, outcomes, errs, retry, maxAttempts, pos, inflight)
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("mark outbox rows: %w", err)

@@ -7,17 +7,20 @@
 //     event. A statement trigger NOTIFYs channel "social_outbox" at commit.
 //   - One relay at a time is leader (session advisory lock). It claims pending rows in id order,
 //     skipping authors whose earlier row waits for a retry (order per author), and gives each
-//     claimed row without a position the next value of outbox_position_seq, committing before it
-//     publishes. Positions therefore grow in relay order, and a reader that saw position P never
-//     sees a smaller one later: this is what realtime `?since=` resume relies on.
-//   - After the broker confirmed every message of a row, the row becomes 'relayed' (relayed_at set).
-//     Rows are kept: resume and replay read them by position.
+//     claimed row without a position the next value of outbox_position_seq, recording the batch's
+//     positions in one outbox_inflight row and committing before it publishes. Positions
+//     therefore grow in relay order, and a reader that saw position P never sees a smaller one
+//     later: this is what realtime `?since=` resume relies on (it reads in-flight positions too).
+//   - After the broker confirmed every message of a row, the row becomes 'relayed' with its
+//     position (relayed_at set), and the batch's outbox_inflight row is deleted, in one
+//     transaction. Rows are kept: resume and replay read them by position.
 //   - A publish failure increments attempts, stores last_error, sets next_attempt_at with backoff
-//     and clears the position (the retry gets a fresh, higher one, so the invariant above holds;
+//     and drops the position (the retry gets a fresh, higher one, so the invariant above holds;
 //     clients that saw the old frame dedupe by postId+type / event id). After MaxAttempts the row
 //     becomes 'dead' and no longer blocks its author.
-//   - A new leader first clears the positions of pending rows that are not replays (the crashed
-//     leader may have published some of them: at-least-once, consumers dedupe).
+//   - A new leader first deletes the outbox_inflight batches of its predecessor (which may have
+//     published some of their rows: at-least-once, consumers dedupe); those rows are claimed
+//     again with fresh positions, and the predecessor's late mark of them does nothing.
 //   - Replay sets matching relayed rows back to 'pending' with keep_position = true: replayed
 //     frames carry their original position (and event id), so clients dedupe them.
 //   - retry-dead sets dead rows back to 'pending' with attempts = 0.

@@ -86,19 +86,21 @@ func (p *cutProxy) hold() {
 	p.mu.Unlock()
 }
 
-// heldReader blocks reads from the broker while its connection is held.
+// heldReader keeps what it reads from the broker while its connection is held. It checks after
+// reading, so a read already waiting when hold is called is held too.
 type heldReader struct {
 	p  *cutProxy
 	pc *proxied
 }
 
 func (h heldReader) Read(b []byte) (int, error) {
+	n, err := h.pc.broker.Read(b)
 	h.p.mu.Lock()
 	for h.pc.held {
 		h.p.cond.Wait()
 	}
 	h.p.mu.Unlock()
-	return h.pc.broker.Read(b)
+	return n, err
 }
 
 // The riskiest edge of the pipelined relay: batch N+1 is claimed and published while batch N's

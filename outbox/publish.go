@@ -29,6 +29,8 @@ type rowState struct {
 type batch struct {
 	seq  int64
 	rows []*row
+	// inflight is the batch's outbox_inflight row (0: no fresh positions); the mark deletes it.
+	inflight int64
 	// claimedAfter is the seq of the last batch whose mark had committed when this batch was
 	// claimed: the claim saw the outcomes of batches up to it, and none after (they were in
 	// flight and excluded from it).
@@ -273,7 +275,7 @@ func (r *Relay) mark(ctx context.Context, b *batch) error {
 		return fmt.Errorf("mark outbox rows: %w", err)
 	}
 	defer pc.Release()
-	b.dead, err = markBatch(ctx, pc.Conn(), b.results, r.cfg.MaxAttempts)
+	b.dead, err = markBatch(ctx, pc.Conn(), b.results, b.inflight, r.cfg.MaxAttempts)
 	return err
 }
 

@@ -21,8 +21,8 @@ import (
 // sequencer is the simplest thing that keeps that, and one leader already saturates the broker
 // (followers are fanned out by the broker, not by us). The leader claims on the same connection
 // that holds the lock, so a leader whose connection died can no longer claim; if it was cut off
-// mid-batch, the next leader clears the positions of unmarked rows and relays them again
-// (at-least-once: consumers dedupe by event id).
+// mid-batch, the next leader forgets its unmarked batches and relays their rows again with fresh
+// positions (at-least-once: consumers dedupe by event id).
 type Relay struct {
 	cfg     Config
 	split   split
@@ -112,7 +112,7 @@ func (r *Relay) lead(ctx context.Context) error {
 		}
 	}
 	r.leader.Store(true)
-	n, err := clearStalePositions(ctx, conn)
+	n, err := resetUnfinished(ctx, conn)
 	if err != nil {
 		return err
 	}
@@ -161,8 +161,8 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	mark := func(b *batch) {
 		outstanding--
 		if b.markErr != nil {
-			// The rows stay pending with their positions; the next leader clears them and
-			// relays the rows again (at-least-once).
+			// The rows stay pending and their batch stays in outbox_inflight; the next leader
+			// forgets it and relays the rows again (at-least-once).
 			markErr = b.markErr
 			return
 		}
@@ -220,7 +220,7 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		for id := range inFlight {
 			ids = append(ids, id)
 		}
-		rows, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids)
+		rows, inflight, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -242,7 +242,7 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			continue
 		}
 		seq++
-		b := &batch{seq: seq, rows: rows, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
+		b := &batch{seq: seq, rows: rows, inflight: inflight, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
 		for _, rw := range rows {
 			inFlight[rw.id] = struct{}{}
 		}

@@ -19,20 +19,33 @@ type MissedFrames interface {
 
 type pgMissed struct{ pool *pgxpool.Pool }
 
-// Missed reads outbox rows that have a position (claimed or relayed: a claimed row may already be
-// published, and the live frame of a row published before our binding existed would otherwise be
-// lost), joined with their event and filtered by the user's current friendships.
+// Missed reads the frames relayed or in flight with a position above after, of the authors the
+// user follows now, in position order: outbox rows that have a position (relayed, or re-enqueued
+// by a replay), and the positions of claimed batches the relay has not marked yet
+// (outbox_inflight). The latter matter: a frame may reach the broker before its row is marked,
+// and the live copy of a frame published before our binding existed never reaches us. One
+// statement, one snapshot: the mark moves a batch's positions into outbox in one transaction,
+// so each frame is read from exactly one of the two places.
 //
 // Failure modes: a row whose publish later fails gets a new position and is sent again (clients
 // dedupe by postId+type); a friendship removed since the post was relayed hides its frames.
 func (m *pgMissed) Missed(ctx context.Context, userID string, after int64, limit int) ([][]byte, error) {
 	rows, err := m.pool.Query(ctx, `
-		SELECT o.position, e.type, e.payload, e.created_at
-		FROM friendships f
-		JOIN outbox o ON o.author_user_id = f.friend_id
-		JOIN events e ON e.id = o.event_id
-		WHERE f.user_id = $1 AND o.position > $2 AND o.status <> 'dead'
-		ORDER BY o.position
+		SELECT x.pos, e.type, e.payload, e.created_at
+		FROM (
+			SELECT o.position AS pos, o.event_id
+			FROM friendships f
+			JOIN outbox o ON o.author_user_id = f.friend_id
+			WHERE f.user_id = $1 AND o.position > $2 AND o.status <> 'dead'
+			UNION ALL
+			SELECT c.pos, c.event_id
+			FROM outbox_inflight b
+			CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
+			JOIN friendships f ON f.friend_id = c.author AND f.user_id = $1
+			WHERE c.pos > $2
+		) x
+		JOIN events e ON e.id = x.event_id
+		ORDER BY x.pos
 		LIMIT $3`, userID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read missed frames: %w", err)
