@@ -92,7 +92,86 @@ func runRelay(ctx context.Context, args []string) error {
 	fmt.Printf("baseline: %10.0f deliveries/s  (raw amqp091-go, one message per follower, %d in flight, %d messages in %s)\n",
 		baseRate, *window, n, baseDur.Round(time.Millisecond))
 	fmt.Printf("ratio:    %.2f (relay deliveries/s ÷ baseline)\n", relayRate/baseRate)
+
+	// The broker's own ceiling for the relay's message shape: the same routing key + CC chunks
+	// published raw, with nothing read from or written to PostgreSQL. Relay ÷ this is how much of
+	// what RabbitMQ can route our code delivers; baseline ÷ this is what CC buys on this broker.
+	// Same number of posts as the relay run: shorter runs measured the broker ~10 % slower.
+	// Skipped for huge fan-outs, where RabbitMQ 3.10 takes minutes per post (docs/performance.md).
+	if b.followers > 1 && b.followers <= 10_000 {
+		ccMsgs := b.posts
+		ccDur, err := b.runCCCeiling(ctx, ccMsgs, *pageSize, *window)
+		if err != nil {
+			return err
+		}
+		ccRate := float64(ccMsgs*b.followers) / ccDur.Seconds()
+		fmt.Printf("raw CC:   %10.0f deliveries/s  (raw amqp091-go, the relay's messages: %d posts × %d followers in %s)\n",
+			ccRate, ccMsgs, b.followers, ccDur.Round(time.Millisecond))
+		fmt.Printf("relay ÷ raw CC: %.2f\n", relayRate/ccRate)
+	}
 	return nil
+}
+
+// runCCCeiling publishes posts × followers deliveries the way the relay does (one message per
+// chunk of pageSize followers: routing key + CC array), pipelined with window messages in flight,
+// without the relay: the broker's ceiling for this workload.
+func (b *relayBench) runCCCeiling(ctx context.Context, posts, pageSize, window int) (time.Duration, error) {
+	if pageSize == 0 {
+		pageSize = 1000
+	}
+	ch, err := b.amqpConn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		return 0, err
+	}
+	type chunk struct {
+		key string
+		cc  []interface{}
+	}
+	var chunks []chunk
+	for ids := b.followerIDs; len(ids) > 0; {
+		n := min(pageSize, len(ids))
+		c := chunk{key: ids[0]}
+		for _, id := range ids[1:n] {
+			c.cc = append(c.cc, id)
+		}
+		chunks = append(chunks, c)
+		ids = ids[n:]
+	}
+	b.counted.Store(0)
+	inFlight := make([]*amqp091.DeferredConfirmation, 0, window)
+	start := time.Now()
+	for range posts {
+		id := uuid.NewString()
+		for _, c := range chunks {
+			if len(inFlight) == window {
+				if !inFlight[0].Wait() {
+					return 0, errors.New("raw CC: message nacked")
+				}
+				inFlight = inFlight[1:]
+			}
+			var h amqp091.Table
+			if len(c.cc) > 0 {
+				h = amqp091.Table{amqp.HeaderCC: c.cc}
+			}
+			dc, err := ch.PublishWithDeferredConfirm(b.baseEx, c.key, false, false, amqp091.Publishing{Headers: h,
+				ContentType: "application/json", DeliveryMode: amqp091.Transient, MessageId: id, Body: b.frame})
+			if err != nil {
+				return 0, err
+			}
+			inFlight = append(inFlight, dc)
+		}
+	}
+	for _, dc := range inFlight {
+		dc.Wait()
+	}
+	if err := b.waitCount(ctx, int64(posts*b.followers)); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
 
 type relayBench struct {
