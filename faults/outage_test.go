@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/faults/testinfra"
 )
@@ -113,8 +115,12 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 		t.Fatalf("social migrate: %v", err)
 	}
 	const requestTimeout = 2 * time.Second
-	s := startStack(t, stackConfig{databaseURL: dbURL, dispatcherAMQP: "amqp://guest:guest@127.0.0.1:5672/",
-		realtimeAMQP: "amqp://guest:guest@127.0.0.1:5672/", requestTimeout: requestTimeout.String()})
+	// The shared broker: the exchange the dispatcher declares there is deleted after the processes
+	// stopped (cleanups run last-registered first).
+	exchange := "test.feed." + uuid.NewString()
+	t.Cleanup(func() { amqptest.DeleteExchange(t, exchange) })
+	s := startStack(t, stackConfig{databaseURL: dbURL, dispatcherAMQP: amqptest.URL(), realtimeAMQP: amqptest.URL(),
+		exchange: exchange, requestTimeout: requestTimeout.String()})
 
 	api := newAPIClient(t, s.apiURL)
 	author := api.register("author")
