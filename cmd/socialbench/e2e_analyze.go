@@ -49,6 +49,10 @@ type phaseResult struct {
 	AcceptedPerSec float64        `json:"accepted_per_s"`
 	HTTP           latencySummary `json:"http_post_create"`
 	E2E            latencySummary `json:"end_to_end"`
+	// The same frames split by author: the celebrity's posts (one message naming all its
+	// connected followers) and everyone else's.
+	E2ECelebrity latencySummary `json:"end_to_end_celebrity_posts"`
+	E2EOthers    latencySummary `json:"end_to_end_other_posts"`
 
 	Expected         int     `json:"frames_expected"`
 	Frames           int     `json:"frames_received"`
@@ -90,7 +94,7 @@ func (ph *phase) result() phaseResult {
 func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var e2e []float64
+	var e2e, celeb, others []float64
 	var last int64
 	for _, s := range l.fleet.socks {
 		frames, bad := s.take()
@@ -115,6 +119,11 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 			r.Frames++
 			ms := float64(f.at-p.sched) / 1e6
 			e2e = append(e2e, ms)
+			if p.celebrity {
+				celeb = append(celeb, ms)
+			} else {
+				others = append(others, ms)
+			}
 			r.e2e = append(r.e2e, sample{at: p.sched, ms: ms})
 			last = max(last, f.at)
 		}
@@ -129,6 +138,7 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 	}
 	ph.mu.Unlock()
 	r.E2E = summarize(e2e)
+	r.E2ECelebrity, r.E2EOthers = summarize(celeb), summarize(others)
 	if span := float64(last-ph.start.UnixNano()) / 1e9; span > 0 {
 		r.DeliveriesPerSec = float64(r.Frames) / span
 	}

@@ -36,6 +36,9 @@ type postRec struct {
 	sched    int64 // scheduled send time (unix ns): latencies count from here
 	expected int32
 	got      int32 // distinct sockets that received it (set by analysis)
+	// celebrity marks a post of the celebrity (user 0): its latencies are reported apart, since
+	// one such post is most of a phase's frames and its path differs (one message, many keys).
+	celebrity bool
 }
 
 // phase is one stretch of load with its raw measurements.
@@ -110,7 +113,7 @@ func (l *load) post(ctx context.Context, ph *phase, sched time.Time) {
 	if status != "200" {
 		return
 	}
-	p := &postRec{ph: ph, sched: sched.UnixNano(), expected: int32(l.w.expectedFrames(a, l.cfg.Tabs))}
+	p := &postRec{ph: ph, sched: sched.UnixNano(), expected: int32(l.w.expectedFrames(a, l.cfg.Tabs)), celebrity: a == 0}
 	l.expected.Add(int64(p.expected))
 	l.mu.Lock()
 	l.posts[id] = p

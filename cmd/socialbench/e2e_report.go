@@ -174,6 +174,11 @@ func (r *e2eReport) markdown() string {
 	if r.MaxSustainable > 0 {
 		p("\nMax sustainable rate (e2e p99 within bound, 0 missing, 0 failed): **%.0f posts/s**.\n", r.MaxSustainable)
 	}
+	if m := r.Main; m != nil && m.E2ECelebrity.N > 0 && m.E2EOthers.N > 0 {
+		c, o := m.E2ECelebrity, m.E2EOthers
+		p("\nLoad phase end to end, by author: celebrity posts %d frames, p50 / p90 / p99 / max %.1f / %.1f / %.1f / %.1f ms; other posts %d frames, %.1f / %.1f / %.1f / %.1f ms.\n",
+			c.N, c.P50, c.P90, c.P99, c.Max, o.N, o.P50, o.P90, o.P99, o.Max)
+	}
 	if r.Main != nil && len(r.Main.Procs) > 0 {
 		p("\n### Processes during the load phase\n\n| process | CPU %% of one core | max RSS MiB |\n|---|---|---|\n")
 		for _, ps := range r.Main.Procs {

@@ -39,6 +39,10 @@ func TestE2ESmoke(t *testing.T) {
 	if rep.Main == nil || rep.Main.Accepted == 0 || rep.Main.Frames == 0 {
 		t.Fatalf("load phase accepted no posts or received no frames: %+v", rep.Main)
 	}
+	// Every 4th post is the celebrity's: the split must account for every frame.
+	if m := rep.Main; m.E2ECelebrity.N == 0 || m.E2EOthers.N == 0 || m.E2ECelebrity.N+m.E2EOthers.N != m.Frames {
+		t.Errorf("latency by author: %d celebrity + %d other frames, %d received", m.E2ECelebrity.N, m.E2EOthers.N, m.Frames)
+	}
 	for _, ph := range rep.Phases {
 		if ph.Missing != 0 || ph.Duplicates != 0 || ph.Unexpected != 0 {
 			t.Errorf("phase %s: %d missing, %d duplicate, %d unexpected frames", ph.Name, ph.Missing, ph.Duplicates, ph.Unexpected)
