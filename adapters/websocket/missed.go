@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/socialnet/social/domain"
@@ -30,6 +31,9 @@ type pgMissed struct{ pool *pgxpool.Pool }
 // Failure modes: a row whose publish later fails gets a new position and is sent again (clients
 // dedupe by postId+type); a friendship removed since the post was relayed hides its frames.
 func (m *pgMissed) Missed(ctx context.Context, userID string, after int64, limit int) ([][]byte, error) {
+	// An unnamed statement (CacheDescribe) is planned with the actual user and position every
+	// time. A cached generic plan, which pgx's default named statements get after five runs,
+	// started two parallel workers for every resume: 9.5 ms near the head instead of 0.4.
 	rows, err := m.pool.Query(ctx, `
 		SELECT x.pos, e.type, e.payload, e.created_at
 		FROM (
@@ -46,7 +50,7 @@ func (m *pgMissed) Missed(ctx context.Context, userID string, after int64, limit
 		) x
 		JOIN events e ON e.id = x.event_id
 		ORDER BY x.pos
-		LIMIT $3`, userID, after, limit)
+		LIMIT $3`, pgx.QueryExecModeCacheDescribe, userID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read missed frames: %w", err)
 	}
