@@ -60,14 +60,13 @@ func newPage(ids []string, readSize int, sp split) page {
 		return page{}
 	}
 	p := page{last: ids[len(ids)-1], full: len(ids) == readSize}
-	if sp.lanes <= 1 {
-		p.msgs = appendMessages(p.msgs, ids, sp.size, 0)
-		return p
-	}
-	byLane := make([][]string, sp.lanes)
-	for _, id := range ids {
-		l := laneOf(id, sp.lanes)
-		byLane[l] = append(byLane[l], id)
+	byLane := [][]string{ids}
+	if sp.lanes > 1 {
+		byLane = make([][]string, sp.lanes)
+		for _, id := range ids {
+			l := laneOf(id, sp.lanes)
+			byLane[l] = append(byLane[l], id)
+		}
 	}
 	for l, lids := range byLane {
 		p.msgs = appendMessages(p.msgs, lids, sp.size, l)

@@ -27,30 +27,10 @@ type bindEnv struct {
 func newBindEnv(t *testing.T, brokerURL string) *bindEnv {
 	t.Helper()
 	e := &bindEnv{t: t, exchange: "test.feed." + uuid.NewString()}
-	var err error
-	e.c, err = amqp.NewConsumer(amqp.ConsumerConfig{
+	var ch *amqp091.Channel
+	e.c, ch = startConsumer(t, amqp.ConsumerConfig{
 		Dialer: amqp.NewDialer([]string{brokerURL}), Exchange: e.exchange, QueuePrefix: "test.realtime.",
 		MinBackoff: 20 * time.Millisecond, Handle: func(amqp.Delivery) {},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.c.Run(ctx) }()
-	conn, err := amqp091.Dial(consumerTestURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = ch.ExchangeDelete(e.exchange, false, false)
-		conn.Close()
 	})
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)

@@ -14,16 +14,12 @@ import (
 
 const consumerTestURL = "amqp://guest:guest@127.0.0.1:5672/"
 
-// TestConsumerDeliversToRoutingKeyAndCC publishes the way the dispatcher does and checks that the
-// consumer's one queue gets one copy naming every recipient, and only while a recipient is bound.
-func TestConsumerDeliversToRoutingKeyAndCC(t *testing.T) {
-	t.Parallel()
-	exchange := "test.feed." + uuid.NewString()
-	got := make(chan amqp.Delivery, 10)
-	c, err := amqp.NewConsumer(amqp.ConsumerConfig{
-		Dialer: amqp.NewDialer([]string{consumerTestURL}), Exchange: exchange, QueuePrefix: "test.realtime.",
-		Handle: func(d amqp.Delivery) { got <- d },
-	})
+// startConsumer runs a consumer built from cfg until the test ends and returns it with a channel
+// of the test's own on the same broker (to publish or probe with); the exchange is deleted after
+// the consumer stopped.
+func startConsumer(t *testing.T, cfg amqp.ConsumerConfig) (*amqp.Consumer, *amqp091.Channel) {
+	t.Helper()
+	c, err := amqp.NewConsumer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +37,23 @@ func TestConsumerDeliversToRoutingKeyAndCC(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		_ = ch.ExchangeDelete(exchange, false, false)
+		_ = ch.ExchangeDelete(cfg.Exchange, false, false)
 		conn.Close()
 	})
+	return c, ch
+}
+
+// TestConsumerDeliversToRoutingKeyAndCC publishes the way the dispatcher does and checks that the
+// consumer's one queue gets one copy naming every recipient, and only while a recipient is bound.
+func TestConsumerDeliversToRoutingKeyAndCC(t *testing.T) {
+	t.Parallel()
+	exchange := "test.feed." + uuid.NewString()
+	got := make(chan amqp.Delivery, 10)
+	c, ch := startConsumer(t, amqp.ConsumerConfig{
+		Dialer: amqp.NewDialer([]string{consumerTestURL}), Exchange: exchange, QueuePrefix: "test.realtime.",
+		Handle: func(d amqp.Delivery) { got <- d },
+	})
+	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Ready(ctx) != nil {
 		if time.Now().After(deadline) {

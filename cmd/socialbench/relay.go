@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -99,14 +98,13 @@ func runRelay(ctx context.Context, args []string) error {
 	// Same number of posts as the relay run: shorter runs measured the broker ~10 % slower.
 	// Skipped for huge fan-outs, where RabbitMQ 3.10 takes minutes per post (docs/performance.md).
 	if b.followers > 1 && b.followers <= 10_000 {
-		ccMsgs := b.posts
-		ccDur, err := b.runCCCeiling(ctx, ccMsgs, *pageSize, *window)
+		ccDur, err := b.runCCCeiling(ctx, b.posts, *pageSize, *window)
 		if err != nil {
 			return err
 		}
-		ccRate := float64(ccMsgs*b.followers) / ccDur.Seconds()
+		ccRate := float64(b.posts*b.followers) / ccDur.Seconds()
 		fmt.Printf("raw CC:   %10.0f deliveries/s  (raw amqp091-go, the relay's messages: %d posts × %d followers in %s)\n",
-			ccRate, ccMsgs, b.followers, ccDur.Round(time.Millisecond))
+			ccRate, b.posts, b.followers, ccDur.Round(time.Millisecond))
 		fmt.Printf("relay ÷ raw CC: %.2f\n", relayRate/ccRate)
 	}
 	return nil
@@ -119,59 +117,33 @@ func (b *relayBench) runCCCeiling(ctx context.Context, posts, pageSize, window i
 	if pageSize == 0 {
 		pageSize = 1000
 	}
-	ch, err := b.amqpConn.Channel()
-	if err != nil {
-		return 0, err
-	}
-	defer ch.Close()
-	if err := ch.Confirm(false); err != nil {
-		return 0, err
-	}
 	type chunk struct {
-		key string
-		cc  []interface{}
+		key     string
+		headers amqp091.Table
 	}
 	var chunks []chunk
 	for ids := b.followerIDs; len(ids) > 0; {
 		n := min(pageSize, len(ids))
 		c := chunk{key: ids[0]}
-		for _, id := range ids[1:n] {
-			c.cc = append(c.cc, id)
+		if n > 1 {
+			cc := make([]interface{}, 0, n-1)
+			for _, id := range ids[1:n] {
+				cc = append(cc, id)
+			}
+			c.headers = amqp091.Table{amqp.HeaderCC: cc}
 		}
 		chunks = append(chunks, c)
 		ids = ids[n:]
 	}
-	b.counted.Store(0)
-	inFlight := make([]*amqp091.DeferredConfirmation, 0, window)
-	start := time.Now()
-	for range posts {
-		id := uuid.NewString()
-		for _, c := range chunks {
-			if len(inFlight) == window {
-				if !inFlight[0].Wait() {
-					return 0, errors.New("raw CC: message nacked")
-				}
-				inFlight = inFlight[1:]
-			}
-			var h amqp091.Table
-			if len(c.cc) > 0 {
-				h = amqp091.Table{amqp.HeaderCC: c.cc}
-			}
-			dc, err := ch.PublishWithDeferredConfirm(b.baseEx, c.key, false, false, amqp091.Publishing{Headers: h,
-				ContentType: "application/json", DeliveryMode: amqp091.Transient, MessageId: id, Body: b.frame})
-			if err != nil {
-				return 0, err
-			}
-			inFlight = append(inFlight, dc)
+	var postID string
+	return b.publishRaw(ctx, "raw CC", posts*len(chunks), window, int64(posts*b.followers), func(i int) (string, amqp091.Publishing) {
+		c := chunks[i%len(chunks)]
+		if i%len(chunks) == 0 {
+			postID = uuid.NewString() // one message id per post, as the relay does
 		}
-	}
-	for _, dc := range inFlight {
-		dc.Wait()
-	}
-	if err := b.waitCount(ctx, int64(posts*b.followers)); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+		return c.key, amqp091.Publishing{Headers: c.headers, ContentType: "application/json",
+			DeliveryMode: amqp091.Transient, MessageId: postID, Body: b.frame}
+	})
 }
 
 type relayBench struct {
@@ -367,6 +339,16 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 // runBaseline publishes n messages, one per follower (routing key = follower id, no CC), each
 // with the frame as body, keeping window unconfirmed messages in flight.
 func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Duration, error) {
+	return b.publishRaw(ctx, "baseline", n, window, int64(n), func(i int) (string, amqp091.Publishing) {
+		return b.followerIDs[i%len(b.followerIDs)], amqp091.Publishing{ContentType: "application/json",
+			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: b.frame}
+	})
+}
+
+// publishRaw publishes n messages (message i from msg) to the baseline exchange with raw
+// amqp091-go, keeping window unconfirmed messages in flight, and returns the time until the
+// broker confirmed all of them and the consumer counted want deliveries.
+func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int, want int64, msg func(i int) (string, amqp091.Publishing)) (time.Duration, error) {
 	ch, err := b.amqpConn.Channel()
 	if err != nil {
 		return 0, err
@@ -381,12 +363,12 @@ func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Durat
 	for i := range n {
 		if len(inFlight) == window {
 			if !inFlight[0].Wait() {
-				return 0, errors.New("baseline: message nacked")
+				return 0, fmt.Errorf("%s: message nacked", name)
 			}
 			inFlight = inFlight[1:]
 		}
-		dc, err := ch.PublishWithDeferredConfirm(b.baseEx, b.followerIDs[i%len(b.followerIDs)], false, false, amqp091.Publishing{
-			ContentType: "application/json", DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: b.frame})
+		key, m := msg(i)
+		dc, err := ch.PublishWithDeferredConfirm(b.baseEx, key, false, false, m)
 		if err != nil {
 			return 0, err
 		}
@@ -395,7 +377,7 @@ func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Durat
 	for _, dc := range inFlight {
 		dc.Wait()
 	}
-	if err := b.waitCount(ctx, int64(n)); err != nil {
+	if err := b.waitCount(ctx, want); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
