@@ -101,7 +101,7 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp sp
 		CROSS JOIN LATERAL (
 			SELECT user_id FROM friendships WHERE friend_id = a.author ORDER BY user_id LIMIT $2
 		) f
-		ORDER BY 1, 2`, authors, readPageSize)
+		ORDER BY a.author, f.user_id`, authors, readPageSize)
 	if err != nil {
 		return nil, fmt.Errorf("read followers: %w", err)
 	}
@@ -132,11 +132,20 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp sp
 	return out, nil
 }
 
-// nextPage reads the followers of author after the cursor (keyset paging: each page is an index
-// range scan, however deep).
+// nextPageSQL is one keyset page of an author's followers: an index range scan of
+// friendships_followers (friend_id, user_id), however deep the cursor.
+//
+// ORDER BY must name the uuid column (f.user_id), never the output column: "ORDER BY user_id"
+// after "SELECT user_id::text" sorts by the TEXT output column of that name, which no index
+// serves, so every page read all of the author's remaining followers and top-N sorted them —
+// 1.8 s per page at 1,000,000 followers (a 1,000,000-follower post took 110 s), against 1.6 ms
+// for the index range scan. The cursor comparison ($2) is in uuid order too, so both agree.
+const nextPageSQL = `SELECT f.user_id::text FROM friendships f
+	WHERE f.friend_id = $1 AND f.user_id > $2 ORDER BY f.user_id LIMIT $3`
+
+// nextPage reads the followers of author after the cursor (keyset paging).
 func nextPage(ctx context.Context, pool *pgxpool.Pool, author, after string, sp split) (page, error) {
-	rows, err := pool.Query(ctx, `SELECT user_id::text FROM friendships
-		WHERE friend_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3`, author, after, readPageSize)
+	rows, err := pool.Query(ctx, nextPageSQL, author, after, readPageSize)
 	if err != nil {
 		return page{}, fmt.Errorf("read followers page: %w", err)
 	}
