@@ -19,6 +19,10 @@ type Config struct {
 	// (adapters/amqp.Publisher). Its *amqp.PublishError tells which messages failed; its own
 	// progress timeout bounds every call.
 	Publisher message.Publisher
+	// BulkPublisher, when set, publishes the pages after the first of big fan-outs, and the rows
+	// deferred behind them, so that a big fan-out's backlog in the broker (and in the TCP
+	// connection) never delays other rows: give it its own connection. Default: Publisher.
+	BulkPublisher message.Publisher
 	// Exchange is the topic passed to Publisher: the feed exchange (default "social.feed").
 	Exchange string
 

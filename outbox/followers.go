@@ -16,6 +16,8 @@ const readPageSize = 1000
 // split.size recipients, each naming followers of one lane only.
 type page struct {
 	msgs []recipients
+	// ids are the followers of the page, in order (the messages name them too).
+	ids []string
 	// last is the keyset cursor for the next page.
 	last string
 	// full means the page is full, so there may be more followers after last.
@@ -59,7 +61,7 @@ func newPage(ids []string, readSize int, sp split) page {
 	if len(ids) == 0 {
 		return page{}
 	}
-	p := page{last: ids[len(ids)-1], full: len(ids) == readSize}
+	p := page{ids: ids, last: ids[len(ids)-1], full: len(ids) == readSize}
 	byLane := [][]string{ids}
 	if sp.lanes > 1 {
 		byLane = make([][]string, sp.lanes)
@@ -143,9 +145,9 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp sp
 const nextPageSQL = `SELECT f.user_id::text FROM friendships f
 	WHERE f.friend_id = $1 AND f.user_id > $2 ORDER BY f.user_id LIMIT $3`
 
-// nextPage reads the followers of author after the cursor (keyset paging).
-func nextPage(ctx context.Context, pool *pgxpool.Pool, author, after string, sp split) (page, error) {
-	rows, err := pool.Query(ctx, nextPageSQL, author, after, readPageSize)
+// readPage reads up to size followers of author after the cursor (keyset paging).
+func readPage(ctx context.Context, pool *pgxpool.Pool, author, after string, size int, sp split) (page, error) {
+	rows, err := pool.Query(ctx, nextPageSQL, author, after, size)
 	if err != nil {
 		return page{}, fmt.Errorf("read followers page: %w", err)
 	}
@@ -153,5 +155,5 @@ func nextPage(ctx context.Context, pool *pgxpool.Pool, author, after string, sp 
 	if err != nil {
 		return page{}, fmt.Errorf("read followers page: %w", err)
 	}
-	return newPage(ids, readPageSize, sp), nil
+	return newPage(ids, size, sp), nil
 }

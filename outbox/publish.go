@@ -45,12 +45,17 @@ type batch struct {
 	dead    int
 }
 
-// sent is one Send call (or the end marker of a batch when end is set).
+// sent is one Send call, or the start or end marker of a batch. A batch's groups and end marker
+// follow its start marker; groups of later batches may come in between (a big fan-out's
+// continuation runs beside them), but starts come in claim order.
 type sent struct {
 	b      *batch
 	wait   interface{ Wait() error }
 	owners []int32 // row index in b of each message
-	end    bool
+	// bulk is set on groups sent on the bulk publisher: released when confirmed.
+	bulk  *bulkGroup
+	start bool
+	end   bool
 	// stopErr is set on the end marker: why the emitter stopped early (nil if it did not).
 	stopErr error
 }
@@ -82,101 +87,13 @@ func (p *pipeline) down() bool {
 	return p.brokerDown
 }
 
-// emit publishes the rows of b in order into out, in groups of PublishGroup messages, without
-// waiting for confirms (the confirmer does). Pages after the first are read while publishing
-// (keyset), so a 100,000-follower post is never held whole. A batch stops taking rows once
-// MaxBatchMessages messages were emitted; rows not fully emitted are released by finish.
-// It returns a follower-read error (the caller backs off); the end marker is always sent.
-func (r *Relay) emit(ctx context.Context, pl *pipeline, b *batch, out chan<- sent) {
-	var stopErr error
-	defer func() { out <- sent{b: b, end: true, stopErr: stopErr} }()
-
-	authors := make([]string, 0, len(b.rows))
-	seen := make(map[string]bool, len(b.rows))
-	for _, rw := range b.rows {
-		if !seen[rw.author] {
-			seen[rw.author] = true
-			authors = append(authors, rw.author)
-		}
-	}
-	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.split)
-	if err != nil {
-		stopErr = err
-		return
-	}
-	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
-	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
-	// checked before each group instead.
-	pubCtx := context.WithoutCancel(ctx)
-	var msgs []amqp.Outgoing
-	var owners []int32
-	flush := func() bool {
-		if len(msgs) == 0 {
-			return true
-		}
-		if err := ctx.Err(); err != nil {
-			stopErr = err
-		} else if pl.down() {
-			stopErr = errBrokerDown
-		}
-		if stopErr != nil {
-			for _, o := range owners {
-				b.states[o].unsent = true
-			}
-			msgs, owners = nil, nil
-			return false
-		}
-		out <- sent{b: b, wait: r.send(pubCtx, msgs), owners: owners}
-		msgs, owners = make([]amqp.Outgoing, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
-		return true
-	}
-	budget := r.cfg.MaxBatchMessages
-	for i, rw := range b.rows {
-		if budget <= 0 || ctx.Err() != nil {
-			break
-		}
-		if pl.isBlocked(rw.author, b) {
-			continue // released by finish; not worth sending
-		}
-		st := &b.states[i]
-		p, ok := firsts[rw.author]
-		for ok {
-			for _, m := range p.msgs {
-				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
-				owners = append(owners, int32(i))
-				st.emitted++
-				budget--
-				if len(msgs) >= r.cfg.PublishGroup && !flush() {
-					return
-				}
-			}
-			if !p.full {
-				break
-			}
-			if p, err = nextPage(ctx, r.cfg.Pool, rw.author, p.last, r.split); err != nil {
-				stopErr = err
-				for _, o := range owners {
-					b.states[o].unsent = true
-				}
-				return
-			}
-			ok = len(p.msgs) > 0
-		}
-		st.complete = true
-		if st.emitted == 0 {
-			st.at = time.Now() // no followers: nothing to wait for
-		}
-	}
-	flush()
-}
-
 var errBrokerDown = errors.New("broker unavailable: a message of an earlier group was lost")
 
-// send hands one group to the publisher. The amqp adapter's Send writes it and returns at once,
-// so groups of this and the next batch are in flight together; any other message.Publisher is
-// called synchronously (no pipelining across groups).
-func (r *Relay) send(ctx context.Context, msgs []amqp.Outgoing) interface{ Wait() error } {
-	if s, ok := r.cfg.Publisher.(interface {
+// send hands one group to pub. The amqp adapter's Send writes it and returns at once, so groups
+// of this and the next batch are in flight together; any other message.Publisher is called
+// synchronously (no pipelining across groups).
+func (r *Relay) send(ctx context.Context, pub message.Publisher, msgs []amqp.Outgoing) interface{ Wait() error } {
+	if s, ok := pub.(interface {
 		Send(context.Context, string, []amqp.Outgoing) *amqp.Confirms
 	}); ok {
 		return s.Send(ctx, r.cfg.Exchange, msgs)
@@ -195,7 +112,7 @@ func (r *Relay) send(ctx context.Context, msgs []amqp.Outgoing) interface{ Wait(
 		m.SetContext(ctx)
 		wm[i] = m
 	}
-	return waitDone{r.cfg.Publisher.Publish(r.cfg.Exchange, wm...)}
+	return waitDone{pub.Publish(r.cfg.Exchange, wm...)}
 }
 
 type waitDone struct{ err error }
@@ -203,33 +120,55 @@ type waitDone struct{ err error }
 func (w waitDone) Wait() error { return w.err }
 
 // confirm waits for every group in order, records the confirms in their batch, decides the
-// outcomes of each finished batch, marks it (batches in claim order) and hands it to done. It
-// returns when in is closed and drained. Marking here rather than in the leader goroutine lets
+// outcomes of each finished batch, marks it and hands it to done — batches in claim order: a
+// batch that ended behind an unfinished earlier one (a big fan-out still relaying) waits for it.
+// It returns when in is closed and drained. Marking here rather than in the leader goroutine lets
 // the mark of batch N run beside the claim of N+2 (two database sessions); the broker keeps
 // working meanwhile on the groups already written.
-func (r *Relay) confirm(ctx context.Context, pl *pipeline, in <-chan sent, done chan<- *batch) {
+func (r *Relay) confirm(ctx context.Context, pl *pipeline, fl *bulkInFlight, in <-chan sent, done chan<- *batch) {
 	defer close(done)
 	var markErr error
+	var order []*batch // started, not yet marked, in claim order
+	ended := map[*batch]bool{}
 	for s := range in {
 		b := s.b
+		if s.start {
+			order = append(order, b)
+			continue
+		}
 		if s.end {
 			if s.stopErr != nil && b.err == nil {
 				b.err = s.stopErr
 			}
-			r.finish(pl, b)
-			if markErr == nil {
-				// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
-				markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				markErr = r.mark(markCtx, b)
-				cancel()
+			ended[b] = true
+			for len(order) > 0 && ended[order[0]] {
+				b := order[0]
+				order = order[1:]
+				delete(ended, b)
+				r.finish(pl, b)
+				if markErr == nil {
+					// Mark even when ctx ended: rows the broker confirmed should not be sent twice.
+					markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+					markErr = r.mark(markCtx, b)
+					cancel()
+					if markErr == nil {
+						// Counted as the mark commits, not when the leader next looks.
+						r.observe(b.results, b.dead)
+					}
+				}
+				// After a failed mark no later batch is marked either (marks commit in claim
+				// order, which the per-author release relies on); the leader reconnects.
+				b.markErr = markErr
+				done <- b
 			}
-			// After a failed mark no later batch is marked either (marks commit in claim
-			// order, which the per-author release relies on); the leader reconnects.
-			b.markErr = markErr
-			done <- b
 			continue
 		}
 		err := s.wait.Wait()
+		if s.bulk != nil {
+			// Confirmed or failed, it no longer holds later rows back: a failed row is
+			// published again later with a higher position.
+			fl.release(s.bulk)
+		}
 		now := time.Now()
 		var pe *amqp.PublishError
 		var failedAt map[int]error

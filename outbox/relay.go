@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -24,11 +25,15 @@ import (
 // mid-batch, the next leader forgets its unmarked batches and relays their rows again with fresh
 // positions (at-least-once: consumers dedupe by event id).
 type Relay struct {
-	cfg     Config
-	split   split
-	log     *slog.Logger
-	metrics *relayMetrics
-	leader  atomic.Bool
+	cfg   Config
+	split split
+	// bulk publishes the pages after the first of big fan-outs (and rows deferred behind them),
+	// split over its own lanes: cfg.BulkPublisher, or cfg.Publisher.
+	bulk      message.Publisher
+	bulkSplit split
+	log       *slog.Logger
+	metrics   *relayMetrics
+	leader    atomic.Bool
 }
 
 // NewRelay validates cfg and registers the metrics.
@@ -43,11 +48,20 @@ func NewRelay(cfg Config) (*Relay, error) {
 	}
 	// A publisher with lanes (adapters/amqp) gets each follower's messages on that follower's
 	// lane; any other message.Publisher keeps one order for everything.
-	sp := split{size: cfg.PageSize, lanes: 1}
-	if l, ok := cfg.Publisher.(interface{ Lanes() int }); ok {
+	bulk := cfg.BulkPublisher
+	if bulk == nil {
+		bulk = cfg.Publisher
+	}
+	return &Relay{cfg: cfg, split: splitFor(cfg.Publisher, cfg.PageSize), bulk: bulk, bulkSplit: splitFor(bulk, cfg.PageSize),
+		log: cfg.Logger, metrics: m}, nil
+}
+
+func splitFor(pub message.Publisher, size int) split {
+	sp := split{size: size, lanes: 1}
+	if l, ok := pub.(interface{ Lanes() int }); ok {
 		sp.lanes = max(1, l.Lanes())
 	}
-	return &Relay{cfg: cfg, split: sp, log: cfg.Logger, metrics: m}, nil
+	return sp
 }
 
 // IsLeader reports whether this relay currently holds the leader lock.
@@ -107,7 +121,7 @@ func (r *Relay) lead(ctx context.Context) error {
 			break
 		}
 		// Not the leader: wait, consuming notifications so they do not pile up in memory.
-		if err := waitNotification(ctx, conn, r.cfg.LeaderRetryInterval); err != nil {
+		if _, err := waitNotification(ctx, conn, r.cfg.LeaderRetryInterval); err != nil {
 			return err
 		}
 	}
@@ -140,15 +154,13 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	// stage works on a different batch. Groups in flight are bounded by sentCh (about 4 groups of
 	// PublishGroup messages), batches by pipelineDepth.
 	emitCh := make(chan *batch, 1)
-	sentCh := make(chan sent, 4)
+	// Room for the bulk window and a few main groups: the emitter must not wait for the confirmer
+	// to take a main group while the confirmer waits for a bulk one.
+	sentCh := make(chan sent, 4*bulkWindow+8)
 	doneCh := make(chan *batch, pipelineDepth+1)
-	go func() {
-		defer close(sentCh)
-		for b := range emitCh {
-			r.emit(ctx, pl, b, sentCh)
-		}
-	}()
-	go r.confirm(ctx, pl, sentCh, doneCh)
+	fl := newBulkInFlight()
+	go r.emitLoop(ctx, pl, fl, emitCh, sentCh)
+	go r.confirm(ctx, pl, fl, sentCh, doneCh)
 
 	var (
 		seq, lastMarked int64
@@ -166,12 +178,10 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			markErr = b.markErr
 			return
 		}
-		dead := b.dead
 		for _, rw := range b.rows {
 			delete(inFlight, rw.id)
 		}
 		lastMarked = b.seq
-		r.observe(b.results, dead)
 		if b.err != nil && ctx.Err() == nil {
 			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
 			brokerFailures++
@@ -229,14 +239,28 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		}
 		if len(rows) == 0 {
 			if outstanding > 0 {
-				select {
-				case b := <-doneCh:
-					mark(b)
-				case <-ctx.Done():
+				// A batch is still in flight — a big fan-out may be for a while. Rows committed
+				// meanwhile must not wait for it (their NOTIFY wakes a claim at once), nor the
+				// batch's mark for a NOTIFY: wait for either, checking the batch every
+				// inFlightPoll.
+				for ctx.Err() == nil {
+					select {
+					case b := <-doneCh:
+						mark(b)
+					default:
+						notified, err := waitNotification(ctx, conn, inFlightPoll)
+						if err != nil {
+							return err
+						}
+						if !notified {
+							continue
+						}
+					}
+					break
 				}
 				continue
 			}
-			if err := waitNotification(ctx, conn, r.cfg.PollInterval); err != nil {
+			if _, err := waitNotification(ctx, conn, r.cfg.PollInterval); err != nil {
 				return err
 			}
 			continue
@@ -265,18 +289,25 @@ func (r *Relay) observe(results []result, dead int) {
 	}
 }
 
-// waitNotification sleeps until a NOTIFY arrives or timeout passes; then it drains notifications
-// that queued meanwhile (one wake-up is enough for any number of new rows). A timeout is not an
-// error; a broken connection is.
-func waitNotification(ctx context.Context, conn *pgx.Conn, timeout time.Duration) error {
+// inFlightPoll is how often a leader with batches in flight and no new rows checks whether one
+// of them finished, between waits for a NOTIFY.
+const inFlightPoll = 10 * time.Millisecond
+
+// waitNotification sleeps until a NOTIFY arrives or timeout passes (notified says which); then it
+// drains notifications that queued meanwhile (one wake-up is enough for any number of new rows).
+// A timeout is not an error; a broken connection is.
+func waitNotification(ctx context.Context, conn *pgx.Conn, timeout time.Duration) (notified bool, err error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
-	_, err := conn.WaitForNotification(wctx)
+	_, err = conn.WaitForNotification(wctx)
 	cancel()
 	if ctx.Err() != nil {
-		return nil
+		return false, nil
 	}
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !pgconnTimeout(err) {
-		return fmt.Errorf("wait for notification: %w", err)
+	if err != nil {
+		if !errors.Is(err, context.DeadlineExceeded) && !pgconnTimeout(err) {
+			return false, fmt.Errorf("wait for notification: %w", err)
+		}
+		return false, nil
 	}
 	// Drain what is already buffered, with a very short wait each.
 	for range 10_000 {
@@ -285,12 +316,12 @@ func waitNotification(ctx context.Context, conn *pgx.Conn, timeout time.Duration
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !pgconnTimeout(err) {
-				return fmt.Errorf("wait for notification: %w", err)
+				return true, fmt.Errorf("wait for notification: %w", err)
 			}
-			return nil
+			return true, nil
 		}
 	}
-	return nil
+	return true, nil
 }
 
 func pgconnTimeout(err error) bool {

@@ -48,13 +48,21 @@ func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Big fan-outs' later pages go on a connection of their own, so that their backlog in the
+	// broker and in the TCP stream never delays other authors' posts (outbox/emit.go).
+	bulk, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{Dialer: amqpadapter.NewDialer(urls),
+		Lanes: a.cfg.RelayPublishLanes, Logger: log.With(slog.String("publisher", "bulk"))})
+	if err != nil {
+		return nil, nil, err
+	}
 	relay, err := outbox.NewRelay(outbox.Config{
-		Pool:       pool,
-		Publisher:  pub,
-		Exchange:   a.cfg.AMQPExchange,
-		PageSize:   a.cfg.RelayFollowersPerMessage,
-		Logger:     log,
-		Registerer: reg,
+		Pool:          pool,
+		Publisher:     pub,
+		BulkPublisher: bulk,
+		Exchange:      a.cfg.AMQPExchange,
+		PageSize:      a.cfg.RelayFollowersPerMessage,
+		Logger:        log,
+		Registerer:    reg,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -67,8 +75,10 @@ func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer)
 	}
 	run = func(ctx context.Context) error {
 		defer func() {
-			if err := pub.Close(); err != nil {
-				log.Warn("close publisher", slog.Any("err", err))
+			for _, p := range []*amqpadapter.Publisher{pub, bulk} {
+				if err := p.Close(); err != nil {
+					log.Warn("close publisher", slog.Any("err", err))
+				}
 			}
 		}()
 		log.Info("dispatcher started", slog.String("exchange", a.cfg.AMQPExchange))

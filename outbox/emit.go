@@ -1,0 +1,451 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/socialnet/social/adapters/amqp"
+)
+
+// A big fan-out must not hold up the rest of the outbox. The emitter therefore publishes every
+// row's first page of followers at once, on the main publisher, and leaves the pages after it to a
+// FIFO of continuations that it works through on the bulk publisher (its own connection and
+// channels) whenever no new batch waits. A small author's post claimed while a 100,000-follower
+// post is being relayed goes out after one page read, not after 100.
+//
+// The order a follower sees must stay the position order (design.md §3): a later row's follower
+// who is named in a big row's remaining pages must not get the later row first. So a row's
+// recipients who are followers of an active big row beyond its first page, or who are named by a
+// deferred part still in flight on the bulk publisher, are deferred: appended to the FIFO behind
+// that big row and published on the same bulk channels (a channel keeps its order into each
+// queue). Everyone else gets the row at once. A big row stays active until the broker confirmed
+// its last bulk message (confirmed means routed into the queues, so nothing published later can
+// overtake it).
+//
+// What is deferred and what is not is decided against friendships as they are when the row is
+// emitted: a user who starts following a big author in the middle of its fan-out may be named by
+// its later pages yet get a later row of another author first. They followed after the post was
+// created; we accept that.
+
+// bulkReadSize is how many followers one continuation step reads: a few messages per query, so a
+// 1,000,000-follower post costs 200 queries, not 1,000.
+const bulkReadSize = 5000
+
+// bulkWindow is how many continuation groups may wait for their confirms: enough to keep the
+// broker busy while the next page is read; few enough that a deferred part waits behind a short
+// backlog, and that a 1,000,000-follower post is never held in memory.
+const bulkWindow = 4
+
+// bigRow is a row whose followers did not fit its first page, while its remaining pages are being
+// published on the bulk publisher.
+type bigRow struct {
+	author string
+	after  string // the first page's last follower: the bulk pages name the followers above it
+}
+
+// continuation is one FIFO entry: the remaining pages of a big row, or a deferred part of a row.
+type continuation struct {
+	b   *batch
+	row int // index in b.rows
+	// big rows: page the author's followers after cursor.
+	big    *bigRow
+	cursor string
+	// deferred parts: these recipients, in one group.
+	msgs []recipients
+	ids  []string
+}
+
+// bulkInFlight is what the bulk publisher carries that later rows must not overtake, shared by the
+// emitter (adds) and the confirmer (removes when confirmed).
+type bulkInFlight struct {
+	mu     sync.Mutex
+	bigs   map[*bigRow]struct{}
+	ids    map[string]int // recipients of deferred parts in flight
+	groups int            // bulk groups not yet confirmed
+	freed  chan struct{}  // a bulk group was confirmed (capacity 1)
+}
+
+func newBulkInFlight() *bulkInFlight {
+	return &bulkInFlight{bigs: map[*bigRow]struct{}{}, ids: map[string]int{}, freed: make(chan struct{}, 1)}
+}
+
+// bulkGroup is what the confirmer releases when a bulk group is confirmed (or failed: then the
+// row is not relayed and is published again later, after everything here).
+type bulkGroup struct {
+	big *bigRow  // set on the last group of a big row
+	ids []string // the recipients of a deferred part
+}
+
+func (f *bulkInFlight) release(g *bulkGroup) {
+	f.mu.Lock()
+	f.groups--
+	if g.big != nil {
+		delete(f.bigs, g.big)
+	}
+	for _, id := range g.ids {
+		if f.ids[id]--; f.ids[id] <= 0 {
+			delete(f.ids, id)
+		}
+	}
+	f.mu.Unlock()
+	select {
+	case f.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (f *bulkInFlight) windowFull() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.groups >= bulkWindow
+}
+
+// emitter is the goroutine between the claim and the confirmer.
+type emitter struct {
+	r     *Relay
+	pl    *pipeline
+	out   chan<- sent
+	fl    *bulkInFlight
+	queue []*continuation
+	// pending counts the continuations of each batch still queued; a batch's end marker goes out
+	// when its main pass is done and none is left.
+	pending map[*batch]int
+	mainEnd map[*batch]bool
+	stopErr map[*batch]error
+}
+
+// emitLoop emits the batches of in, in order, and works through the continuations between them.
+// New batches go first: they are what a big fan-out must not hold up. It returns (closing out)
+// when in is closed and every continuation is done or abandoned.
+func (r *Relay) emitLoop(ctx context.Context, pl *pipeline, fl *bulkInFlight, in <-chan *batch, out chan<- sent) {
+	defer close(out)
+	e := &emitter{r: r, pl: pl, out: out, fl: fl, pending: map[*batch]int{}, mainEnd: map[*batch]bool{}, stopErr: map[*batch]error{}}
+	for in != nil || len(e.queue) > 0 {
+		if in != nil {
+			select {
+			case b, ok := <-in:
+				if !ok {
+					in = nil
+				} else {
+					e.emitBatch(ctx, b)
+				}
+				continue
+			default:
+			}
+		}
+		if len(e.queue) > 0 && !e.fl.windowFull() {
+			e.step(ctx)
+			continue
+		}
+		select {
+		case b, ok := <-in: // nil when closed: blocks forever, the other case wakes us
+			if !ok {
+				in = nil
+			} else {
+				e.emitBatch(ctx, b)
+			}
+		case <-e.fl.freed:
+		}
+	}
+}
+
+// emitBatch publishes the first page of every row of b on the main publisher (deferring the
+// recipients that must wait behind a big row) and queues the rest. A batch stops taking rows once
+// MaxBatchMessages messages were emitted, or at its second big row (so one batch carries at most
+// one big fan-out's pages and is marked when that one is done); rows not taken are released by
+// finish and claimed again after the mark.
+func (e *emitter) emitBatch(ctx context.Context, b *batch) {
+	r := e.r
+	e.out <- sent{b: b, start: true}
+	defer e.endMain(b)
+
+	authors := make([]string, 0, len(b.rows))
+	seen := make(map[string]bool, len(b.rows))
+	for _, rw := range b.rows {
+		if !seen[rw.author] {
+			seen[rw.author] = true
+			authors = append(authors, rw.author)
+		}
+	}
+	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.split)
+	if err != nil {
+		e.stopErr[b] = err
+		return
+	}
+	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
+	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
+	// checked before each group instead.
+	pubCtx := context.WithoutCancel(ctx)
+	var msgs []amqp.Outgoing
+	var owners []int32
+	flush := func() bool {
+		if len(msgs) == 0 {
+			return true
+		}
+		if err := e.stopping(ctx); err != nil {
+			e.stopErr[b] = err
+			for _, o := range owners {
+				b.states[o].unsent = true
+			}
+			msgs, owners = nil, nil
+			return false
+		}
+		e.out <- sent{b: b, wait: r.send(pubCtx, r.cfg.Publisher, msgs), owners: owners}
+		msgs, owners = make([]amqp.Outgoing, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
+		return true
+	}
+	held := e.heldBack(ctx, b, firsts)
+	budget := r.cfg.MaxBatchMessages
+	bigs := 0
+	for i, rw := range b.rows {
+		if budget <= 0 || ctx.Err() != nil {
+			break
+		}
+		if e.pl.isBlocked(rw.author, b) {
+			continue // released by finish; not worth sending
+		}
+		st := &b.states[i]
+		p, ok := firsts[rw.author]
+		if ok && p.full {
+			if bigs++; bigs > 1 {
+				break
+			}
+		}
+		if ok {
+			now, later := p, []string(nil)
+			if held != nil {
+				if now, later, err = held(p); err != nil {
+					e.stopErr[b] = err
+					break
+				}
+			}
+			for _, m := range now.msgs {
+				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
+				owners = append(owners, int32(i))
+				st.emitted++
+				budget--
+				if len(msgs) >= r.cfg.PublishGroup && !flush() {
+					return
+				}
+			}
+			if len(later) > 0 {
+				// On the bulk lanes, behind what it must not overtake.
+				e.enqueue(&continuation{b: b, row: i, ids: later, msgs: newPage(later, 0, r.bulkSplit).msgs})
+			}
+			if p.full {
+				big := &bigRow{author: rw.author, after: p.last}
+				e.fl.mu.Lock()
+				e.fl.bigs[big] = struct{}{}
+				e.fl.mu.Unlock()
+				e.enqueue(&continuation{b: b, row: i, big: big, cursor: p.last})
+				held = e.heldBack(ctx, b, firsts) // later rows are checked against it too
+				continue
+			}
+		}
+		st.complete = true
+		if st.emitted == 0 {
+			st.at = time.Now() // no followers (or all deferred): nothing to wait for yet
+		}
+	}
+	flush()
+}
+
+// heldBack returns, when something is in flight on the bulk publisher, a function that splits a
+// first page into the recipients who may have the row now and those who must wait behind it (nil
+// when nothing is in flight). Big rows are checked in one query per batch for all the batch's
+// first-page recipients: an index lookup of friendships' primary key per recipient.
+func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page) func(page) (page, []string, error) {
+	e.fl.mu.Lock()
+	bigs := make([]*bigRow, 0, len(e.fl.bigs))
+	for g := range e.fl.bigs {
+		bigs = append(bigs, g)
+	}
+	pending := len(e.fl.ids) > 0
+	e.fl.mu.Unlock()
+	if len(bigs) == 0 && !pending {
+		return nil
+	}
+	var named map[string]bool // first-page recipients named by an active big row's later pages
+	var namedErr error
+	if len(bigs) > 0 {
+		named, namedErr = namedByBigRows(ctx, e.r.cfg.Pool, bigs, firsts)
+	}
+	return func(p page) (page, []string, error) {
+		if namedErr != nil {
+			return page{}, nil, namedErr
+		}
+		var now, later []string
+		e.fl.mu.Lock()
+		for _, id := range p.ids {
+			if named[id] || e.fl.ids[id] > 0 {
+				later = append(later, id)
+			} else {
+				now = append(now, id)
+			}
+		}
+		e.fl.mu.Unlock()
+		if len(later) == 0 {
+			return p, nil, nil
+		}
+		np := newPage(now, 0, e.r.split)
+		np.full, np.last = p.full, p.last
+		return np, later, nil
+	}
+}
+
+// namedByBigRows returns which of the first pages' recipients the remaining pages of bigs name.
+func namedByBigRows(ctx context.Context, pool *pgxpool.Pool, bigs []*bigRow, firsts map[string]page) (map[string]bool, error) {
+	var ids []string
+	for _, p := range firsts {
+		ids = append(ids, p.ids...)
+	}
+	authors, afters := make([]string, len(bigs)), make([]string, len(bigs))
+	for i, g := range bigs {
+		authors[i], afters[i] = g.author, g.after
+	}
+	rows, err := pool.Query(ctx, `
+		SELECT DISTINCT f.user_id::text
+		FROM unnest($1::uuid[], $2::uuid[]) AS g(author, after)
+		JOIN friendships f ON f.friend_id = g.author AND f.user_id > g.after
+		WHERE f.user_id = ANY($3::uuid[])`, authors, afters, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read followers of big fan-outs in flight: %w", err)
+	}
+	defer rows.Close()
+	named := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read followers of big fan-outs in flight: %w", err)
+		}
+		named[id] = true
+	}
+	return named, rows.Err()
+}
+
+func (e *emitter) enqueue(c *continuation) {
+	if c.ids != nil {
+		e.fl.mu.Lock()
+		for _, id := range c.ids {
+			e.fl.ids[id]++
+		}
+		e.fl.mu.Unlock()
+	}
+	e.pending[c.b]++
+	e.queue = append(e.queue, c)
+}
+
+// stopping says why no more groups may be sent: ctx ended, or the broker lost a message.
+func (e *emitter) stopping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.pl.down() {
+		return errBrokerDown
+	}
+	return nil
+}
+
+// step sends the next group of the first continuation on the bulk publisher. When sending must
+// stop, every queued continuation is abandoned: its rows are released (and published again later,
+// after everything already sent).
+func (e *emitter) step(ctx context.Context) {
+	r := e.r
+	c := e.queue[0]
+	if err := e.stopping(ctx); err != nil {
+		e.abandon(err)
+		return
+	}
+	st := &c.b.states[c.row]
+	g := &bulkGroup{}
+	var recips []recipients
+	last := true
+	if c.big != nil {
+		p, err := readPage(ctx, r.cfg.Pool, c.big.author, c.cursor, bulkReadSize, r.bulkSplit)
+		if err != nil {
+			e.abandon(err)
+			return
+		}
+		recips, c.cursor = p.msgs, p.last
+		if last = !p.full; last {
+			g.big = c.big
+		}
+	} else {
+		recips, g.ids = c.msgs, c.ids
+	}
+	rw := c.b.rows[c.row]
+	if len(recips) > 0 {
+		msgs := make([]amqp.Outgoing, len(recips))
+		owners := make([]int32, len(recips))
+		for i, m := range recips {
+			msgs[i] = amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane}
+			owners[i] = int32(c.row)
+		}
+		st.emitted += len(msgs)
+		e.fl.mu.Lock()
+		e.fl.groups++
+		e.fl.mu.Unlock()
+		e.out <- sent{b: c.b, wait: r.send(context.WithoutCancel(ctx), r.bulk, msgs), owners: owners, bulk: g}
+	} else if g.big != nil || g.ids != nil {
+		e.fl.mu.Lock()
+		e.fl.groups++
+		e.fl.mu.Unlock()
+		e.fl.release(g) // nothing sent: nothing to wait for
+	}
+	if !last {
+		return
+	}
+	if c.big != nil {
+		st.complete = true
+	}
+	e.queue = e.queue[1:]
+	e.done(c.b)
+}
+
+// abandon drops every queued continuation: their rows are not relayed this time.
+func (e *emitter) abandon(err error) {
+	for _, c := range e.queue {
+		c.b.states[c.row].unsent = true
+		if e.stopErr[c.b] == nil {
+			e.stopErr[c.b] = err
+		}
+		e.fl.mu.Lock()
+		if c.big != nil {
+			delete(e.fl.bigs, c.big)
+		}
+		for _, id := range c.ids {
+			if e.fl.ids[id]--; e.fl.ids[id] <= 0 {
+				delete(e.fl.ids, id)
+			}
+		}
+		e.fl.mu.Unlock()
+		e.done(c.b)
+	}
+	e.queue = nil
+}
+
+func (e *emitter) endMain(b *batch) {
+	e.mainEnd[b] = true
+	if e.pending[b] == 0 {
+		e.end(b)
+	}
+}
+
+func (e *emitter) done(b *batch) {
+	if e.pending[b]--; e.pending[b] == 0 && e.mainEnd[b] {
+		e.end(b)
+	}
+}
+
+// end sends b's end marker: every group of b is ahead of it in out.
+func (e *emitter) end(b *batch) {
+	err := e.stopErr[b]
+	delete(e.pending, b)
+	delete(e.mainEnd, b)
+	delete(e.stopErr, b)
+	e.out <- sent{b: b, end: true, stopErr: err}
+}
