@@ -43,21 +43,26 @@ func runRelay(ctx context.Context, args []string) error {
 	lanes := fs.Int("lanes", 0, "publisher lanes: AMQP channels, followers split among them by id (0 = the dispatcher's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the relay run (not the set-up or baseline) to this file")
 	skipBaseline := fs.Bool("no-baseline", false, "measure the relay only")
+	bound := fs.Int("bound", 0, "followers bound to the consumer's queue, i.e. online (0 = all); every F/bound-th, so each message names some")
+	probe := fs.Bool("probe", false, "while the relay runs, another author with one bound follower posts; print how long that post took to arrive")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *authors > *posts {
 		*authors = *posts
 	}
-	b := &relayBench{posts: *posts, followers: *followers, authors: *authors, amqpURL: *amqpURL}
+	if *bound <= 0 || *bound > *followers {
+		*bound = *followers
+	}
+	b := &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe, amqpURL: *amqpURL}
 	if err := b.setUp(ctx, *adminURL); err != nil {
 		b.tearDown()
 		return err
 	}
 	defer b.tearDown()
 
-	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors), %d follower deliveries\n",
-		b.posts, b.followers, b.authors, b.posts*b.followers)
+	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers bound), %d follower deliveries; RabbitMQ %s\n",
+		b.posts, b.followers, b.authors, b.bound, b.posts*b.followers, b.brokerVersion)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -78,6 +83,14 @@ func runRelay(ctx context.Context, args []string) error {
 	total := float64(b.posts * b.followers)
 	relayRate := total / relayDur.Seconds()
 	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond))
+	if b.probe {
+		if lat, ok := b.probeLatency(); ok {
+			fmt.Printf("probe:    another author's post, created %s after the relay's first delivery, arrived %s after it was created\n",
+				probeDelay, lat.Round(time.Millisecond))
+		} else {
+			fmt.Printf("probe:    another author's post did not arrive before the relay finished\n")
+		}
+	}
 
 	if *skipBaseline {
 		return nil
@@ -96,8 +109,9 @@ func runRelay(ctx context.Context, args []string) error {
 	// published raw, with nothing read from or written to PostgreSQL. Relay ÷ this is how much of
 	// what RabbitMQ can route our code delivers; baseline ÷ this is what CC buys on this broker.
 	// Same number of posts as the relay run: shorter runs measured the broker ~10 % slower.
-	// Skipped for huge fan-outs, where RabbitMQ 3.10 takes minutes per post (docs/performance.md).
-	if b.followers > 1 && b.followers <= 10_000 {
+	// Skipped for huge fan-outs on RabbitMQ < 3.11, which takes minutes per post there (it scans
+	// every binding per CC key; docs/performance.md).
+	if b.followers > 1 && (b.followers <= 10_000 || !strings.HasPrefix(b.brokerVersion, "3.10.")) {
 		ccDur, err := b.runCCCeiling(ctx, b.posts, *pageSize, *window)
 		if err != nil {
 			return err
@@ -148,7 +162,10 @@ func (b *relayBench) runCCCeiling(ctx context.Context, posts, pageSize, window i
 
 type relayBench struct {
 	posts, followers, authors int
+	bound                     int  // followers bound to queue (online)
+	probe                     bool // measure another author's post during the relay
 	amqpURL                   string
+	brokerVersion             string
 
 	admin    string
 	dbName   string
@@ -156,11 +173,18 @@ type relayBench struct {
 	amqpConn *amqp091.Connection
 	ch       *amqp091.Channel
 	queue    string
-	// exchanges: the relay's and the baseline's, both bound to queue with every follower id.
-	relayEx, baseEx string
-	followerIDs     []string
-	frame           []byte
-	counted         atomic.Int64
+	// exchange: bound to queue with the bound followers' ids. The relay, the baseline and the
+	// raw CC ceiling run one after the other on it, each waiting for all of its deliveries.
+	exchange    string
+	followerIDs []string
+	frame       []byte
+	counted     atomic.Int64
+
+	// The probe: an author of its own with one follower (bound), whose post is inserted while the
+	// relay runs; the consumer stamps its arrival.
+	probeAuthor, probeFollower string
+	probeArrived               atomic.Int64 // unix nanoseconds; 0 until it arrives
+	probeCreated               atomic.Int64
 }
 
 func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
@@ -195,27 +219,27 @@ func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
 	if b.ch, err = b.amqpConn.Channel(); err != nil {
 		return err
 	}
-	suffix := uuid.NewString()[:8]
-	b.relayEx, b.baseEx = "bench.relay."+suffix, "bench.base."+suffix
-	for _, ex := range []string{b.relayEx, b.baseEx} {
-		if err := b.ch.ExchangeDeclare(ex, amqp.ExchangeKind, true, false, false, false, nil); err != nil {
-			return err
-		}
+	b.brokerVersion, _ = b.amqpConn.Properties["version"].(string) // TODO(merge): the adapter's version helper
+	b.exchange = "bench.relay." + uuid.NewString()[:8]
+	if err := b.ch.ExchangeDeclare(b.exchange, amqp.ExchangeKind, true, false, false, false, nil); err != nil {
+		return err
 	}
-	// One queue with every follower bound: like one realtime instance with all of them online.
+	// One queue with the bound followers: like one realtime instance with them online.
 	q, err := b.ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		return err
 	}
 	b.queue = q.Name
-	for _, ex := range []string{b.relayEx, b.baseEx} {
-		for i, f := range b.followerIDs {
-			if err := b.ch.QueueBind(q.Name, f, ex, i < len(b.followerIDs)-1, nil); err != nil {
-				return fmt.Errorf("bind: %w", err)
-			}
+	keys := b.boundIDs()
+	if b.probe {
+		keys = append(keys, b.probeFollower)
+	}
+	for i, f := range keys {
+		if err := b.ch.QueueBind(q.Name, f, b.exchange, i < len(keys)-1, nil); err != nil {
+			return fmt.Errorf("bind: %w", err)
 		}
 	}
-	fmt.Printf("%d bindings in %s\n", 2*len(b.followerIDs), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("%d bindings in %s\n", len(keys), time.Since(start).Round(time.Millisecond))
 	return b.consume()
 }
 
@@ -245,17 +269,89 @@ func (b *relayBench) fill(ctx context.Context) error {
 		       SELECT event, post, 1, 'post.created', payload FROM p ORDER BY n),
 		ps AS (INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version)
 		       SELECT post, author, payload->>'text', now(), now(), 1 FROM p)
-		INSERT INTO outbox (event_id, author_user_id) SELECT event, author FROM p ORDER BY n`,
+		INSERT INTO outbox (event_id, author_user_id, next_attempt_at) SELECT event, author, 'infinity' FROM p ORDER BY n`,
 		postIDs, eventIDs, postAuthors, payloads)
 	if err != nil {
 		return fmt.Errorf("fill outbox: %w", err)
 	}
-	// A live outbox has planner statistics (autovacuum); a freshly bulk-filled one has none for
-	// a minute, and the relay's plans would be measured against guesses.
+	// The rows wait (next_attempt_at = infinity) until the relay is leader and connected: what is
+	// timed is relaying them, not the relay's start (release). A live outbox has planner
+	// statistics (autovacuum); a freshly bulk-filled one has none for a minute, and the relay's
+	// plans would be measured against guesses.
 	if _, err := b.pool.Exec(ctx, "ANALYZE"); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
+	if b.probe {
+		ids := newIDs(2)
+		b.probeAuthor, b.probeFollower = ids[0], ids[1]
+		if _, err := b.pool.Exec(ctx, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+			SELECT id, 'Probe', 'User', '2000-01-01', '', 'City', 'x', 1 FROM unnest($1::uuid[]) AS id`, ids); err != nil {
+			return fmt.Errorf("insert probe users: %w", err)
+		}
+		if _, err := b.pool.Exec(ctx, `INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)`, b.probeFollower, b.probeAuthor); err != nil {
+			return fmt.Errorf("insert probe friendship: %w", err)
+		}
+	}
 	return nil
+}
+
+// boundIDs are the followers bound to the queue: every F/bound-th in id order, so that every
+// message of up to 1,000 consecutive followers names some of them and is delivered.
+func (b *relayBench) boundIDs() []string {
+	if b.bound >= len(b.followerIDs) {
+		return b.followerIDs
+	}
+	out := make([]string, 0, b.bound)
+	step := float64(len(b.followerIDs)) / float64(b.bound)
+	for i := range b.bound {
+		out = append(out, b.followerIDs[int(float64(i)*step)])
+	}
+	return out
+}
+
+// probeDelay is how long after the relay's first delivery the probe post is created: the big
+// fan-out is under way by then.
+const probeDelay = 50 * time.Millisecond
+
+// postProbe inserts the probe author's post (event, post and outbox row in one transaction,
+// as the API writes them; the outbox trigger NOTIFYs the relay) once the relay delivered its first message.
+func (b *relayBench) postProbe(ctx context.Context) error {
+	for b.counted.Load() == 0 {
+		if ctx.Err() != nil {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(probeDelay)
+	post, event := newIDs(1)[0], newIDs(1)[0]
+	payload, _ := json.Marshal(domain.PostChanged{PostID: post, AuthorUserID: b.probeAuthor, Text: "probe"})
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO events (id, aggregate_id, aggregate_version, type, payload) VALUES ($1, $2, 1, 'post.created', $3)`, event, post, payload); err != nil {
+		return fmt.Errorf("probe event: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, 'probe', now(), now(), 1)`, post, b.probeAuthor); err != nil {
+		return fmt.Errorf("probe post: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO outbox (event_id, author_user_id) VALUES ($1, $2)`, event, b.probeAuthor); err != nil {
+		return fmt.Errorf("probe outbox: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	b.probeCreated.Store(time.Now().UnixNano())
+	return nil
+}
+
+func (b *relayBench) probeLatency() (time.Duration, bool) {
+	arrived, created := b.probeArrived.Load(), b.probeCreated.Load()
+	if arrived == 0 || created == 0 {
+		return 0, false
+	}
+	return time.Duration(arrived - created), true
 }
 
 func newIDs(n int) []string {
@@ -279,6 +375,10 @@ func (b *relayBench) consume() error {
 	}
 	go func() {
 		for d := range ds {
+			if b.probe && d.RoutingKey == b.probeFollower {
+				b.probeArrived.CompareAndSwap(0, time.Now().UnixNano())
+				continue
+			}
 			n := int64(1)
 			if cc, ok := d.Headers[amqp.HeaderCC].([]interface{}); ok {
 				n += int64(len(cc))
@@ -310,7 +410,12 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 		return 0, err
 	}
 	defer pub.Close()
-	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, Exchange: b.relayEx, Logger: quietLog(),
+	bulk, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog(), Lanes: lanes})
+	if err != nil {
+		return 0, err
+	}
+	defer bulk.Close()
+	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, BulkPublisher: bulk, Exchange: b.exchange, Logger: quietLog(),
 		BatchSize: batch, PublishGroup: group, PageSize: pageSize})
 	if err != nil {
 		return 0, err
@@ -318,9 +423,34 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 	b.counted.Store(0)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
+	for !r.IsLeader() || pub.Ready(ctx) != nil || bulk.Ready(ctx) != nil {
+		if ctx.Err() != nil {
+			cancel()
+			return 0, ctx.Err()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := b.release(ctx); err != nil {
+		cancel()
+		<-done
+		return 0, err
+	}
+	probeErr := make(chan error, 1)
+	if b.probe {
+		go func() { probeErr <- b.postProbe(rctx) }()
+	}
 	err = b.waitCount(ctx, int64(b.posts*b.followers))
+	if err == nil && b.probe {
+		if err = <-probeErr; err == nil {
+			// The probe may arrive after the big fan-out (that is what is measured): wait for it.
+			deadline := time.Now().Add(time.Minute)
+			for b.probeArrived.Load() == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
 	d := time.Since(start)
 	cancel()
 	if rerr := <-done; rerr != nil {
@@ -334,6 +464,16 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 		fmt.Printf("note: %d rows not marked relayed when the last delivery arrived\n", pending)
 	}
 	return d, nil
+}
+
+// release makes the filled outbox rows due and wakes the relay.
+func (b *relayBench) release(ctx context.Context) error {
+	_, err := b.pool.Exec(ctx, `WITH due AS (UPDATE outbox SET next_attempt_at = now() WHERE next_attempt_at = 'infinity')
+		SELECT pg_notify('social_outbox', '')`)
+	if err != nil {
+		return fmt.Errorf("release outbox rows: %w", err)
+	}
+	return nil
 }
 
 // runBaseline publishes n messages, one per follower (routing key = follower id, no CC), each
@@ -368,7 +508,7 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 			inFlight = inFlight[1:]
 		}
 		key, m := msg(i)
-		dc, err := ch.PublishWithDeferredConfirm(b.baseEx, key, false, false, m)
+		dc, err := ch.PublishWithDeferredConfirm(b.exchange, key, false, false, m)
 		if err != nil {
 			return 0, err
 		}
@@ -385,8 +525,7 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 
 func (b *relayBench) tearDown() {
 	if b.ch != nil {
-		_ = b.ch.ExchangeDelete(b.relayEx, false, false)
-		_ = b.ch.ExchangeDelete(b.baseEx, false, false)
+		_ = b.ch.ExchangeDelete(b.exchange, false, false)
 	}
 	if b.amqpConn != nil {
 		_ = b.amqpConn.Close()
