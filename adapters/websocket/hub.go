@@ -20,7 +20,10 @@ import (
 // Binder keeps the broker bindings of this instance's queue in step with its sockets
 // (adapters/amqp.Consumer). The hub calls Bind for every socket and Unbind when it closes; the
 // binder counts them per user, so calls for different sockets need no ordering. Bind must return
-// only once frames for userID reach this instance; after an error it holds no reference.
+// nil only once frames for userID reach this instance (the broker confirmed the binding on the
+// live queue), and fail while it cannot promise that (no broker connection): the hub upgrades a
+// socket only after Bind, so a socket is never open while its frames are routed nowhere. After an
+// error it holds no reference.
 type Binder interface {
 	Bind(ctx context.Context, userID string) error
 	Unbind(ctx context.Context, userID string) error
@@ -179,6 +182,9 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 // Reconnected is told by the consumer that its broker connection was (re)established: frames
 // published while it was down never reached this instance. Every socket open now is closed with
 // 1012 (service restart) so its client reconnects with ?since= and reads the gap from PostgreSQL.
+// The consumer calls it before it accepts new bindings, so the sockets listed here are exactly
+// those opened on an earlier session (and a few being refused with 503), never one bound on the
+// new session.
 func (h *Hub) Reconnected() {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
