@@ -140,6 +140,12 @@ type feed struct {
 	connects   int
 	closeCodes []websocket.StatusCode
 	changed    chan struct{}
+	// frames counts every frame received; connPos is the last position on the current
+	// connection, and disorder records frames whose position did not exceed it: each socket's
+	// stream (resume, then live) must be in strictly increasing position order (design.md §3).
+	frames   int
+	connPos  int64
+	disorder []string
 }
 
 func openFeed(t *testing.T, ctx context.Context, url string, u user) *feed {
@@ -183,6 +189,7 @@ func (f *feed) run(ctx context.Context, connected chan struct{}) {
 		backoff = 50 * time.Millisecond
 		f.mu.Lock()
 		f.connects++
+		f.connPos = 0
 		f.mu.Unlock()
 		if first {
 			first = false
@@ -207,6 +214,11 @@ func (f *feed) read(ctx context.Context, c *websocket.Conn) error {
 			return fmt.Errorf("frame %s: %w", b, err)
 		}
 		f.mu.Lock()
+		f.frames++
+		if fr.Position <= f.connPos {
+			f.disorder = append(f.disorder, fmt.Sprintf("connection %d: position %d after %d (%s)", f.connects, fr.Position, f.connPos, fr.PostID))
+		}
+		f.connPos = fr.Position
 		f.got[fr.PostID+"|"+fr.Type]++
 		f.texts[fr.PostID+"|"+fr.Type] = fr.PostText
 		f.maxPos = max(f.maxPos, fr.Position)
@@ -270,6 +282,27 @@ func (f *feed) exactlyOnce(ids []string, ambiguous ...string) (duplicates, ambig
 		f.t.Errorf("deduped frames %d, want %d", len(f.got)-ambiguousSeen, len(want))
 	}
 	return duplicates, ambiguousSeen
+}
+
+// inOrder fails the test if any connection's frames went backwards or repeated a position.
+func (f *feed) inOrder() {
+	f.t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, d := range f.disorder {
+		if i == 5 {
+			f.t.Errorf("... and %d more frames out of position order", len(f.disorder)-5)
+			break
+		}
+		f.t.Errorf("frame out of position order: %s", d)
+	}
+}
+
+// frameCount is how many frames arrived (duplicates included).
+func (f *feed) frameCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.frames
 }
 
 func (f *feed) connectCount() int {

@@ -29,8 +29,10 @@ type stackConfig struct {
 type stack struct {
 	api, dispatcher, realtime *testinfra.Process
 	apiURL, dispatcherURL     string
-	wsURL                     string // ws://…/post/feed/posted
-	realtimeURL               string // http://… of the realtime instance
+	// dispatcherEnv starts another dispatcher like the first (a restart after a kill).
+	dispatcherEnv map[string]string
+	wsURL         string // ws://…/post/feed/posted
+	realtimeURL   string // http://… of the realtime instance
 }
 
 func startStack(t *testing.T, c stackConfig) *stack {
@@ -58,7 +60,8 @@ func startStack(t *testing.T, c stackConfig) *stack {
 	}
 	s := &stack{}
 	s.api = testinfra.StartProcess(t, "api", socialBin, with("AMQP_URL", c.dispatcherAMQP), "api")
-	s.dispatcher = testinfra.StartProcess(t, "dispatcher", socialBin, with("AMQP_URL", c.dispatcherAMQP), "dispatcher")
+	s.dispatcherEnv = with("AMQP_URL", c.dispatcherAMQP)
+	s.dispatcher = testinfra.StartProcess(t, "dispatcher", socialBin, s.dispatcherEnv, "dispatcher")
 	s.realtime = testinfra.StartProcess(t, "realtime", socialBin, with("AMQP_URL", c.realtimeAMQP), "realtime")
 	s.apiURL = "http://" + s.api.Addr(t, "api")
 	s.dispatcherURL = "http://" + s.dispatcher.Addr(t, "dispatcher")

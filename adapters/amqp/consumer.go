@@ -38,9 +38,13 @@ type ConsumerConfig struct {
 	// Handle receives every delivery, on the consumer goroutine. It must not block: the hub only
 	// enqueues into bounded per-socket queues.
 	Handle func(Delivery)
-	// OnReconnect is called after each (re)connect has restored the queue and every binding. Frames
-	// published while the connection was down are lost for this instance (the queue died with it):
-	// the hub tells its clients so they resume with ?since=.
+	// OnReconnect is called after each (re)connect has restored the queue and every binding, and
+	// before the consumer is Ready, i.e. before any new Bind can succeed: every socket the hub
+	// holds at that moment was opened on an older session (or was refused), none on this one.
+	// Frames published while the connection was down are lost for this instance (the queue died
+	// with it): the hub tells those clients so they resume with ?since=. A socket bound on the new
+	// session is never told, so a client that has not seen a frame yet (and has no position to
+	// resume from) is not cut.
 	OnReconnect func()
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -102,8 +106,11 @@ type Consumer struct {
 	conn        *amqp091.Connection // current connection, nil while disconnected
 	bindWake    chan struct{}
 	unbindWake  chan struct{}
-	// connected is read without mu by Ready, which must answer while a long restore runs.
+	// connected: the session's queue exists and the workers run (set with conn, under mu).
 	connected atomic.Bool
+	// ready: connected, and OnReconnect has run; only then does Bind add a binding (see Bind).
+	// Read without mu by Ready, which must answer while a long restore runs.
+	ready atomic.Bool
 }
 
 // NewConsumer returns a Consumer; Run connects it.
@@ -119,9 +126,10 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 // QueueName is the instance's queue.
 func (c *Consumer) QueueName() string { return c.queue }
 
-// Ready reports whether the consumer currently has its queue and bindings on a live connection.
+// Ready reports whether the consumer currently has its queue and bindings on a live connection
+// and accepts new bindings (Bind answers ErrNotConnected otherwise).
 func (c *Consumer) Ready(context.Context) error {
-	if !c.connected.Load() {
+	if !c.ready.Load() {
 		return ErrNotConnected
 	}
 	return nil
@@ -131,6 +139,7 @@ func (c *Consumer) Ready(context.Context) error {
 // whole connection so Run reconnects and restores every wanted binding.
 func (c *Consumer) dropConnectionLocked(err error) {
 	c.cfg.Logger.Warn("rabbitmq binding failed; reconnecting", slog.Any("err", err))
+	c.ready.Store(false)
 	c.connected.Store(false)
 	if c.conn != nil {
 		_ = c.conn.Close()
@@ -174,6 +183,7 @@ func (c *Consumer) session(ctx context.Context) error {
 	defer func() {
 		close(done) // stops this session's binding workers
 		c.mu.Lock()
+		c.ready.Store(false)
 		c.connected.Store(false)
 		c.conn = nil
 		c.resetLocked()
@@ -184,11 +194,19 @@ func (c *Consumer) session(ctx context.Context) error {
 		return err
 	}
 	c.cfg.Logger.Info("rabbitmq consumer connected", slog.String("broker", addr), slog.String("queue", c.queue))
-	// Called after every setup, the first included: sockets accepted while we were not yet (or no
-	// longer) connected were bound only on paper and may have missed frames.
+	// Called after every setup, the first included, and BEFORE ready: sockets opened on the
+	// previous session lost their frames with its queue and must resume. Bind refuses while not
+	// ready, so no socket bound on this session exists yet for the hub to cut by mistake (issue
+	// #11: the hub used to close with 1012 sockets that had been bound, upgraded and counted
+	// after Ready turned true, and a client with no frame yet had no position to resume from).
 	if c.cfg.OnReconnect != nil {
 		c.cfg.OnReconnect()
 	}
+	c.mu.Lock()
+	if c.connected.Load() { // a binding RPC may have failed meanwhile (dropConnectionLocked)
+		c.ready.Store(true)
+	}
+	c.mu.Unlock()
 	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 	for {
 		select {

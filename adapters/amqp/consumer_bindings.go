@@ -47,21 +47,29 @@ type waiter struct {
 var errBindLost = errors.New("rabbitmq connection lost before the binding was confirmed")
 
 // Bind adds a reference to the binding routing key = userID and returns once the broker has
-// confirmed it, so a caller that reads PostgreSQL afterwards (resume) cannot miss a frame published
-// in between. While disconnected it only records the wish and returns: the reconnect restores it
-// (and the hub then asks every client to resume). On error the reference is not kept.
+// confirmed it (queue.bind-ok on the current session's queue), so frames published from then on
+// reach this instance: a socket upgraded after Bind returns misses nothing created after it
+// opened, and a resume that reads PostgreSQL afterwards leaves no gap. On error the reference is
+// not kept.
+//
+// While the consumer is not Ready (starting, or reconnecting after a broker failure) Bind fails
+// at once with ErrNotConnected instead of recording the wish: the queue it would bind does not
+// exist, so every frame published meanwhile would be unroutable and dropped by the broker, and a
+// socket opened on such a binding would look subscribed while receiving nothing (issue #11: 0 of
+// 100,000 frames for sockets opened while the consumers were still connecting). The hub answers
+// 503 with Retry-After; the client retries, as it would against an unready instance.
 func (c *Consumer) Bind(ctx context.Context, userID string) error {
 	c.mu.Lock()
+	if !c.ready.Load() {
+		c.mu.Unlock()
+		return fmt.Errorf("bind %s: %w", userID, ErrNotConnected)
+	}
 	b := c.bindings[userID]
 	if b == nil {
 		b = &binding{}
 		c.bindings[userID] = b
 	}
 	b.refs++
-	if !c.connected.Load() {
-		c.mu.Unlock()
-		return nil
-	}
 	if b.bound && !b.busy {
 		c.mu.Unlock()
 		return nil
@@ -333,8 +341,8 @@ func (c *Consumer) resetLocked() {
 }
 
 // restore binds every wanted user on a new session's queue before it is announced ready. It
-// does not hold c.mu during the round trips: Bind and Unbind meanwhile only record their wish
-// (not connected yet), which the workers carry out after the restore.
+// does not hold c.mu during the round trips: meanwhile Bind refuses (not ready) and Unbind only
+// records its wish (not connected yet), which the workers carry out after the restore.
 func (c *Consumer) restore(ch *amqp091.Channel) error {
 	c.mu.Lock()
 	c.bindQueue, c.unbindQueue = nil, nil

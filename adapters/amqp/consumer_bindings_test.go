@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -154,7 +155,8 @@ func TestBindingsAreCountedPerUser(t *testing.T) {
 
 // TestRestoreAfterReconnectRebindsEveryWantedUser cuts the connection: the exclusive queue dies
 // with its bindings; the reconnect restores every wanted one (pipelined) before Ready, and none
-// that was dropped meanwhile.
+// that was dropped meanwhile. A Bind while disconnected is refused (ErrNotConnected) and leaves
+// nothing behind: it could not promise that frames reach this instance.
 func TestRestoreAfterReconnectRebindsEveryWantedUser(t *testing.T) {
 	t.Parallel()
 	proxy := amqptest.NewProxy(t, "127.0.0.1:5672")
@@ -179,12 +181,19 @@ func TestRestoreAfterReconnectRebindsEveryWantedUser(t *testing.T) {
 	if err := e.c.Unbind(ctx, users[0]); err != nil {
 		t.Fatal(err)
 	}
+	refused := uuid.NewString()
+	if err := e.c.Bind(ctx, refused); !errors.Is(err, amqp.ErrNotConnected) {
+		t.Fatalf("Bind while disconnected = %v, want ErrNotConnected", err)
+	}
+	e.waitReady()
 	late := uuid.NewString()
 	if err := e.c.Bind(ctx, late); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady()
 	waitPending(t, e.c)
+	if e.bound(refused) {
+		t.Error("a Bind refused while disconnected was restored")
+	}
 	if e.bound(users[0]) {
 		t.Error("a user unbound while disconnected was restored")
 	}

@@ -32,7 +32,9 @@ type conn struct {
 	// dropped when drained: an idle socket holds no buffer.
 	queue []*frame
 	head  int
-	last  *frame // last enqueued: Deliver passes a frame once even if a user is named twice
+	// queued is the body bytes of queue[head:], held under Config.SendQueueBytes.
+	queued int
+	last   *frame // last enqueued: Deliver passes a frame once even if a user is named twice
 	// writing is true while a goroutine owns the socket's writes: the handler (upgrade, resume)
 	// or a drain started by enqueue or kick. Only the owner writes or closes.
 	writing bool
@@ -57,15 +59,22 @@ func (c *conn) enqueue(f *frame) {
 		return
 	}
 	c.last = f
-	if len(c.queue)-c.head >= c.h.cfg.SendQueue {
+	// An empty queue takes any frame: a socket with nothing waiting is not behind.
+	if c.queued > 0 && c.queued+len(f.body) > c.h.cfg.SendQueueBytes {
 		c.h.metrics.slow.Inc()
 		c.kickLocked(websocket.StatusTryAgainLater, "too slow: reconnect with since")
 		return
 	}
 	if c.queue == nil {
 		c.queue = make([]*frame, 0, 4)
+	} else if len(c.queue) == cap(c.queue) && c.head > 0 {
+		// A queue that never drains completely must not grow with every frame ever sent.
+		n := copy(c.queue, c.queue[c.head:])
+		clear(c.queue[n:])
+		c.queue, c.head = c.queue[:n], 0
 	}
 	c.queue = append(c.queue, f)
+	c.queued += len(f.body)
 	c.startLocked()
 }
 
@@ -101,26 +110,27 @@ func (c *conn) drain() {
 	for {
 		c.mu.Lock()
 		if c.closed {
-			c.writing, c.queue, c.head = false, nil, 0
+			c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
 			c.mu.Unlock()
 			return
 		}
 		if c.kicked {
 			// Keep writing = true: nobody writes after the close frame.
 			code, reason := c.code, c.reason
-			c.queue, c.head = nil, 0
+			c.queue, c.head, c.queued = nil, 0, 0
 			c.mu.Unlock()
 			c.close(code, reason)
 			return
 		}
 		if c.head == len(c.queue) {
-			c.writing, c.queue, c.head = false, nil, 0
+			c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
 			c.mu.Unlock()
 			return
 		}
 		f := c.queue[c.head]
 		c.queue[c.head] = nil
 		c.head++
+		c.queued -= len(f.body)
 		skip := f.position <= c.resumedUpTo
 		c.mu.Unlock()
 		if skip {
@@ -130,7 +140,7 @@ func (c *conn) drain() {
 			c.h.log.Debug("write frame", slog.String("user_id", c.user), slog.Any("err", err))
 			c.ws.CloseNow()
 			c.mu.Lock()
-			c.closed, c.writing, c.queue, c.head = true, false, nil, 0
+			c.closed, c.writing, c.queue, c.head, c.queued = true, false, nil, 0, 0
 			c.mu.Unlock()
 			return
 		}
@@ -195,7 +205,7 @@ func (c *conn) ended() {
 	defer c.mu.Unlock()
 	c.closed = true
 	if !c.writing {
-		c.queue, c.head = nil, 0
+		c.queue, c.head, c.queued = nil, 0, 0
 	}
 	if c.ping != nil {
 		c.ping.Stop()

@@ -20,11 +20,18 @@ import (
 // Binder keeps the broker bindings of this instance's queue in step with its sockets
 // (adapters/amqp.Consumer). The hub calls Bind for every socket and Unbind when it closes; the
 // binder counts them per user, so calls for different sockets need no ordering. Bind must return
-// only once frames for userID reach this instance; after an error it holds no reference.
+// nil only once frames for userID reach this instance (the broker confirmed the binding on the
+// live queue), and fail while it cannot promise that (no broker connection): the hub upgrades a
+// socket only after Bind, so a socket is never open while its frames are routed nowhere. After an
+// error it holds no reference.
 type Binder interface {
 	Bind(ctx context.Context, userID string) error
 	Unbind(ctx context.Context, userID string) error
 }
+
+// DefaultSendQueueBytes is Config.SendQueueBytes when unset: 4 MiB, e.g. about 15,000 frames of
+// a typical post (under 300 bytes), or 100 of the longest (10,000 characters).
+const DefaultSendQueueBytes = 4 << 20
 
 // Config configures a Hub. Tokens and Binder are required.
 type Config struct {
@@ -41,10 +48,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the social_ws_* metrics; nil records none.
 	Registerer prometheus.Registerer
-	// SendQueue is the most frames buffered per socket (also the live frames buffered while a
-	// resume reads PostgreSQL); a socket whose queue is full is closed with 1013. The queue is
-	// allocated only while frames wait, so an idle socket costs nothing for it. Default 256.
-	SendQueue int
+	// SendQueueBytes bounds the frame bytes waiting for one socket (live frames, also those
+	// buffered while a resume reads PostgreSQL); a frame that would take a non-empty queue past it
+	// closes the socket with 1013 ("too slow: reconnect with since"). Default 4 MiB
+	// (DefaultSendQueueBytes).
+	//
+	// Bytes, not frames (design.md §4): a client reading at a normal pace must keep its socket
+	// through a burst or a backlog flush after an outage, when the relay hands the instance
+	// frames far faster than any one socket drains. A bound of 256 frames closed such readers
+	// (issue #11: 1,000 small frames of a flush after a dispatcher outage), while 256 frames of
+	// 40 KB posts would be 10 MB. A frame's bytes are shared by every socket it goes to (encoded
+	// once), so a burst to many sockets costs one copy plus a pointer per socket; the bound is
+	// what one socket that falls behind on frames nobody else shares can hold. The queue is
+	// allocated only while frames wait, so an idle socket costs nothing for it.
+	SendQueueBytes int
 	// PingInterval is the keepalive period; PingTimeout bounds the wait for the pong. Defaults 30s, 10s.
 	PingInterval, PingTimeout time.Duration
 	// WriteTimeout bounds one frame write; a peer that does not drain its socket for that long is
@@ -58,8 +75,8 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 256
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = DefaultSendQueueBytes
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
@@ -179,6 +196,9 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 // Reconnected is told by the consumer that its broker connection was (re)established: frames
 // published while it was down never reached this instance. Every socket open now is closed with
 // 1012 (service restart) so its client reconnects with ?since= and reads the gap from PostgreSQL.
+// The consumer calls it before it accepts new bindings, so the sockets listed here are exactly
+// those opened on an earlier session (and a few being refused with 503), never one bound on the
+// new session.
 func (h *Hub) Reconnected() {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

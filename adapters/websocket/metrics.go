@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "social_ws_frames_sent_total", Help: "Feed frames written to websockets (live and resumed).",
 		}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue was full.",
+			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue exceeded its byte bound.",
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",

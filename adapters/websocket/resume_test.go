@@ -128,7 +128,7 @@ func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 func TestSlowReaderIsDisconnectedWhileFastOneKeepsReceiving(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *ws.Config) {
-		c.SendQueue = 8
+		c.SendQueueBytes = 8 * 64 << 10 // eight of its 64 KiB frames
 		c.WriteTimeout = time.Second
 	})
 	slowUser, fastUser := uuid.NewString(), uuid.NewString()

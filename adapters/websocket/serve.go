@@ -60,8 +60,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err = h.register(bindCtx, c)
 	cancel()
 	if err != nil {
+		// No upgrade without a confirmed binding: a socket opened now would receive nothing
+		// (its frames are unroutable) and look healthy. 503 + Retry-After; the client retries.
 		h.active.Done()
-		log.Error("bind user", slog.Any("err", err))
+		log.Warn("bind user; refusing the websocket", slog.Any("err", err))
 		writeError(w, http.StatusServiceUnavailable, "feed temporarily unavailable")
 		return
 	}

@@ -53,6 +53,10 @@ type Config struct {
 	RelayPublishLanes int `env:"RELAY_PUBLISH_LANES" envDefault:"1"`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
+	// WSSendQueueBytes bounds the frame bytes queued for one websocket (realtime); a socket that
+	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
+	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
+	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES" envDefault:"4194304"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 }
@@ -72,6 +76,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.RelayPublishLanes < 1 || cfg.RelayPublishLanes > 64 {
 		errs = append(errs, errors.New("RELAY_PUBLISH_LANES must be 1..64"))
+	}
+	if cfg.WSSendQueueBytes < 64<<10 {
+		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
 	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
@@ -109,6 +116,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("db_max_conns", int(c.DBMaxConns)),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
+		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
 	)
 }
 

@@ -70,6 +70,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		Binder:         consumer,
 		Missed:         websocket.NewMissedFrames(pool),
 		AllowedOrigins: a.cfg.WSAllowedOrigins,
+		SendQueueBytes: a.cfg.WSSendQueueBytes,
 		Logger:         log,
 		Registerer:     reg,
 	})

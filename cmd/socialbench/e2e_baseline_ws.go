@@ -26,7 +26,8 @@ type wsBaseline struct {
 
 // bareWSBaseline runs server and clients in this process, like the benchmark's fleet runs beside
 // the realtime instance on the same cores. Each server socket has a writer goroutine fed by a
-// 256-frame queue (what the hub does); the broadcaster blocks when a queue is full.
+// 256-frame queue (the hub's bound when this baseline was written; it is now in bytes,
+// WS_SEND_QUEUE_BYTES); the broadcaster blocks when a queue is full.
 func bareWSBaseline(ctx context.Context, sockets int, dur time.Duration) (*wsBaseline, error) {
 	frame := sampleFrame()
 	var mu sync.Mutex

@@ -39,6 +39,8 @@ type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // of Wait, set before done closes
+	// killed: the test sent SIGKILL on purpose (Kill); the exit it causes is no failure.
+	killed bool
 
 	mu      sync.Mutex
 	lines   []map[string]any
@@ -172,7 +174,7 @@ func (p *Process) stop(t testing.TB) {
 	if strings.Contains(all, "WARNING: DATA RACE") {
 		t.Errorf("%s reported a data race", p.Name)
 	}
-	if p.err != nil {
+	if p.err != nil && !p.killed {
 		t.Errorf("%s exited with %v", p.Name, p.err)
 	}
 	if t.Failed() {
@@ -187,6 +189,19 @@ func (p *Process) stop(t testing.TB) {
 
 // Signal is for tests that kill a process on purpose.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Kill sends SIGKILL (a crash: no shutdown code runs) and waits for the exit, which the cleanup
+// then does not count as a failure.
+func (p *Process) Kill(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	p.killed = true
+	p.mu.Unlock()
+	if err := p.cmd.Process.Kill(); err != nil && p.Running() {
+		t.Fatalf("kill %s: %v", p.Name, err)
+	}
+	<-p.done
+}
 
 // Wait waits for the process to exit or ctx to end.
 func (p *Process) Wait(ctx context.Context) error {
