@@ -36,6 +36,9 @@ type Status struct {
 	RelayedLastMinute int64 `json:"relayed_last_minute"`
 	// RelayRatePerSecond is RelayedLastMinute / 60.
 	RelayRatePerSecond float64 `json:"relay_rate_per_second"`
+	// Broker is filled by the command, which connects to the broker itself (ReadStatus reads the
+	// database only); omitted when nobody asked.
+	Broker *BrokerStatus `json:"broker,omitempty"`
 }
 
 // DeadRow is one parked outbox row.

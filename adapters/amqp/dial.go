@@ -98,3 +98,15 @@ func (d *Dialer) Dial(ctx context.Context) (*amqp091.Connection, string, error) 
 	}
 	return nil, "", fmt.Errorf("dial rabbitmq: %w", errors.Join(errs...))
 }
+
+// Probe connects to one of the brokers, reads what it announces about itself and disconnects: for
+// a process that only reports (social outbox status), not one that publishes.
+func (d *Dialer) Probe(ctx context.Context) (Broker, error) {
+	conn, addr, err := d.Dial(ctx)
+	if err != nil {
+		return Broker{}, err
+	}
+	b := brokerOf(conn, addr)
+	_ = conn.CloseDeadline(time.Now().Add(time.Second))
+	return b, nil
+}

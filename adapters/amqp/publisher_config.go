@@ -88,6 +88,9 @@ type PublisherConfig struct {
 	Lanes int
 	// Logger receives connection events; default slog.Default().
 	Logger *slog.Logger
+	// OnConnect, when set, is called with the broker of every new connection (the first and each
+	// reconnect), under the publisher's lock: it must return quickly and not call the Publisher.
+	OnConnect func(Broker)
 }
 
 func (c *PublisherConfig) setDefaults() {

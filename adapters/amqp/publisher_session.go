@@ -17,6 +17,7 @@ type session struct {
 	conn     *amqp091.Connection
 	chs      []*amqp091.Channel
 	addr     string
+	broker   Broker
 	declared map[string]bool
 
 	progress  atomic.Int64 // unix nanos of the last write accepted or confirm received
@@ -71,10 +72,7 @@ func (p *Publisher) session(ctx context.Context, topic string) (*session, error)
 			p.nextDial = time.Now().Add(min(backoff, p.cfg.ReconnectBackoffMax))
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		p.failures = 0
-		p.sess = s
-		p.up.Store(true)
-		p.log.Info("amqp publisher connected", slog.String("broker", s.addr))
+		p.connected(s)
 	}
 	if !p.sess.declared[topic] {
 		if err := p.sess.chs[0].ExchangeDeclare(topic, p.cfg.ExchangeKind, true, false, false, false, nil); err != nil {
@@ -104,7 +102,7 @@ func (p *Publisher) connect(ctx context.Context) (*session, error) {
 		}
 		chs[i] = ch
 	}
-	s := &session{conn: conn, chs: chs, addr: addr, declared: map[string]bool{}, aborted: make(chan struct{})}
+	s := &session{conn: conn, chs: chs, addr: addr, broker: brokerOf(conn, addr), declared: map[string]bool{}, aborted: make(chan struct{})}
 	s.progressed()
 	return s, nil
 }
@@ -147,10 +145,50 @@ func (p *Publisher) Ready(ctx context.Context) error {
 		p.nextDial = time.Now().Add(min(p.cfg.ReconnectBackoffMin<<min(p.failures-1, 16), p.cfg.ReconnectBackoffMax))
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	p.connected(s)
+	return nil
+}
+
+// connected makes s the live session and tells the log and PublisherConfig.OnConnect which broker
+// it reached (a reconnect may reach another node of a cluster, possibly of another version).
+func (p *Publisher) connected(s *session) {
 	p.failures = 0
 	p.sess = s
 	p.up.Store(true)
-	return nil
+	p.log.Info("amqp publisher connected", slog.String("broker", s.addr),
+		slog.String("broker_product", s.broker.Product), slog.String("broker_version", s.broker.Version))
+	if p.cfg.OnConnect != nil {
+		p.cfg.OnConnect(s.broker)
+	}
+}
+
+// Connect returns the broker of the live connection, connecting first if there is none; within
+// the backoff after a failed attempt it fails at once with ErrUnavailable. It waits behind a
+// running Publish. The dispatcher calls it before building the relay, to choose the message shape
+// by the broker's version (ShapeFor).
+func (p *Publisher) Connect(ctx context.Context) (Broker, error) {
+	if p.closed.Load() {
+		return Broker{}, ErrClosed
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sess != nil && p.sess.closed() {
+		p.drop("connection lost")
+	}
+	if p.sess != nil {
+		return p.sess.broker, nil
+	}
+	if wait := time.Until(p.nextDial); wait > 0 {
+		return Broker{}, fmt.Errorf("%w: reconnecting in %s", ErrUnavailable, wait.Round(time.Millisecond))
+	}
+	s, err := p.connect(ctx)
+	if err != nil {
+		p.failures++
+		p.nextDial = time.Now().Add(min(p.cfg.ReconnectBackoffMin<<min(p.failures-1, 16), p.cfg.ReconnectBackoffMax))
+		return Broker{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	p.connected(s)
+	return s.broker, nil
 }
 
 // Close waits for running calls (each bounded by its progress watchdog) and closes the connection.

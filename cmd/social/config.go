@@ -40,11 +40,12 @@ type Config struct {
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
-	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC),
-	// 1..1000. 1000 (the design's default) is cheapest for the broker while few users are online;
-	// on RabbitMQ 3.10, which scans every binding of the exchange for a message with several
-	// routing keys, 1 is faster once more than a few thousand users are online (docs/performance.md).
-	RelayFollowersPerMessage int `env:"RELAY_FOLLOWERS_PER_MESSAGE" envDefault:"1000"`
+	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
+	// 0 (the default) chooses by the broker's version, read from the dispatcher's first connection:
+	// 1,000 on RabbitMQ ≥ 3.11, which looks routing keys up by index; 1 on older RabbitMQ, which
+	// scans every binding of the exchange per CC key (amqp.ShapeFor, docs/performance.md). 1..1000
+	// overrides that choice.
+	RelayFollowersPerMessage int `env:"RELAY_FOLLOWERS_PER_MESSAGE" envDefault:"0"`
 	// RelayPublishLanes is how many AMQP channels the relay publishes on, 1..64; followers are
 	// split among them by id, so each user's frames stay in order on one channel. RabbitMQ routes
 	// in the process of the channel, so more lanes spread CC routing over the broker's cores: a
@@ -71,8 +72,8 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.RelayFollowersPerMessage < 1 || cfg.RelayFollowersPerMessage > 1000 {
-		errs = append(errs, errors.New("RELAY_FOLLOWERS_PER_MESSAGE must be 1..1000"))
+	if cfg.RelayFollowersPerMessage < 0 || cfg.RelayFollowersPerMessage > 1000 {
+		errs = append(errs, errors.New("RELAY_FOLLOWERS_PER_MESSAGE must be 1..1000, or 0 (automatic, by broker version)"))
 	}
 	if cfg.RelayPublishLanes < 1 || cfg.RelayPublishLanes > 64 {
 		errs = append(errs, errors.New("RELAY_PUBLISH_LANES must be 1..64"))
@@ -117,7 +118,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
 		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
+		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
+		slog.Int("relay_publish_lanes", c.RelayPublishLanes),
 	)
+}
+
+// followersPerMessageText is RELAY_FOLLOWERS_PER_MESSAGE as the start-up line and status show it.
+func followersPerMessageText(n int) string {
+	if n == 0 {
+		return "automatic (by broker version)"
+	}
+	return fmt.Sprint(n)
 }
 
 // redactURL hides the password of a connection URL.

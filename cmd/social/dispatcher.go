@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,36 +37,48 @@ func (a *app) runDispatcher(ctx context.Context) error {
 		run)
 }
 
-// dispatcherComponent builds the relay (also used by `all`): run relays until ctx ends, then
-// closes the publisher; ready reports whether the broker is reachable, for /readyz. The backlog
-// gauges of outbox status are registered too.
+// errChoosingShape is /readyz's answer while the dispatcher waits for its first broker connection.
+var errChoosingShape = errors.New("dispatcher: waiting for the broker (its version chooses the message shape)")
+
+// dispatcherComponent builds the relay (also used by `all`): run connects to the broker, chooses
+// the message shape by its version (chooseShape), then relays until ctx ends and closes the
+// publisher; ready reports whether the relay runs and the broker is reachable, for /readyz. The
+// backlog gauges of outbox status are registered too.
+//
+// The shape is chosen once, on the first connection, and kept for the life of the process: the
+// relay takes it at construction. A reconnect that reaches a node whose version would choose
+// another shape (a cluster in a rolling upgrade) is logged as a warning; restart the dispatcher
+// after the upgrade to choose again (docs/operations.md).
 func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer) (run func(context.Context) error, ready func(context.Context) error, err error) {
 	urls, err := amqpadapter.ParseURLs(a.cfg.AMQPURL)
 	if err != nil {
 		return nil, nil, err
 	}
 	log := a.log.With(slog.String("component", "dispatcher"))
+	var chosen atomic.Pointer[amqpadapter.MessageShape]
+	override := a.cfg.RelayFollowersPerMessage
 	pub, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{Dialer: amqpadapter.NewDialer(urls),
-		Lanes: a.cfg.RelayPublishLanes, Logger: log})
+		Lanes: a.cfg.RelayPublishLanes, Logger: log,
+		OnConnect: func(b amqpadapter.Broker) {
+			cur := chosen.Load()
+			if cur == nil {
+				return // the first connection: run chooses
+			}
+			if now := chooseShape(override, b); now.FollowersPerMessage != cur.FollowersPerMessage {
+				log.Warn("reconnected to a broker whose version would choose another message shape; keeping the one chosen at start (restart the dispatcher to choose again)",
+					slog.String("broker", b.Addr), slog.String("broker_version", b.Version),
+					slog.Int("followers_per_message", cur.FollowersPerMessage),
+					slog.Int("followers_per_message_for_this_broker", now.FollowersPerMessage))
+			}
+		}})
 	if err != nil {
 		return nil, nil, err
 	}
 	// Big fan-outs' later pages go on a connection of their own, so that their backlog in the
-	// broker and in the TCP stream never delays other authors' posts (outbox/emit.go).
+	// broker and in the TCP stream never delays other authors' posts (outbox/emit.go). Its
+	// connections reach the same brokers; the message shape is chosen from the main one's.
 	bulk, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{Dialer: amqpadapter.NewDialer(urls),
 		Lanes: a.cfg.RelayPublishLanes, Logger: log.With(slog.String("publisher", "bulk"))})
-	if err != nil {
-		return nil, nil, err
-	}
-	relay, err := outbox.NewRelay(outbox.Config{
-		Pool:          pool,
-		Publisher:     pub,
-		BulkPublisher: bulk,
-		Exchange:      a.cfg.AMQPExchange,
-		PageSize:      a.cfg.RelayFollowersPerMessage,
-		Logger:        log,
-		Registerer:    reg,
-	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,8 +96,81 @@ func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer)
 				}
 			}
 		}()
-		log.Info("dispatcher started", slog.String("exchange", a.cfg.AMQPExchange))
+		b, err := awaitBroker(ctx, pub, log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // shut down before the broker answered: nothing was claimed
+			}
+			return err
+		}
+		shape := chooseShape(override, b)
+		relay, err := outbox.NewRelay(outbox.Config{
+			Pool:          pool,
+			Publisher:     pub,
+			BulkPublisher: bulk,
+			Exchange:      a.cfg.AMQPExchange,
+			PageSize:      shape.FollowersPerMessage,
+			Logger:        log,
+			Registerer:    reg,
+		})
+		if err != nil {
+			return err
+		}
+		log.Info("dispatcher started", slog.String("exchange", a.cfg.AMQPExchange),
+			slog.String("broker", b.Addr), slog.String("broker_version", b.String()),
+			slog.Int("followers_per_message", shape.FollowersPerMessage), slog.String("message_shape", shape.Reason))
+		if shape.Warning != "" {
+			log.Warn(shape.Warning, slog.String("broker_version", b.String()),
+				slog.Int("followers_per_message", shape.FollowersPerMessage))
+		}
+		chosen.Store(&shape)
 		return relay.Run(ctx)
 	}
-	return run, pub.Ready, nil
+	ready = func(ctx context.Context) error {
+		if chosen.Load() == nil {
+			return errChoosingShape
+		}
+		return pub.Ready(ctx)
+	}
+	return run, ready, nil
+}
+
+// chooseShape is the dispatcher's message shape: RELAY_FOLLOWERS_PER_MESSAGE when the operator set
+// it (1..1000), else what the broker's version calls for (amqpadapter.ShapeFor).
+func chooseShape(override int, b amqpadapter.Broker) amqpadapter.MessageShape {
+	auto := amqpadapter.ShapeFor(b)
+	if override == 0 {
+		return auto
+	}
+	return amqpadapter.MessageShape{FollowersPerMessage: override,
+		Reason: fmt.Sprintf("set by RELAY_FOLLOWERS_PER_MESSAGE (automatic for this broker: %d)", auto.FollowersPerMessage)}
+}
+
+// awaitBroker connects the publisher, retrying with backoff until the broker answers or ctx ends.
+// Nothing is claimed meanwhile, so an unreachable broker at start costs no row a publish attempt.
+func awaitBroker(ctx context.Context, pub *amqpadapter.Publisher, log *slog.Logger) (amqpadapter.Broker, error) {
+	const minWait, maxWait = 100 * time.Millisecond, 2 * time.Second
+	wait := minWait
+	var lastLog time.Time
+	for {
+		b, err := pub.Connect(ctx)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, amqpadapter.ErrUnavailable) {
+			return amqpadapter.Broker{}, err
+		}
+		if time.Since(lastLog) > 30*time.Second {
+			lastLog = time.Now()
+			log.Warn("dispatcher waits for the broker before relaying", slog.Any("err", err))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return amqpadapter.Broker{}, ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, maxWait)
+	}
 }

@@ -89,6 +89,8 @@ func (a *app) runOutboxStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("outbox status: %w", err)
 	}
+	b := a.brokerStatus(ctx)
+	s.Broker = &b
 	if *asJSON {
 		enc := json.NewEncoder(a.stdout)
 		return enc.Encode(s)
@@ -107,6 +109,9 @@ func printStatus(w io.Writer, s outbox.Status) {
 	fmt.Fprintf(w, "dead rows:              %d\n", s.Dead)
 	fmt.Fprintf(w, "last relayed position:  %d\n", s.LastRelayedPosition)
 	fmt.Fprintf(w, "relay rate:             %.1f rows/s (%d in the last minute)\n", s.RelayRatePerSecond, s.RelayedLastMinute)
+	if b := s.Broker; b != nil {
+		printBroker(w, *b)
+	}
 	if len(s.DeadRows) == 0 {
 		return
 	}
