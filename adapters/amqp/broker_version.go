@@ -27,8 +27,8 @@ func (b Broker) String() string {
 	return s
 }
 
-// brokerOf reads the server properties of an open connection.
-func brokerOf(conn *amqp091.Connection, addr string) Broker {
+// BrokerOf reads the server properties of an open connection.
+func BrokerOf(conn *amqp091.Connection, addr string) Broker {
 	prop := func(k string) string {
 		switch v := conn.Properties[k].(type) {
 		case string:

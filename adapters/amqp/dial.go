@@ -106,7 +106,7 @@ func (d *Dialer) Probe(ctx context.Context) (Broker, error) {
 	if err != nil {
 		return Broker{}, err
 	}
-	b := brokerOf(conn, addr)
+	b := BrokerOf(conn, addr)
 	_ = conn.CloseDeadline(time.Now().Add(time.Second))
 	return b, nil
 }

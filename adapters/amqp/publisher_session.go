@@ -102,7 +102,7 @@ func (p *Publisher) connect(ctx context.Context) (*session, error) {
 		}
 		chs[i] = ch
 	}
-	s := &session{conn: conn, chs: chs, addr: addr, broker: brokerOf(conn, addr), declared: map[string]bool{}, aborted: make(chan struct{})}
+	s := &session{conn: conn, chs: chs, addr: addr, broker: BrokerOf(conn, addr), declared: map[string]bool{}, aborted: make(chan struct{})}
 	s.progressed()
 	return s, nil
 }

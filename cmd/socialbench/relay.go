@@ -61,8 +61,8 @@ func runRelay(ctx context.Context, args []string) error {
 	}
 	defer b.tearDown()
 
-	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers bound), %d follower deliveries; RabbitMQ %s\n",
-		b.posts, b.followers, b.authors, b.bound, b.posts*b.followers, b.brokerVersion)
+	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers bound), %d follower deliveries; %s\n",
+		b.posts, b.followers, b.authors, b.bound, b.posts*b.followers, b.broker)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -111,7 +111,7 @@ func runRelay(ctx context.Context, args []string) error {
 	// Same number of posts as the relay run: shorter runs measured the broker ~10 % slower.
 	// Skipped for huge fan-outs on RabbitMQ < 3.11, which takes minutes per post there (it scans
 	// every binding per CC key; docs/performance.md).
-	if b.followers > 1 && (b.followers <= 10_000 || !strings.HasPrefix(b.brokerVersion, "3.10.")) {
+	if b.followers > 1 && (b.followers <= 10_000 || amqp.ShapeFor(b.broker).FollowersPerMessage > 1) {
 		ccDur, err := b.runCCCeiling(ctx, b.posts, *pageSize, *window)
 		if err != nil {
 			return err
@@ -165,7 +165,7 @@ type relayBench struct {
 	bound                     int  // followers bound to queue (online)
 	probe                     bool // measure another author's post during the relay
 	amqpURL                   string
-	brokerVersion             string
+	broker                    amqp.Broker
 
 	admin    string
 	dbName   string
@@ -219,7 +219,7 @@ func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
 	if b.ch, err = b.amqpConn.Channel(); err != nil {
 		return err
 	}
-	b.brokerVersion, _ = b.amqpConn.Properties["version"].(string) // TODO(merge): the adapter's version helper
+	b.broker = amqp.BrokerOf(b.amqpConn, "")
 	b.exchange = "bench.relay." + uuid.NewString()[:8]
 	if err := b.ch.ExchangeDeclare(b.exchange, amqp.ExchangeKind, true, false, false, false, nil); err != nil {
 		return err
