@@ -78,7 +78,7 @@ func (e *bindEnv) bound(user string) bool {
 // returns: a resume that reads PostgreSQL right after Bind must not miss a frame.
 func TestBatchedBindsReturnOnlyOnceConfirmed(t *testing.T) {
 	t.Parallel()
-	e := newBindEnv(t, consumerTestURL)
+	e := newBindEnv(t, amqptest.URL())
 	const n = 300
 	var wg sync.WaitGroup
 	for range n {
@@ -103,7 +103,7 @@ func TestBatchedBindsReturnOnlyOnceConfirmed(t *testing.T) {
 // reference is held, goes with the last, and concurrent churn of one user ends consistent.
 func TestBindingsAreCountedPerUser(t *testing.T) {
 	t.Parallel()
-	e := newBindEnv(t, consumerTestURL)
+	e := newBindEnv(t, amqptest.URL())
 	ctx := context.Background()
 	u := uuid.NewString()
 	for range 2 {
@@ -157,8 +157,8 @@ func TestBindingsAreCountedPerUser(t *testing.T) {
 // that was dropped meanwhile.
 func TestRestoreAfterReconnectRebindsEveryWantedUser(t *testing.T) {
 	t.Parallel()
-	proxy := amqptest.NewProxy(t, "127.0.0.1:5672")
-	e := newBindEnv(t, "amqp://guest:guest@"+proxy.Addr()+"/")
+	proxy := amqptest.NewProxy(t, amqptest.Addr())
+	e := newBindEnv(t, proxy.URL())
 	ctx := context.Background()
 	users := make([]string, 1200)
 	for i := range users {
