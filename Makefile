@@ -1,8 +1,21 @@
-# Everything runs against PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672.
+# PostgreSQL on 127.0.0.1:5432. `make run` uses the machine's RabbitMQ on 127.0.0.1:5672; the
+# tests run against RabbitMQ 4: a private node "social-test" on 127.0.0.1:5673 started by
+# scripts/rabbitmq4 (as root; the node's root is made once with debootstrap), unless you give
+# TEST_AMQP_URL yourself. `make test-floor` runs the relay and realtime tests against the 5672 node
+# (Debian 12's RabbitMQ 3.10, the oldest we support).
 GO ?= go
 export GOFLAGS ?=
 
-.PHONY: run build test test-faults fuzz bench-relay bench-ws bench-e2e lint
+ifeq ($(origin TEST_AMQP_URL),undefined)
+TEST_AMQP_URL := amqp://guest:guest@127.0.0.1:5673/
+TEST_BROKER := scripts/rabbitmq4 start social-test 5673
+else
+TEST_BROKER := @echo "tests use TEST_AMQP_URL=$(TEST_AMQP_URL)"
+endif
+export TEST_AMQP_URL
+FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e lint
 
 ## run: migrate and start api + dispatcher + realtime + web page on :8080
 run:
@@ -11,14 +24,24 @@ run:
 build:
 	$(GO) build -o bin/social ./cmd/social
 
-## test: every test (real PostgreSQL, RabbitMQ and Chromium), race detector on, fuzz seeds included
-test:
+## test: every test (real PostgreSQL, RabbitMQ 4 and Chromium), race detector on, fuzz seeds included
+test: test-broker
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 9m ./...
 
-## test-faults: outage and cluster tests that start private RabbitMQ nodes and PostgreSQL servers
-test-faults:
+# test-broker: the RabbitMQ 4 node of the tests (idempotent: an already running node is kept)
+test-broker:
+	$(TEST_BROKER)
+
+## test-faults: outage and cluster tests that start private RabbitMQ 4 nodes and PostgreSQL servers
+test-faults: test-broker
 	$(GO) test -race -count=1 -timeout 9m -tags faults ./faults/...
+
+## test-floor: the relay and realtime tests against the machine's RabbitMQ 3.10 (FLOOR_AMQP_URL)
+test-floor:
+	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 9m ./outbox/... ./adapters/amqp/... ./adapters/websocket/...
+	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 5m ./cmd/social \
+		-run '^(TestSeedScenarioTwoRealtimeInstances|TestRealtime|TestAllServesTheWebsocket)'
 
 ## fuzz: explore beyond the committed seeds (FUZZTIME per target)
 FUZZTIME ?= 30s

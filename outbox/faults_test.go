@@ -33,7 +33,7 @@ func TestRelayKeepsBacklogWhileBrokerIsDownAndDrainsItAfter(t *testing.T) {
 	c := e.consumer(followers...)
 
 	addr := deadPort(t)
-	live, _ := url.Parse(amqpURL())
+	live, _ := url.Parse(amqptest.URL())
 	down := *live
 	down.Host = addr
 	reg := prometheus.NewRegistry()

@@ -13,18 +13,12 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
 )
-
-func amqpURL() string {
-	if u := os.Getenv("TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
 
 // env is one test's database, exchange and broker connection for consumers.
 type env struct {
@@ -38,7 +32,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	db := pgtest.New(t)
-	conn, err := amqp091.Dial(amqpURL())
+	conn, err := amqp091.Dial(amqptest.URL())
 	if err != nil {
 		t.Fatalf("dial rabbitmq: %v (is it running?)", err)
 	}
@@ -91,7 +85,7 @@ func (e *env) post(author, text string) domain.Post {
 func (e *env) publisher(urls ...string) *amqp.Publisher {
 	e.t.Helper()
 	if len(urls) == 0 {
-		urls = []string{amqpURL()}
+		urls = []string{amqptest.URL()}
 	}
 	d := amqp.NewDialer(urls)
 	d.Timeout = 2 * time.Second

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
@@ -23,7 +24,7 @@ func TestResumeReadsPositionsInFlightBeforeTheMark(t *testing.T) {
 	author, follower := us[0], us[1]
 	e.follow(author, []string{follower})
 	c := e.consumer(follower)
-	live, _ := url.Parse(amqpURL())
+	live, _ := url.Parse(amqptest.URL())
 	proxy, addr := newCutProxy(t, live.Host)
 	via := *live
 	via.Host = addr

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -23,7 +24,7 @@ func TestRelayWithLanesKeepsEachFollowersFramesInPositionOrder(t *testing.T) {
 		e.follow(a, followers)
 	}
 	c := e.consumer(followers...)
-	d := amqp.NewDialer([]string{amqpURL()})
+	d := amqp.NewDialer([]string{amqptest.URL()})
 	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, Lanes: 4, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -127,7 +128,7 @@ func TestRelayConnectionLostUnderEarlierBatchKeepsOrderPerAuthor(t *testing.T) {
 	}
 	total := perAuthor * len(authors)
 
-	live, _ := url.Parse(amqpURL())
+	live, _ := url.Parse(amqptest.URL())
 	proxy, addr := newCutProxy(t, live.Host)
 	via := *live
 	via.Host = addr

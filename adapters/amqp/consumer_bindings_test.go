@@ -79,7 +79,7 @@ func (e *bindEnv) bound(user string) bool {
 // returns: a resume that reads PostgreSQL right after Bind must not miss a frame.
 func TestBatchedBindsReturnOnlyOnceConfirmed(t *testing.T) {
 	t.Parallel()
-	e := newBindEnv(t, consumerTestURL)
+	e := newBindEnv(t, amqptest.URL())
 	const n = 300
 	var wg sync.WaitGroup
 	for range n {
@@ -104,7 +104,7 @@ func TestBatchedBindsReturnOnlyOnceConfirmed(t *testing.T) {
 // reference is held, goes with the last, and concurrent churn of one user ends consistent.
 func TestBindingsAreCountedPerUser(t *testing.T) {
 	t.Parallel()
-	e := newBindEnv(t, consumerTestURL)
+	e := newBindEnv(t, amqptest.URL())
 	ctx := context.Background()
 	u := uuid.NewString()
 	for range 2 {
@@ -159,8 +159,8 @@ func TestBindingsAreCountedPerUser(t *testing.T) {
 // nothing behind: it could not promise that frames reach this instance.
 func TestRestoreAfterReconnectRebindsEveryWantedUser(t *testing.T) {
 	t.Parallel()
-	proxy := amqptest.NewProxy(t, "127.0.0.1:5672")
-	e := newBindEnv(t, "amqp://guest:guest@"+proxy.Addr()+"/")
+	proxy := amqptest.NewProxy(t, amqptest.Addr())
+	e := newBindEnv(t, proxy.URL())
 	ctx := context.Background()
 	users := make([]string, 1200)
 	for i := range users {

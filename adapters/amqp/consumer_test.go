@@ -10,9 +10,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
-
-const consumerTestURL = "amqp://guest:guest@127.0.0.1:5672/"
 
 // startConsumer runs a consumer built from cfg until the test ends and returns it with a channel
 // of the test's own on the same broker (to publish or probe with); the exchange is deleted after
@@ -26,7 +25,7 @@ func startConsumer(t *testing.T, cfg amqp.ConsumerConfig) (*amqp.Consumer, *amqp
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
-	conn, err := amqp091.Dial(consumerTestURL)
+	conn, err := amqp091.Dial(amqptest.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +49,7 @@ func TestConsumerDeliversToRoutingKeyAndCC(t *testing.T) {
 	exchange := "test.feed." + uuid.NewString()
 	got := make(chan amqp.Delivery, 10)
 	c, ch := startConsumer(t, amqp.ConsumerConfig{
-		Dialer: amqp.NewDialer([]string{consumerTestURL}), Exchange: exchange, QueuePrefix: "test.realtime.",
+		Dialer: amqp.NewDialer([]string{amqptest.URL()}), Exchange: exchange, QueuePrefix: "test.realtime.",
 		Handle: func(d amqp.Delivery) { got <- d },
 	})
 	ctx := context.Background()

@@ -3,18 +3,15 @@ package amqp
 import (
 	"context"
 	"log/slog"
-	"os"
 	"testing"
+
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 // Each lane must be its own broker channel (else the broker routes everything in one process,
 // which is what lanes exist to avoid), and a message must go out on its lane's channel.
 func TestPublisherOpensOneChannelPerLane(t *testing.T) {
-	url := os.Getenv("TEST_AMQP_URL")
-	if url == "" {
-		url = "amqp://guest:guest@127.0.0.1:5672/"
-	}
-	p, err := NewPublisher(PublisherConfig{Dialer: NewDialer([]string{url}), Lanes: 3, Logger: slog.New(slog.DiscardHandler)})
+	p, err := NewPublisher(PublisherConfig{Dialer: NewDialer([]string{amqptest.URL()}), Lanes: 3, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

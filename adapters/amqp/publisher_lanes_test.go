@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 // Lanes are separate channels: the broker keeps order within each one, and every message is
@@ -23,7 +24,7 @@ func TestPublisherLanesConfirmEverythingAndKeepOrderPerLane(t *testing.T) {
 		keys[l] = "lane" + strconv.Itoa(l)
 	}
 	_, ds := e.queue(t, nil, keys...)
-	d := amqp.NewDialer([]string{brokerURL()})
+	d := amqp.NewDialer([]string{amqptest.URL()})
 	p, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, Lanes: lanes, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -74,12 +75,12 @@ func TestPublisherLanesConfirmEverythingAndKeepOrderPerLane(t *testing.T) {
 func TestPublisherConfigRejectsLanesOutOfRange(t *testing.T) {
 	t.Parallel()
 	for _, lanes := range []int{-1, 65} {
-		_, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{brokerURL()}), Lanes: lanes})
+		_, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{amqptest.URL()}), Lanes: lanes})
 		if err == nil {
 			t.Errorf("Lanes %d accepted", lanes)
 		}
 	}
-	if _, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{brokerURL()}), Lanes: 64}); err != nil {
+	if _, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{amqptest.URL()}), Lanes: 64}); err != nil {
 		t.Errorf("Lanes 64 refused: %v", err)
 	}
 }

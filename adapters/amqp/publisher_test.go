@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,14 +14,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
-
-func brokerURL() string {
-	if u := os.Getenv("TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
 
 // pubEnv is a test exchange (deleted at cleanup) and a broker connection for consumers.
 type pubEnv struct {
@@ -32,7 +25,7 @@ type pubEnv struct {
 
 func newPubEnv(t *testing.T) *pubEnv {
 	t.Helper()
-	conn, err := amqp091.Dial(brokerURL())
+	conn, err := amqp091.Dial(amqptest.URL())
 	if err != nil {
 		t.Fatalf("dial rabbitmq: %v", err)
 	}
@@ -112,7 +105,7 @@ func TestPublisherSendsRoutingKeyCCArrayAndMessageID(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
 	_, ds := e.queue(t, nil, "u3") // bound only with a CC key: CC is honoured by the broker
-	p := newPublisher(t, brokerURL())
+	p := newPublisher(t, amqptest.URL())
 	id := uuid.NewString()
 	if err := p.Publish(e.exchange, feedMessage(id, "u1", "u2", "u3")); err != nil {
 		t.Fatalf("publish: %v", err)
@@ -135,7 +128,7 @@ func TestPublisherReportsOnlyTheNackedMessage(t *testing.T) {
 	e := newPubEnv(t)
 	// A queue that refuses everything: the broker nacks messages routed to it.
 	e.queue(t, amqp091.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"}, "refuser")
-	p := newPublisher(t, brokerURL())
+	p := newPublisher(t, amqptest.URL())
 	err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "a"), feedMessage(uuid.NewString(), "refuser"), feedMessage(uuid.NewString(), "b"))
 	var pe *amqp.PublishError
 	if !errors.As(err, &pe) || !errors.Is(err, amqp.ErrNacked) {
@@ -157,7 +150,7 @@ func deadURL(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	return "amqp://guest:guest@" + addr + "/"
+	return amqptest.URLVia(addr)
 }
 
 func TestPublisherFailsFastWhileBrokerIsUnreachable(t *testing.T) {
@@ -183,7 +176,7 @@ func TestPublisherFailsOverToTheNextBroker(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
 	_, ds := e.queue(t, nil, "k")
-	p := newPublisher(t, deadURL(t), brokerURL())
+	p := newPublisher(t, deadURL(t), amqptest.URL())
 	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); err != nil {
 		t.Fatalf("publish with a dead first node: %v", err)
 	}
@@ -197,7 +190,7 @@ func TestPublisherReconnectsAfterTheConnectionIsLost(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
 	_, ds := e.queue(t, nil, "k")
-	p := newPublisher(t, brokerURL())
+	p := newPublisher(t, amqptest.URL())
 	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +221,7 @@ func TestPublisherReconnectsAfterTheConnectionIsLost(t *testing.T) {
 func TestPublisherCloseIsFinal(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
-	p := newPublisher(t, brokerURL())
+	p := newPublisher(t, amqptest.URL())
 	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); err != nil {
 		t.Fatal(err)
 	}

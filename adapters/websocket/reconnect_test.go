@@ -18,9 +18,8 @@ import (
 // sockets with 1012 so their clients resume with ?since= from PostgreSQL.
 func TestBrokerReconnectRestoresBindingsAndAsksClientsToResume(t *testing.T) {
 	t.Parallel()
-	proxy := amqptest.NewProxy(t, "127.0.0.1:5672")
-	e := newEnvVia(t, pgtest.New(t), "test.feed."+uuid.NewString(), slog.New(slog.DiscardHandler),
-		"amqp://guest:guest@"+proxy.Addr()+"/")
+	proxy := amqptest.NewProxy(t, amqptest.Addr())
+	e := newEnvVia(t, pgtest.New(t), "test.feed."+uuid.NewString(), slog.New(slog.DiscardHandler), proxy.URL())
 	user := uuid.NewString()
 	c := e.dial(t, user, "")
 	e.publish(t, frameAt(1, uuid.NewString()), user)

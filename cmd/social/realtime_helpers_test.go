@@ -23,8 +23,6 @@ import (
 	"github.com/socialnet/social/outbox"
 )
 
-const testAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
-
 // stack is one test's database and exchange, shared by every process started on it.
 type stack struct {
 	db       *pgtest.DB
@@ -38,7 +36,7 @@ func newStack(t testing.TB) *stack {
 }
 
 func (s *stack) env() map[string]string {
-	env := map[string]string{"JWT_SECRET": testSecret, "DATABASE_URL": s.db.URL, "AMQP_URL": testAMQPURL,
+	env := map[string]string{"JWT_SECRET": testSecret, "DATABASE_URL": s.db.URL, "AMQP_URL": amqptest.URL(),
 		"AMQP_EXCHANGE": s.exchange, "HTTP_ADDR": "127.0.0.1:0", "WS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn",
 		"BCRYPT_COST": "4"}
 	for k, v := range s.extra {
@@ -100,7 +98,7 @@ func (s *stack) start(t testing.TB, cmd string) (base string, stop func()) {
 func (s *stack) startRelay(t testing.TB) {
 	t.Helper()
 	pub, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{
-		Dialer: amqpadapter.NewDialer([]string{testAMQPURL}), Logger: slog.New(slog.DiscardHandler)})
+		Dialer: amqpadapter.NewDialer([]string{amqptest.URL()}), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

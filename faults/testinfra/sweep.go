@@ -1,6 +1,7 @@
 package testinfra
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,14 +12,20 @@ const ownerFile = "owner.pid"
 
 // Sweep removes what an earlier test run left behind when it was killed before its cleanups ran
 // (a `go test -timeout` panic skips t.Cleanup): every private directory whose owning test process
-// is gone has its server killed (SIGKILL, by the pid in its pid file) and is deleted. Directories
-// of a concurrent run, whose owner is alive, are left alone. Call it from TestMain.
+// is gone has its server killed (a RabbitMQ node by `scripts/rabbitmq4 stop NAME --purge`, which
+// also deletes the node's data in the RabbitMQ 4 root; a PostgreSQL server by SIGKILL to the pid
+// in its pid file) and is deleted. Directories of a concurrent run, whose owner is alive, are left
+// alone. Call it from TestMain.
 func Sweep() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "social-faults-*"))
 	for _, dir := range dirs {
 		owner := readPid(filepath.Join(dir, ownerFile))
 		if owner <= 0 || alive(owner) {
 			continue
+		}
+		if err := sweepRabbitNode(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "testinfra: sweep %s: %v\n", dir, err)
+			continue // kept: the next Sweep tries again
 		}
 		// Our own processes get SIGTERM when the test process dies (Pdeathsig, see StartProcess).
 		for _, pidFile := range []string{"rabbitmq.pid", "data/postmaster.pid"} {

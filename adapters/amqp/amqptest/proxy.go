@@ -16,8 +16,8 @@ type Proxy struct {
 	conns []net.Conn
 }
 
-// NewProxy listens on a free local port and forwards to target ("127.0.0.1:5672"); it closes in
-// t.Cleanup.
+// NewProxy listens on a free local port and forwards to target (usually Addr(), the test
+// broker); it closes in t.Cleanup.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
 	return NewProxyOn(tb, "127.0.0.1:0", target)
@@ -60,6 +60,9 @@ func NewProxyOn(tb testing.TB, addr, target string) *Proxy {
 
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// URL is the test broker's URL through the proxy (URLVia the proxy's address).
+func (p *Proxy) URL() string { return URLVia(p.Addr()) }
 
 // Cut closes every connection open through the proxy.
 func (p *Proxy) Cut() {
