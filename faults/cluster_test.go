@@ -35,7 +35,7 @@ func TestClusterFailoverLosesNoPost(t *testing.T) {
 		dispatcherAMQP: a.URL() + "," + b.URL(),
 		realtimeAMQP:   b.URL() + "," + a.URL(),
 	})
-	if br := brokerOf(t, s.realtime, 0, "rabbitmq consumer connected", 30*time.Second); !onPort(br, b.Port) {
+	if br := BrokerOf(t, s.realtime, 0, "rabbitmq consumer connected", 30*time.Second); !onPort(br, b.Port) {
 		t.Fatalf("realtime connected to %s, want node b (port %d)", br, b.Port)
 	}
 
@@ -67,7 +67,7 @@ func TestClusterFailoverLosesNoPost(t *testing.T) {
 	from := s.realtime.Lines()
 	stopped := time.Now()
 	b.Stop(t)
-	if br := brokerOf(t, s.realtime, from, "rabbitmq consumer connected", 30*time.Second); !onPort(br, a.Port) {
+	if br := BrokerOf(t, s.realtime, from, "rabbitmq consumer connected", 30*time.Second); !onPort(br, a.Port) {
 		t.Fatalf("realtime reconnected to %s, want node a (port %d)", br, a.Port)
 	}
 	t.Logf("realtime moved from node b to node a %s after b was told to stop", time.Since(stopped).Round(time.Millisecond))

@@ -76,7 +76,7 @@ func startStack(t *testing.T, c stackConfig) *stack {
 
 // brokerOf waits for the component's "connected" log line after line `from` and returns the
 // redacted broker address it names.
-func brokerOf(t *testing.T, p *testinfra.Process, from int, msg string, timeout time.Duration) string {
+func BrokerOf(t *testing.T, p *testinfra.Process, from int, msg string, timeout time.Duration) string {
 	t.Helper()
 	m := p.WaitLog(t, timeout, from, msg, func(m map[string]any) bool { return m["msg"] == msg })
 	b, _ := m["broker"].(string)

@@ -10,6 +10,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -76,9 +77,9 @@ func TestShapeForChoosesByVersion(t *testing.T) {
 // server properties of a connection of the test's own, and the shape ShapeFor picks for it: run
 // against RabbitMQ 3.10 and 4.x (TEST_AMQP_URL) it covers both branches on real brokers.
 func TestPublisherConnectReadsTheBrokerVersion(t *testing.T) {
-	conn, err := amqp091.Dial(brokerURL())
+	conn, err := amqp091.Dial(amqptest.URL())
 	if err != nil {
-		t.Skipf("broker %s not reachable: %v", brokerURL(), err)
+		t.Skipf("broker %s not reachable: %v", amqptest.URL(), err)
 	}
 	want, _ := conn.Properties["version"].(string)
 	product, _ := conn.Properties["product"].(string)
@@ -89,7 +90,7 @@ func TestPublisherConnectReadsTheBrokerVersion(t *testing.T) {
 
 	var mu sync.Mutex
 	var seen []amqp.Broker
-	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{brokerURL()}),
+	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{amqptest.URL()}),
 		Logger: slog.New(slog.DiscardHandler),
 		OnConnect: func(b amqp.Broker) {
 			mu.Lock()

@@ -14,6 +14,8 @@ type Proxy struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns []net.Conn
+	// gate is held while the proxy is paused: nothing more reaches the broker.
+	gate sync.RWMutex
 }
 
 // NewProxy listens on a free local port and forwards to target (usually Addr(), the test
@@ -46,7 +48,7 @@ func NewProxyOn(tb testing.TB, addr, target string) *Proxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(u, c); u.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(gated{u, &p.gate}, c); u.Close() })
 			p.wg.Go(func() { _, _ = io.Copy(c, u); c.Close() })
 		}
 	})
@@ -63,6 +65,25 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // URL is the test broker's URL through the proxy (URLVia the proxy's address).
 func (p *Proxy) URL() string { return URLVia(p.Addr()) }
+
+// Pause holds everything clients send from now on (the connections stay open, the broker hears
+// nothing) until Resume: a broker that stopped reading, or a congested link.
+func (p *Proxy) Pause() { p.gate.Lock() }
+
+// Resume delivers what Pause held, in order, and forwards again.
+func (p *Proxy) Resume() { p.gate.Unlock() }
+
+// gated writes only while its gate is not held by Pause.
+type gated struct {
+	w    io.Writer
+	gate *sync.RWMutex
+}
+
+func (g gated) Write(b []byte) (int, error) {
+	g.gate.RLock()
+	defer g.gate.RUnlock()
+	return g.w.Write(b)
+}
 
 // Cut closes every connection open through the proxy.
 func (p *Proxy) Cut() {
