@@ -20,26 +20,9 @@ func TestWriterExitsWhenDrainedAndKeepsOrder(t *testing.T) {
 	t.Parallel()
 	h := &Hub{cfg: Config{SendQueueBytes: 1 << 20, WriteTimeout: 5 * time.Second}, log: slog.New(slog.DiscardHandler),
 		metrics: newMetrics(nil), users: make(map[string][]*conn), closing: make(chan struct{})}
-	accepted := make(chan *conn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(smallBuffers{w}, r, nil)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		ws.CloseRead(context.Background())
-		accepted <- &conn{h: h, user: "u", ws: ws}
-		// The handler returns: the socket lives on without it, as in ServeHTTP.
-	}))
-	defer srv.Close()
+	c, client := acceptedConn(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseNow()
-	c := <-accepted
 
 	idle := func() bool {
 		c.mu.Lock()
