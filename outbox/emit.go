@@ -153,11 +153,14 @@ func (r *Relay) emitLoop(ctx context.Context, pl *pipeline, fl *bulkInFlight, in
 	}
 }
 
+// maxBigRowsPerBatch bounds the big fan-outs one batch carries: a batch is marked when its last
+// big row is done, so a run of huge fan-outs is committed (marked relayed) step by step.
+const maxBigRowsPerBatch = 16
+
 // emitBatch publishes the first page of every row of b on the main publisher (deferring the
 // recipients that must wait behind a big row) and queues the rest. A batch stops taking rows once
-// MaxBatchMessages messages were emitted, or at its second big row (so one batch carries at most
-// one big fan-out's pages and is marked when that one is done); rows not taken are released by
-// finish and claimed again after the mark.
+// MaxBatchMessages messages were emitted, or at its (maxBigRowsPerBatch+1)th big row; rows not
+// taken are released by finish and claimed again after the mark.
 func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	r := e.r
 	e.out <- sent{b: b, start: true}
@@ -211,7 +214,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		st := &b.states[i]
 		p, ok := firsts[rw.author]
 		if ok && p.full {
-			if bigs++; bigs > 1 {
+			if bigs++; bigs > maxBigRowsPerBatch {
 				break
 			}
 		}

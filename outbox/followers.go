@@ -103,7 +103,7 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp sp
 		CROSS JOIN LATERAL (
 			SELECT user_id FROM friendships WHERE friend_id = a.author ORDER BY user_id LIMIT $2
 		) f
-		ORDER BY a.author, f.user_id`, authors, readPageSize)
+		ORDER BY a.author, f.user_id`, authors, readPageSize+1)
 	if err != nil {
 		return nil, fmt.Errorf("read followers: %w", err)
 	}
@@ -111,9 +111,17 @@ func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp sp
 	out := make(map[string]page, len(authors))
 	var cur string
 	var ids []string
+	// One follower more than a page is read, so that an author with exactly readPageSize
+	// followers is not taken for a big fan-out (whose pages continue on the bulk lanes).
 	emit := func() {
 		if cur != "" {
-			out[cur] = newPage(ids, readPageSize, sp)
+			more := len(ids) > readPageSize
+			if more {
+				ids = ids[:readPageSize]
+			}
+			p := newPage(ids, readPageSize, sp)
+			p.full = more
+			out[cur] = p
 		}
 	}
 	for rows.Next() {
