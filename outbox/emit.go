@@ -54,9 +54,28 @@ type continuation struct {
 	// big rows: page the author's followers after cursor.
 	big    *bigRow
 	cursor string
+	// next is the page after cursor, being read while the previous one is published (the
+	// database's round trip overlaps the broker's work). Buffered: a read abandoned with its
+	// continuation ends without a reader.
+	next chan pageRead
 	// deferred parts: these recipients, in one group.
 	msgs []recipients
 	ids  []string
+}
+
+type pageRead struct {
+	p   page
+	err error
+}
+
+// prefetch starts reading the page after c.cursor.
+func (e *emitter) prefetch(ctx context.Context, c *continuation) {
+	r, author, after := e.r, c.big.author, c.cursor
+	c.next = make(chan pageRead, 1)
+	go func(out chan<- pageRead) {
+		p, err := readPage(ctx, r.cfg.Pool, author, after, bulkReadSize, r.bulkSplit)
+		out <- pageRead{p, err}
+	}(c.next)
 }
 
 // bulkInFlight is what the bulk publisher carries that later rows must not overtake, shared by the
@@ -368,14 +387,19 @@ func (e *emitter) step(ctx context.Context) {
 	var recips []recipients
 	last := true
 	if c.big != nil {
-		p, err := readPage(ctx, r.cfg.Pool, c.big.author, c.cursor, bulkReadSize, r.bulkSplit)
-		if err != nil {
-			e.abandon(err)
+		if c.next == nil {
+			e.prefetch(ctx, c)
+		}
+		rd := <-c.next
+		if rd.err != nil {
+			e.abandon(rd.err)
 			return
 		}
-		recips, c.cursor = p.msgs, p.last
-		if last = !p.full; last {
+		recips, c.cursor = rd.p.msgs, rd.p.last
+		if last = !rd.p.full; last {
 			g.big = c.big
+		} else {
+			e.prefetch(ctx, c)
 		}
 	} else {
 		recips, g.ids = c.msgs, c.ids
