@@ -179,6 +179,7 @@ type relayBench struct {
 	followerIDs []string
 	frame       []byte
 	counted     atomic.Int64
+	firstAt     atomic.Int64 // unix nanoseconds of the first counted delivery since reset
 
 	// The probe: an author of its own with one follower (bound), whose post is inserted while the
 	// relay runs; the consumer stamps its arrival.
@@ -377,6 +378,7 @@ func (b *relayBench) consume() error {
 				b.probeArrived.CompareAndSwap(0, time.Now().UnixNano())
 				continue
 			}
+			b.firstAt.CompareAndSwap(0, time.Now().UnixNano())
 			n := int64(1)
 			if cc, ok := d.Headers[amqp.HeaderCC].([]interface{}); ok {
 				n += int64(len(cc))
@@ -426,6 +428,7 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 		}
 	}
 	b.counted.Store(0)
+	b.firstAt.Store(0)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	start := time.Now()
@@ -435,6 +438,11 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 		go func() { probeErr <- b.postProbe(rctx) }()
 	}
 	err = b.waitCount(ctx, int64(b.posts*b.followers))
+	d := time.Since(start)
+	if first := b.firstAt.Load(); first > 0 && err == nil {
+		fmt.Printf("          relay start (database connection, leader lock, first claim) to first delivery: %s\n",
+			time.Duration(first-start.UnixNano()).Round(time.Millisecond))
+	}
 	if err == nil && b.probe {
 		if err = <-probeErr; err == nil {
 			// The probe may arrive after the big fan-out (that is what is measured): wait for it.
@@ -444,7 +452,6 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 			}
 		}
 	}
-	d := time.Since(start)
 	cancel()
 	if rerr := <-done; rerr != nil {
 		return 0, rerr
