@@ -1,6 +1,7 @@
 package outbox_test
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -26,7 +27,7 @@ func TestBigFanOutHoldsUpOnlyTheFollowersItStillNames(t *testing.T) {
 	c := e.consumer(f, g)
 
 	proxy := amqptest.NewProxy(t, amqptest.Addr())
-	e.relay(outbox.Config{BulkPublisher: e.publisher(proxy.URL())})
+	e.relay(outbox.Config{BulkPublisher: e.publisher(proxy.URL()), InlineFollowers: 1000})
 
 	// Warm up: the bulk publisher connects and declares the exchange before the pause.
 	warm := e.post(big, "warm-up")
@@ -75,4 +76,77 @@ func named(c *consumer, postID, user string) bool {
 		}
 	}
 	return false
+}
+
+// Many big fan-outs among small posts, more per batch than one batch carries: every follower
+// gets every post, each follower's frames in position order (a post may come twice: a row
+// released for per-author order is published again).
+func TestMixedBigAndSmallFanOutsLoseNothingAndKeepOrder(t *testing.T) {
+	t.Parallel()
+	// 1,000: the big author's posts continue on the bulk publisher; the default (10,000): all
+	// go out inline, a page read per page.
+	for _, inline := range []int{1000, 0} {
+		t.Run(fmt.Sprintf("inline=%d", inline), func(t *testing.T) {
+			t.Parallel()
+			testMixedFanOuts(t, inline)
+		})
+	}
+}
+
+func testMixedFanOuts(t *testing.T, inline int) {
+	e := newEnv(t)
+	us := e.users(1203)
+	big, smalls, followers := us[0], us[1:3], us[3:]
+	e.follow(big, followers) // 1,200: a first page and a continuation
+	for i, a := range smalls {
+		e.follow(a, followers[i*500:i*500+700]) // overlapping the big author's first and later pages
+	}
+	c := e.consumer(followers...)
+	e.relay(outbox.Config{BulkPublisher: e.publisher(), BatchSize: 64, InlineFollowers: inline})
+
+	const bigPosts, smallPosts = 40, 40
+	want := map[string]int{} // post id → recipients
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, a := range append([]string{big}, smalls...) {
+		n, fan := smallPosts, 700
+		if a == big {
+			n, fan = bigPosts, 1200
+		}
+		wg.Go(func() {
+			for range n {
+				p := e.post(a, "p")
+				mu.Lock()
+				want[p.ID] = fan
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	got := func() map[[2]string]bool {
+		seen := map[[2]string]bool{}
+		for _, d := range c.deliveries() {
+			for _, u := range d.recipients() {
+				seen[[2]string{d.frame.PostID, u}] = true
+			}
+		}
+		return seen
+	}
+	waitFor(t, 60*time.Second, "every post to every follower", func() bool { return len(got()) >= total })
+	last := map[string]int64{}
+	for _, d := range c.deliveries() {
+		for _, u := range d.recipients() {
+			if d.frame.Position < last[u] {
+				t.Fatalf("follower %s got position %d after %d", u, d.frame.Position, last[u])
+			}
+			last[u] = d.frame.Position
+		}
+	}
+	if n := len(got()); n != total {
+		t.Errorf("%d (post, follower) pairs delivered, want %d", n, total)
+	}
 }

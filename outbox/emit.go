@@ -172,14 +172,11 @@ func (r *Relay) emitLoop(ctx context.Context, pl *pipeline, fl *bulkInFlight, in
 	}
 }
 
-// maxBigRowsPerBatch bounds the big fan-outs one batch carries: a batch is marked when its last
-// big row is done, so a run of huge fan-outs is committed (marked relayed) step by step.
-const maxBigRowsPerBatch = 16
-
-// emitBatch publishes the first page of every row of b on the main publisher (deferring the
-// recipients that must wait behind a big row) and queues the rest. A batch stops taking rows once
-// MaxBatchMessages messages were emitted, or at its (maxBigRowsPerBatch+1)th big row; rows not
-// taken are released by finish and claimed again after the mark.
+// emitBatch publishes up to Config.InlineFollowers followers of every row of b on the main publisher
+// (deferring the recipients that must wait behind a big row) and queues the rest. A batch stops
+// taking rows once MaxBatchMessages messages were emitted; rows not taken are released by finish
+// and claimed again after the mark. A batch with big rows is marked when their continuations are
+// done.
 func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	r := e.r
 	e.out <- sent{b: b, start: true}
@@ -222,7 +219,6 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	}
 	held := e.heldBack(ctx, b, firsts)
 	budget := r.cfg.MaxBatchMessages
-	bigs := 0
 	for i, rw := range b.rows {
 		if budget <= 0 || ctx.Err() != nil {
 			break
@@ -232,15 +228,11 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		}
 		st := &b.states[i]
 		p, ok := firsts[rw.author]
-		if ok && p.full {
-			if bigs++; bigs > maxBigRowsPerBatch {
-				break
-			}
-		}
-		if ok {
+		first, inline := true, 0
+		for ok {
 			now, later := p, []string(nil)
 			if held != nil {
-				if now, later, err = held(p); err != nil {
+				if now, later, err = held(p, first); err != nil {
 					e.stopErr[b] = err
 					break
 				}
@@ -258,15 +250,34 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 				// On the bulk lanes, behind what it must not overtake.
 				e.enqueue(&continuation{b: b, row: i, ids: later, msgs: newPage(later, 0, r.bulkSplit).msgs})
 			}
-			if p.full {
-				big := &bigRow{author: rw.author, after: p.last}
-				e.fl.mu.Lock()
-				e.fl.bigs[big] = struct{}{}
-				e.fl.mu.Unlock()
-				e.enqueue(&continuation{b: b, row: i, big: big, cursor: p.last})
-				held = e.heldBack(ctx, b, firsts) // later rows are checked against it too
+			if !p.full {
+				break
+			}
+			if inline += len(p.ids); inline < r.cfg.InlineFollowers {
+				// Send what we have before waiting for the database.
+				if !flush() {
+					return
+				}
+				if p, err = readPage(ctx, r.cfg.Pool, rw.author, p.last, min(readPageSize, r.cfg.InlineFollowers-inline), r.split); err != nil {
+					e.stopErr[b] = err
+					break
+				}
+				first, ok = false, len(p.ids) > 0
 				continue
 			}
+			big := &bigRow{author: rw.author, after: p.last}
+			e.fl.mu.Lock()
+			e.fl.bigs[big] = struct{}{}
+			e.fl.mu.Unlock()
+			e.enqueue(&continuation{b: b, row: i, big: big, cursor: p.last})
+			held = e.heldBack(ctx, b, firsts) // later rows are checked against it too
+			break
+		}
+		if err != nil {
+			break
+		}
+		if ok && p.full {
+			continue // complete when its continuation is
 		}
 		st.complete = true
 		if st.emitted == 0 {
@@ -280,7 +291,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 // first page into the recipients who may have the row now and those who must wait behind it (nil
 // when nothing is in flight). Big rows are checked in one query per batch for all the batch's
 // first-page recipients: an index lookup of friendships' primary key per recipient.
-func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page) func(page) (page, []string, error) {
+func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page) func(p page, first bool) (page, []string, error) {
 	e.fl.mu.Lock()
 	bigs := make([]*bigRow, 0, len(e.fl.bigs))
 	for g := range e.fl.bigs {
@@ -294,11 +305,23 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 	var named map[string]bool // first-page recipients named by an active big row's later pages
 	var namedErr error
 	if len(bigs) > 0 {
-		named, namedErr = namedByBigRows(ctx, e.r.cfg.Pool, bigs, firsts)
+		var ids []string
+		for _, p := range firsts {
+			ids = append(ids, p.ids...)
+		}
+		named, namedErr = namedByBigRows(ctx, e.r.cfg.Pool, bigs, ids)
 	}
-	return func(p page) (page, []string, error) {
+	return func(p page, first bool) (page, []string, error) {
 		if namedErr != nil {
 			return page{}, nil, namedErr
+		}
+		named := named
+		if !first && len(bigs) > 0 {
+			// A later inline page of a row: not among the batch's first pages.
+			var err error
+			if named, err = namedByBigRows(ctx, e.r.cfg.Pool, bigs, p.ids); err != nil {
+				return page{}, nil, err
+			}
 		}
 		var now, later []string
 		e.fl.mu.Lock()
@@ -319,12 +342,8 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 	}
 }
 
-// namedByBigRows returns which of the first pages' recipients the remaining pages of bigs name.
-func namedByBigRows(ctx context.Context, pool *pgxpool.Pool, bigs []*bigRow, firsts map[string]page) (map[string]bool, error) {
-	var ids []string
-	for _, p := range firsts {
-		ids = append(ids, p.ids...)
-	}
+// namedByBigRows returns which of ids the remaining pages of bigs name.
+func namedByBigRows(ctx context.Context, pool *pgxpool.Pool, bigs []*bigRow, ids []string) (map[string]bool, error) {
 	authors, afters := make([]string, len(bigs)), make([]string, len(bigs))
 	for i, g := range bigs {
 		authors[i], afters[i] = g.author, g.after

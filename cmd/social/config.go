@@ -52,6 +52,9 @@ type Config struct {
 	// win when many more users are online than a post has followers, a loss for small posts on an
 	// idle broker (each post becomes one message per lane in use). docs/performance.md measures it.
 	RelayPublishLanes int `env:"RELAY_PUBLISH_LANES" envDefault:"1"`
+	// RelayInlineFollowers is how many followers of a post go out at once before the rest of a
+	// big fan-out continues on its own connection, beside the other posts (outbox.Config).
+	RelayInlineFollowers int `env:"RELAY_INLINE_FOLLOWERS" envDefault:"10000"`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	// WSSendQueueBytes bounds the frame bytes queued for one websocket (realtime); a socket that
@@ -77,6 +80,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.RelayPublishLanes < 1 || cfg.RelayPublishLanes > 64 {
 		errs = append(errs, errors.New("RELAY_PUBLISH_LANES must be 1..64"))
+	}
+	if cfg.RelayInlineFollowers < 1000 {
+		errs = append(errs, errors.New("RELAY_INLINE_FOLLOWERS must be at least 1000"))
 	}
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
@@ -120,6 +126,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
 		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
 		slog.Int("relay_publish_lanes", c.RelayPublishLanes),
+		slog.Int("relay_inline_followers", c.RelayInlineFollowers),
 	)
 }
 

@@ -105,13 +105,14 @@ func (a *app) dispatcherComponent(pool *pgxpool.Pool, reg prometheus.Registerer)
 		}
 		shape := chooseShape(override, b)
 		relay, err := outbox.NewRelay(outbox.Config{
-			Pool:          pool,
-			Publisher:     pub,
-			BulkPublisher: bulk,
-			Exchange:      a.cfg.AMQPExchange,
-			PageSize:      shape.FollowersPerMessage,
-			Logger:        log,
-			Registerer:    reg,
+			Pool:            pool,
+			Publisher:       pub,
+			BulkPublisher:   bulk,
+			InlineFollowers: a.cfg.RelayInlineFollowers,
+			Exchange:        a.cfg.AMQPExchange,
+			PageSize:        shape.FollowersPerMessage,
+			Logger:          log,
+			Registerer:      reg,
 		})
 		if err != nil {
 			return err

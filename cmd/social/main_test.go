@@ -42,12 +42,13 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	for name, env := range map[string]map[string]string{
-		"bad level":    {"LOG_LEVEL": "loud"},
-		"bad duration": {"REQUEST_TIMEOUT": "soon"},
-		"zero pool":    {"DB_MAX_CONNS": "0"},
-		"CC over 1000": {"RELAY_FOLLOWERS_PER_MESSAGE": "1001"},
-		"no lanes":     {"RELAY_PUBLISH_LANES": "0"},
-		"65 lanes":     {"RELAY_PUBLISH_LANES": "65"},
+		"bad level":           {"LOG_LEVEL": "loud"},
+		"bad duration":        {"REQUEST_TIMEOUT": "soon"},
+		"zero pool":           {"DB_MAX_CONNS": "0"},
+		"CC over 1000":        {"RELAY_FOLLOWERS_PER_MESSAGE": "1001"},
+		"no lanes":            {"RELAY_PUBLISH_LANES": "0"},
+		"65 lanes":            {"RELAY_PUBLISH_LANES": "65"},
+		"inline below a page": {"RELAY_INLINE_FOLLOWERS": "999"},
 	} {
 		if _, err := parseConfig(env); err == nil {
 			t.Errorf("%s: accepted %v", name, env)

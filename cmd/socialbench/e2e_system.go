@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -84,7 +86,7 @@ func startSystem(ctx context.Context, cfg e2eConfig) (*system, error) {
 	s.dbURL = u.String()
 	env := append(os.Environ(),
 		"DATABASE_URL="+s.dbURL, "AMQP_URL="+cfg.AMQPURL, "AMQP_EXCHANGE="+s.exchange,
-		"JWT_SECRET="+s.jwtSecret, "BCRYPT_COST=4", "LOG_LEVEL=warn")
+		"JWT_SECRET="+s.jwtSecret, "BCRYPT_COST=4", "LOG_LEVEL="+cmp.Or(os.Getenv("SOCIALBENCH_LOG_LEVEL"), "warn"))
 
 	// migrate creates the database (postgres.EnsureDatabase) and applies the schema.
 	mig := exec.CommandContext(ctx, bin, "migrate")
@@ -133,7 +135,15 @@ func (s *system) spawn(bin, role string, env []string, extra ...string) error {
 	cmd := exec.Command(bin, role)
 	cmd.Env = append(append([]string(nil), env...), extra...)
 	logs := &bytes.Buffer{}
-	cmd.Stderr = &limitedWriter{buf: logs, max: 64 << 10}
+	var out io.Writer = &limitedWriter{buf: logs, max: 64 << 10}
+	// SOCIALBENCH_LOGS=DIR keeps every process's whole log in DIR/ROLE-N.log, for a run whose
+	// figures need explaining.
+	if dir := os.Getenv("SOCIALBENCH_LOGS"); dir != "" {
+		if f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", role, len(s.procs)))); err == nil {
+			out = io.MultiWriter(out, f)
+		}
+	}
+	cmd.Stderr = out
 	cmd.Stdout = cmd.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start social %s: %w", role, err)
