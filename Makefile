@@ -51,13 +51,14 @@ fuzz:
 	$(GO) test ./domain -run '^$$' -fuzz FuzzValidatePostText -fuzztime $(FUZZTIME)
 	$(GO) test ./domain -run '^$$' -fuzz FuzzRegistrationValidate -fuzztime $(FUZZTIME)
 
-bench-relay:
-	$(GO) run ./cmd/socialbench relay
+## bench-relay, bench-ws, bench-e2e: benchmarks against the tests' RabbitMQ 4 node (TEST_AMQP_URL)
+bench-relay: test-broker
+	$(GO) run ./cmd/socialbench relay -amqp $(TEST_AMQP_URL)
 
-bench-ws:
-	$(GO) run ./cmd/socialbench ws
+bench-ws: test-broker
+	$(GO) run ./cmd/socialbench ws -amqp-url $(TEST_AMQP_URL)
 
 ## bench-e2e: the whole system under open-loop load, against baselines (docs/performance.md); E2E_FLAGS to change
 E2E_FLAGS ?= --find-max --out bench-results/e2e
-bench-e2e:
-	$(GO) run ./cmd/socialbench e2e $(E2E_FLAGS)
+bench-e2e: test-broker
+	$(GO) run ./cmd/socialbench e2e --amqp-url $(TEST_AMQP_URL) $(E2E_FLAGS)
