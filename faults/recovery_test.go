@@ -38,13 +38,7 @@ func TestBacklogFlushAfterDispatcherOutageReachesAReadingClient(t *testing.T) {
 	s := startStack(t, stackConfig{databaseURL: db.URL, dispatcherAMQP: amqptest.URL(), realtimeAMQP: amqptest.URL(), exchange: exchange})
 
 	api := newAPIClient(t, s.apiURL)
-	author := api.register("author")
-	follower := api.register("follower")
-	api.follow(follower, author)
-	f := openFeed(t, context.Background(), s.wsURL, follower)
-	r, first := api.post(author, "before the outage")
-	api.must(r, "first post")
-	f.waitFor([]string{first}, 15*time.Second)
+	author, f, first := followedFeed(t, api, s.wsURL, "before the outage")
 
 	// Dispatcher down (a graceful stop: nothing in flight), then the backlog.
 	if err := s.dispatcher.Signal(syscall.SIGTERM); err != nil {
@@ -78,6 +72,20 @@ func TestBacklogFlushAfterDispatcherOutageReachesAReadingClient(t *testing.T) {
 	}
 	t.Logf("%d posts; %d pending when the dispatcher was killed; %d frames, %d duplicates removed by dedupe; %d connections, close codes %v",
 		len(ids), left, f.frameCount(), dups, f.connectCount(), f.codes())
+}
+
+// followedFeed registers an author and a follower, opens the follower's feed and waits for the
+// author's first post (text) on it.
+func followedFeed(t *testing.T, api *apiClient, wsURL, text string) (author user, f *feed, first string) {
+	t.Helper()
+	author = api.register("author")
+	follower := api.register("follower")
+	api.follow(follower, author)
+	f = openFeed(t, context.Background(), wsURL, follower)
+	r, first := api.post(author, text)
+	api.must(r, "first post")
+	f.waitFor([]string{first}, 15*time.Second)
+	return author, f, first
 }
 
 // createPosts creates n posts by author with `workers` concurrent clients and returns their ids.
@@ -141,13 +149,7 @@ func TestBrokerRestartWithAReadingClientLosesNothing(t *testing.T) {
 	s := startStack(t, stackConfig{databaseURL: db.URL, dispatcherAMQP: node.URL(), realtimeAMQP: node.URL()})
 
 	api := newAPIClient(t, s.apiURL)
-	author := api.register("author")
-	follower := api.register("follower")
-	api.follow(follower, author)
-	f := openFeed(t, context.Background(), s.wsURL, follower)
-	r, first := api.post(author, "before the restart")
-	api.must(r, "first post")
-	f.waitFor([]string{first}, 15*time.Second)
+	author, f, first := followedFeed(t, api, s.wsURL, "before the restart")
 
 	p := startPoster(t, api, author, 20*time.Millisecond)
 	eventually(t, 10*time.Second, "posts flowing before the restart", func() bool { return p.count() >= 10 })
