@@ -45,6 +45,10 @@ const bulkWindow = 4
 type bigRow struct {
 	author string
 	after  string // the first page's last follower: the bulk pages name the followers above it
+	// Under bulkInFlight.mu: bulk groups of the row not yet confirmed, and whether no more will
+	// be sent (last page sent, or abandoned). The row holds later rows back until both say so.
+	inFlight int
+	closed   bool
 }
 
 // continuation is one FIFO entry: the remaining pages of a big row, or a deferred part of a row.
@@ -61,6 +65,11 @@ type continuation struct {
 	// deferred parts: these recipients, in one group.
 	msgs []recipients
 	ids  []string
+	// afterMain is how many main groups had been sent when c reached the head of the queue
+	// (armed); started is set once c sent its first group (see bulkInFlight.mayStep).
+	afterMain int64
+	armed     bool
+	started   bool
 }
 
 type pageRead struct {
@@ -85,7 +94,9 @@ type bulkInFlight struct {
 	bigs   map[*bigRow]struct{}
 	ids    map[string]int // recipients of deferred parts in flight
 	groups int            // bulk groups not yet confirmed
-	freed  chan struct{}  // a bulk group was confirmed (capacity 1)
+	freed  chan struct{}  // a group was confirmed (capacity 1)
+	// mainConfirmed counts the main groups the confirmer has waited for, in send order.
+	mainConfirmed int64
 }
 
 func newBulkInFlight() *bulkInFlight {
@@ -95,15 +106,20 @@ func newBulkInFlight() *bulkInFlight {
 // bulkGroup is what the confirmer releases when a bulk group is confirmed (or failed: then the
 // row is not relayed and is published again later, after everything here).
 type bulkGroup struct {
-	big *bigRow  // set on the last group of a big row
-	ids []string // the recipients of a deferred part
+	big  *bigRow  // set on every group of a big row
+	last bool     // the big row's last group (possibly with no message)
+	ids  []string // the recipients of a deferred part
 }
 
 func (f *bulkInFlight) release(g *bulkGroup) {
 	f.mu.Lock()
 	f.groups--
 	if g.big != nil {
-		delete(f.bigs, g.big)
+		g.big.inFlight--
+		if g.last {
+			g.big.closed = true
+		}
+		f.dropIfDone(g.big)
 	}
 	for _, id := range g.ids {
 		if f.ids[id]--; f.ids[id] <= 0 {
@@ -117,10 +133,33 @@ func (f *bulkInFlight) release(g *bulkGroup) {
 	}
 }
 
-func (f *bulkInFlight) windowFull() bool {
+// dropIfDone stops a big row holding later rows back once it sends nothing more and the broker
+// confirmed (or failed) all it sent. Called with f.mu held.
+func (f *bulkInFlight) dropIfDone(g *bigRow) {
+	if g.closed && g.inFlight <= 0 {
+		delete(f.bigs, g)
+	}
+}
+
+// mainDone records that the confirmer has waited for one more main group.
+func (f *bulkInFlight) mainDone() {
+	f.mu.Lock()
+	f.mainConfirmed++
+	f.mu.Unlock()
+	select {
+	case f.freed <- struct{}{}:
+	default:
+	}
+}
+
+// mayStep says whether c's next group may go: the window has room, and, before its first group,
+// every main group sent before c reached the head of the queue is confirmed. The bulk connection is another TCP
+// connection with its own broker channels: without that wait, a big row's next page (or a
+// deferred part) could reach a follower before an earlier row still queued on the main one.
+func (f *bulkInFlight) mayStep(c *continuation) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.groups >= bulkWindow
+	return f.groups < bulkWindow && (c.started || f.mainConfirmed >= c.afterMain)
 }
 
 // emitter is the goroutine between the claim and the confirmer.
@@ -133,8 +172,10 @@ type emitter struct {
 	// pending counts the continuations of each batch still queued; a batch's end marker goes out
 	// when its main pass is done and none is left.
 	pending map[*batch]int
-	mainEnd map[*batch]bool
-	stopErr map[*batch]error
+	// mainSent counts the groups sent on the main publisher.
+	mainSent int64
+	mainEnd  map[*batch]bool
+	stopErr  map[*batch]error
 }
 
 // emitLoop emits the batches of in, in order, and works through the continuations between them.
@@ -156,7 +197,14 @@ func (r *Relay) emitLoop(ctx context.Context, pl *pipeline, fl *bulkInFlight, in
 			default:
 			}
 		}
-		if len(e.queue) > 0 && !e.fl.windowFull() {
+		if len(e.queue) > 0 {
+			if c := e.queue[0]; !c.armed {
+				// Every main group sent so far: at least those of the rows before c, some of which
+				// were still in the batch's unsent group when c was queued.
+				c.afterMain, c.armed = e.mainSent, true
+			}
+		}
+		if len(e.queue) > 0 && e.fl.mayStep(e.queue[0]) {
 			e.step(ctx)
 			continue
 		}
@@ -213,7 +261,8 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			msgs, owners = nil, nil
 			return false
 		}
-		e.out <- sent{b: b, wait: r.send(pubCtx, r.cfg.Publisher, msgs), owners: owners}
+		e.mainSent++
+		e.out <- sent{b: b, wait: r.send(pubCtx, r.cfg.Publisher, msgs), owners: owners, main: true}
 		msgs, owners = make([]amqp.Outgoing, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
 		return true
 	}
@@ -415,8 +464,9 @@ func (e *emitter) step(ctx context.Context) {
 			return
 		}
 		recips, c.cursor = rd.p.msgs, rd.p.last
+		g.big = c.big
 		if last = !rd.p.full; last {
-			g.big = c.big
+			g.last = true
 		} else {
 			e.prefetch(ctx, c)
 		}
@@ -432,15 +482,14 @@ func (e *emitter) step(ctx context.Context) {
 			owners[i] = int32(c.row)
 		}
 		st.emitted += len(msgs)
-		e.fl.mu.Lock()
-		e.fl.groups++
-		e.fl.mu.Unlock()
+		e.countGroup(g)
+		c.started = true
 		e.out <- sent{b: c.b, wait: r.send(context.WithoutCancel(ctx), r.bulk, msgs), owners: owners, bulk: g}
-	} else if g.big != nil || g.ids != nil {
-		e.fl.mu.Lock()
-		e.fl.groups++
-		e.fl.mu.Unlock()
-		e.fl.release(g) // nothing sent: nothing to wait for
+	} else if g.last {
+		// An empty last page (the followers ended on a page boundary): the row's earlier groups
+		// may still be unconfirmed, so it is released in order behind them, not here.
+		e.countGroup(g)
+		e.out <- sent{b: c.b, wait: waitDone{}, bulk: g}
 	}
 	if !last {
 		return
@@ -452,7 +501,17 @@ func (e *emitter) step(ctx context.Context) {
 	e.done(c.b)
 }
 
-// abandon drops every queued continuation: their rows are not relayed this time.
+func (e *emitter) countGroup(g *bulkGroup) {
+	e.fl.mu.Lock()
+	e.fl.groups++
+	if g.big != nil {
+		g.big.inFlight++
+	}
+	e.fl.mu.Unlock()
+}
+
+// abandon drops every queued continuation: their rows are not relayed this time. A big row keeps
+// holding later rows back until the groups it already sent are confirmed or failed.
 func (e *emitter) abandon(err error) {
 	for _, c := range e.queue {
 		c.b.states[c.row].unsent = true
@@ -461,7 +520,8 @@ func (e *emitter) abandon(err error) {
 		}
 		e.fl.mu.Lock()
 		if c.big != nil {
-			delete(e.fl.bigs, c.big)
+			c.big.closed = true
+			e.fl.dropIfDone(c.big)
 		}
 		for _, id := range c.ids {
 			if e.fl.ids[id]--; e.fl.ids[id] <= 0 {

@@ -52,8 +52,10 @@ type sent struct {
 	b      *batch
 	wait   interface{ Wait() error }
 	owners []int32 // row index in b of each message
-	// bulk is set on groups sent on the bulk publisher: released when confirmed.
+	// bulk is set on groups sent on the bulk publisher: released when confirmed; main on groups
+	// sent on the main publisher (counted when waited for).
 	bulk  *bulkGroup
+	main  bool
 	start bool
 	end   bool
 	// stopErr is set on the end marker: why the emitter stopped early (nil if it did not).
@@ -168,6 +170,8 @@ func (r *Relay) confirm(ctx context.Context, pl *pipeline, fl *bulkInFlight, in 
 			// Confirmed or failed, it no longer holds later rows back: a failed row is
 			// published again later with a higher position.
 			fl.release(s.bulk)
+		} else if s.main {
+			fl.mainDone()
 		}
 		now := time.Now()
 		var pe *amqp.PublishError

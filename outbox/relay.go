@@ -159,7 +159,11 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	sentCh := make(chan sent, 4*bulkWindow+8)
 	doneCh := make(chan *batch, pipelineDepth+1)
 	fl := newBulkInFlight()
-	go r.emitLoop(ctx, pl, fl, emitCh, sentCh)
+	// The emitter stops with this loop, whatever the reason: a leader that lost its session (the
+	// lock went with it) must not go on publishing a big fan-out's pages at old positions while
+	// its successor relays the same rows again.
+	emitCtx, stopEmitter := context.WithCancel(ctx)
+	go r.emitLoop(emitCtx, pl, fl, emitCh, sentCh)
 	go r.confirm(ctx, pl, fl, sentCh, doneCh)
 
 	var (
@@ -200,6 +204,7 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	defer func() {
 		// Stop the emitter and the confirmer; take what the confirmer marks (bounded by the
 		// publisher's watchdog).
+		stopEmitter()
 		close(emitCh)
 		for b := range doneCh {
 			mark(b)
