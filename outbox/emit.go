@@ -121,12 +121,22 @@ func (f *bulkInFlight) release(g *bulkGroup) {
 		}
 		f.dropIfDone(g.big)
 	}
-	for _, id := range g.ids {
+	f.dropIDs(g.ids)
+	f.mu.Unlock()
+	f.wake()
+}
+
+// dropIDs forgets one deferred part's recipients. Called with f.mu held.
+func (f *bulkInFlight) dropIDs(ids []string) {
+	for _, id := range ids {
 		if f.ids[id]--; f.ids[id] <= 0 {
 			delete(f.ids, id)
 		}
 	}
-	f.mu.Unlock()
+}
+
+// wake tells a waiting emitter that something was confirmed.
+func (f *bulkInFlight) wake() {
 	select {
 	case f.freed <- struct{}{}:
 	default:
@@ -146,16 +156,14 @@ func (f *bulkInFlight) mainDone() {
 	f.mu.Lock()
 	f.mainConfirmed++
 	f.mu.Unlock()
-	select {
-	case f.freed <- struct{}{}:
-	default:
-	}
+	f.wake()
 }
 
 // mayStep says whether c's next group may go: the window has room, and, before its first group,
-// every main group sent before c reached the head of the queue is confirmed. The bulk connection is another TCP
-// connection with its own broker channels: without that wait, a big row's next page (or a
-// deferred part) could reach a follower before an earlier row still queued on the main one.
+// every main group sent before c reached the head of the queue is confirmed. The bulk connection
+// is another TCP connection with its own broker channels: without that wait, a big row's next
+// page (or a deferred part) could reach a follower before an earlier row still queued on the
+// main one.
 func (f *bulkInFlight) mayStep(c *continuation) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -169,13 +177,8 @@ type emitter struct {
 	out   chan<- sent
 	fl    *bulkInFlight
 	queue []*continuation
-	// pending counts the continuations of each batch still queued; a batch's end marker goes out
-	// when its main pass is done and none is left.
-	pending map[*batch]int
 	// mainSent counts the groups sent on the main publisher.
 	mainSent int64
-	mainEnd  map[*batch]bool
-	stopErr  map[*batch]error
 }
 
 // emitLoop emits the batches of in, in order, and works through the continuations between them.
@@ -183,38 +186,36 @@ type emitter struct {
 // when in is closed and every continuation is done or abandoned.
 func (r *Relay) emitLoop(ctx context.Context, pl *pipeline, fl *bulkInFlight, in <-chan *batch, out chan<- sent) {
 	defer close(out)
-	e := &emitter{r: r, pl: pl, out: out, fl: fl, pending: map[*batch]int{}, mainEnd: map[*batch]bool{}, stopErr: map[*batch]error{}}
+	e := &emitter{r: r, pl: pl, out: out, fl: fl}
+	take := func(b *batch, ok bool) {
+		if !ok {
+			in = nil // a nil channel blocks: only freed wakes the wait below
+			return
+		}
+		e.emitBatch(ctx, b)
+	}
 	for in != nil || len(e.queue) > 0 {
-		if in != nil {
-			select {
-			case b, ok := <-in:
-				if !ok {
-					in = nil
-				} else {
-					e.emitBatch(ctx, b)
-				}
-				continue
-			default:
-			}
+		select {
+		case b, ok := <-in:
+			take(b, ok)
+			continue
+		default:
 		}
 		if len(e.queue) > 0 {
-			if c := e.queue[0]; !c.armed {
+			c := e.queue[0]
+			if !c.armed {
 				// Every main group sent so far: at least those of the rows before c, some of which
 				// were still in the batch's unsent group when c was queued.
 				c.afterMain, c.armed = e.mainSent, true
 			}
-		}
-		if len(e.queue) > 0 && e.fl.mayStep(e.queue[0]) {
-			e.step(ctx)
-			continue
+			if e.fl.mayStep(c) {
+				e.step(ctx)
+				continue
+			}
 		}
 		select {
-		case b, ok := <-in: // nil when closed: blocks forever, the other case wakes us
-			if !ok {
-				in = nil
-			} else {
-				e.emitBatch(ctx, b)
-			}
+		case b, ok := <-in:
+			take(b, ok)
 		case <-e.fl.freed:
 		}
 	}
@@ -240,7 +241,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	}
 	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.split)
 	if err != nil {
-		e.stopErr[b] = err
+		b.stopErr = err
 		return
 	}
 	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
@@ -254,7 +255,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			return true
 		}
 		if err := e.stopping(ctx); err != nil {
-			e.stopErr[b] = err
+			b.stopErr = err
 			for _, o := range owners {
 				b.states[o].unsent = true
 			}
@@ -282,7 +283,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			now, later := p, []string(nil)
 			if held != nil {
 				if now, later, err = held(p, first); err != nil {
-					e.stopErr[b] = err
+					b.stopErr = err
 					break
 				}
 			}
@@ -308,7 +309,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 					return
 				}
 				if p, err = readPage(ctx, r.cfg.Pool, rw.author, p.last, min(readPageSize, r.cfg.InlineFollowers-inline), r.split); err != nil {
-					e.stopErr[b] = err
+					b.stopErr = err
 					break
 				}
 				first, ok = false, len(p.ids) > 0
@@ -425,7 +426,7 @@ func (e *emitter) enqueue(c *continuation) {
 		}
 		e.fl.mu.Unlock()
 	}
-	e.pending[c.b]++
+	c.b.pending++
 	e.queue = append(e.queue, c)
 }
 
@@ -515,19 +516,15 @@ func (e *emitter) countGroup(g *bulkGroup) {
 func (e *emitter) abandon(err error) {
 	for _, c := range e.queue {
 		c.b.states[c.row].unsent = true
-		if e.stopErr[c.b] == nil {
-			e.stopErr[c.b] = err
+		if c.b.stopErr == nil {
+			c.b.stopErr = err
 		}
 		e.fl.mu.Lock()
 		if c.big != nil {
 			c.big.closed = true
 			e.fl.dropIfDone(c.big)
 		}
-		for _, id := range c.ids {
-			if e.fl.ids[id]--; e.fl.ids[id] <= 0 {
-				delete(e.fl.ids, id)
-			}
-		}
+		e.fl.dropIDs(c.ids)
 		e.fl.mu.Unlock()
 		e.done(c.b)
 	}
@@ -535,23 +532,19 @@ func (e *emitter) abandon(err error) {
 }
 
 func (e *emitter) endMain(b *batch) {
-	e.mainEnd[b] = true
-	if e.pending[b] == 0 {
+	b.mainDone = true
+	if b.pending == 0 {
 		e.end(b)
 	}
 }
 
 func (e *emitter) done(b *batch) {
-	if e.pending[b]--; e.pending[b] == 0 && e.mainEnd[b] {
+	if b.pending--; b.pending == 0 && b.mainDone {
 		e.end(b)
 	}
 }
 
 // end sends b's end marker: every group of b is ahead of it in out.
 func (e *emitter) end(b *batch) {
-	err := e.stopErr[b]
-	delete(e.pending, b)
-	delete(e.mainEnd, b)
-	delete(e.stopErr, b)
-	e.out <- sent{b: b, end: true, stopErr: err}
+	e.out <- sent{b: b, end: true}
 }

@@ -35,10 +35,18 @@ type batch struct {
 	// claimed: the claim saw the outcomes of batches up to it, and none after (they were in
 	// flight and excluded from it).
 	claimedAfter int64
-	states       []rowState // written by the emitter until the batch end, then by the confirmer
-	results      []result
+	// states: the emitter writes emitted, complete, unsent (and at, before any message of the row
+	// was sent); the confirmer writes confirmed, refused, lost and at as groups are confirmed, and
+	// reads all once the end marker arrives.
+	states  []rowState
+	results []result
 	// err is the first broker or follower-read failure of the batch; the leader backs off.
 	err error
+	// Emitter only, until the end marker: continuations of the batch still queued, whether its
+	// main pass is done (the end marker goes out when both say so), and why it stopped early.
+	pending  int
+	mainDone bool
+	stopErr  error
 	// Set by the confirmer after marking: the mark error (the rows stay pending; the leader
 	// reconnects) and the rows parked as dead.
 	markErr error
@@ -58,8 +66,6 @@ type sent struct {
 	main  bool
 	start bool
 	end   bool
-	// stopErr is set on the end marker: why the emitter stopped early (nil if it did not).
-	stopErr error
 }
 
 // pipeline is the state shared by the emitter (leader goroutine) and the confirmer.
@@ -139,8 +145,8 @@ func (r *Relay) confirm(ctx context.Context, pl *pipeline, fl *bulkInFlight, in 
 			continue
 		}
 		if s.end {
-			if s.stopErr != nil && b.err == nil {
-				b.err = s.stopErr
+			if b.stopErr != nil && b.err == nil {
+				b.err = b.stopErr
 			}
 			ended[b] = true
 			for len(order) > 0 && ended[order[0]] {
