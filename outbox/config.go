@@ -43,8 +43,9 @@ type Config struct {
 	// PublishGroup is how many messages go to one Publisher.Publish call, i.e. are in flight
 	// before the relay waits for their confirms (default 256).
 	PublishGroup int
-	// MaxBatchMessages bounds the messages of one batch (default 2,000, about 2 million follower
-	// deliveries). Rows after the bound are released unpublished and taken by the next claim, so
+	// MaxBatchMessages bounds one batch's inline follower deliveries to MaxBatchMessages × 1,000
+	// (default 2,000: 2 million deliveries, 2,000 messages of 1,000 followers), whatever the
+	// message shape. Rows after the bound are released unpublished and taken by the next claim, so
 	// a run of huge fan-outs is committed (marked relayed) step by step.
 	MaxBatchMessages int
 

@@ -268,7 +268,10 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		return true
 	}
 	held := e.heldBack(ctx, b, firsts)
-	budget := r.cfg.MaxBatchMessages
+	// The bound counts follower deliveries, whatever the message shape: with one message per
+	// follower (RabbitMQ 3.10) a message bound cut nearly every batch, and each cut row released
+	// its author's later rows already delivered (per-author order), which went out again.
+	budget := r.cfg.MaxBatchMessages * readPageSize
 	for i, rw := range b.rows {
 		if budget <= 0 || ctx.Err() != nil {
 			break
@@ -291,7 +294,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
 				owners = append(owners, int32(i))
 				st.emitted++
-				budget--
+				budget -= 1 + len(m.cc)
 				if len(msgs) >= r.cfg.PublishGroup && !flush() {
 					return
 				}
