@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 // TestE2ESmoke runs the whole benchmark once in a tiny configuration — build, start the split
@@ -22,7 +24,7 @@ func TestE2ESmoke(t *testing.T) {
 		"--users", "60", "--followers", "3", "--celebrity", "25", "--celebrity-every", "4",
 		"--connected", "30", "--tabs", "2", "--realtime", "2",
 		"--rate", "20", "--duration", "2s", "--warmup", "0", "--capacity-for", "1s", "--baseline-for", "300ms",
-		"--straggle", "20s", "--out", out, "--quiet",
+		"--straggle", "20s", "--out", out, "--quiet", "--amqp-url", amqptest.URL(),
 	}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
