@@ -113,6 +113,8 @@ type Hub struct {
 	mu    sync.RWMutex
 	users map[string][]*conn // a user's sockets (usually one: a slice is smaller than a set)
 
+	writers writers // the goroutines that write frames, shared by every socket
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	active    sync.WaitGroup // one per admitted socket, until it is closed
@@ -184,13 +186,25 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 		return
 	}
 	f.live = true
+	// Sockets that were idle go to the writers in groups, the first group while the rest are
+	// still being queued.
+	var ready [64]*conn
+	n := 0
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	for _, r := range recipients {
 		for _, c := range h.users[r] {
-			c.enqueue(f)
+			if !c.enqueueFrame(f) {
+				continue
+			}
+			ready[n] = c
+			if n++; n == len(ready) {
+				h.writers.push(ready[:n]...)
+				n = 0
+			}
 		}
 	}
+	h.mu.RUnlock()
+	h.writers.push(ready[:n]...)
 }
 
 // Reconnected is told by the consumer that its broker connection was (re)established: frames

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	connections prometheus.Gauge
 	framesSent  prometheus.Counter
+	writes      prometheus.Counter
 	slow        prometheus.Counter
 	latency     prometheus.Histogram
 }
@@ -17,6 +18,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		framesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_frames_sent_total", Help: "Feed frames written to websockets (live and resumed).",
 		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_writes_total", Help: "write(2) calls on feed websockets (frames sent ÷ writes = frames per syscall).",
+		}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue exceeded its byte bound.",
 		}),
@@ -27,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.slow, m.latency)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.latency)
 	}
 	return m
 }

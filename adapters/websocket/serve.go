@@ -74,7 +74,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if viaSubprotocol {
 		opts.Subprotocols = []string{subprotocolBearer}
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, opts)
+	sb := &smallBuffers{ResponseWriter: w, timeout: h.cfg.WriteTimeout, writes: h.metrics.writes}
+	ws, err := websocket.Accept(sb, r, opts)
 	if err != nil {
 		log.Debug("websocket upgrade failed", slog.Any("err", err))
 		c.ended()
@@ -82,7 +83,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.active.Done()
 		return
 	}
-	c.ws = ws
+	c.ws, c.wire = ws, sb.wire
 	h.metrics.connections.Inc()
 	// Push-only: CloseRead answers pings and the close handshake; a data message from the client
 	// closes the socket with 1008. Its goroutine is the only one this socket keeps; when it ends
@@ -111,9 +112,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.kick(websocket.StatusInternalError, "resume failed: reconnect with since")
 		}
 	}
-	// Write what queued up meanwhile, then return: the HTTP handler's goroutine, its stack and
-	// net/http's connection state are released; the socket lives on in the hub.
-	c.drain()
+	// Hand what queued up meanwhile to the hub's writers, then return: the HTTP handler's
+	// goroutine, its stack and net/http's connection state are released; the socket lives on in
+	// the hub.
+	c.release()
 }
 
 // resume sends every frame after since from PostgreSQL, page by page. Live frames meanwhile
