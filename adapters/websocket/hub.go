@@ -33,6 +33,9 @@ type Binder interface {
 // a typical post (under 300 bytes), or 100 of the longest (10,000 characters).
 const DefaultSendQueueBytes = 4 << 20
 
+// DefaultMaxSocketsPerUser is Config.MaxSocketsPerUser when unset.
+const DefaultMaxSocketsPerUser = 16
+
 // Config configures a Hub. Tokens and Binder are required.
 type Config struct {
 	// Tokens verifies the bearer token before the upgrade.
@@ -69,6 +72,12 @@ type Config struct {
 	WriteTimeout time.Duration
 	// ResumePage is how many missed frames are read from PostgreSQL per query. Default 500.
 	ResumePage int
+	// MaxSocketsPerUser bounds one user's sockets on this instance (tabs, devices); the next
+	// handshake is answered 429 with Retry-After, before any binding or upgrade. Default 16
+	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
+	MaxSocketsPerUser int
+	// Writers is how many goroutines write frames for all sockets (writers.go). Default GOMAXPROCS.
+	Writers int
 }
 
 func (c *Config) setDefaults() {
@@ -89,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ResumePage <= 0 {
 		c.ResumePage = 500
+	}
+	if c.MaxSocketsPerUser <= 0 {
+		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
 	}
 }
 
@@ -127,16 +139,25 @@ func NewHub(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		users: make(map[string][]*conn), closing: make(chan struct{})}, nil
+		users: make(map[string][]*conn), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
 }
 
 // NewMissedFrames is the PostgreSQL resume source for Config.Missed.
 func NewMissedFrames(pool *pgxpool.Pool) MissedFrames { return &pgMissed{pool: pool} }
 
+// errTooManySockets: the user already holds Config.MaxSocketsPerUser sockets here.
+var errTooManySockets = errors.New("too many sockets for this user")
+
 // register adds c to the hub, then waits for the user's binding: from its return on, every frame
 // for the user reaches c's queue (c is listed before the binding can exist, so none is missed).
+// A user at Config.MaxSocketsPerUser gets errTooManySockets (counted and added in one step, so
+// concurrent handshakes cannot pass the bound together).
 func (h *Hub) register(ctx context.Context, c *conn) error {
 	h.mu.Lock()
+	if len(h.users[c.user]) >= h.cfg.MaxSocketsPerUser {
+		h.mu.Unlock()
+		return errTooManySockets
+	}
 	h.users[c.user] = append(h.users[c.user], c)
 	h.mu.Unlock()
 	if err := h.cfg.Binder.Bind(ctx, c.user); err != nil {

@@ -7,6 +7,7 @@ type metrics struct {
 	framesSent  prometheus.Counter
 	writes      prometheus.Counter
 	slow        prometheus.Counter
+	refused     prometheus.Counter
 	latency     prometheus.Histogram
 }
 
@@ -24,6 +25,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue exceeded its byte bound.",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_too_many_sockets_total", Help: "Websocket handshakes refused with 429: the user held the most sockets allowed on this instance.",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
 			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
@@ -31,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.latency)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency)
 	}
 	return m
 }

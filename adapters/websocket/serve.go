@@ -2,6 +2,8 @@ package websocket
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -59,6 +61,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bindCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	err = h.register(bindCtx, c)
 	cancel()
+	if errors.Is(err, errTooManySockets) {
+		h.active.Done()
+		h.metrics.refused.Inc()
+		log.Info("refusing a websocket: the user holds the most sockets allowed", slog.Int("max", h.cfg.MaxSocketsPerUser))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per user", h.cfg.MaxSocketsPerUser))
+		return
+	}
 	if err != nil {
 		// No upgrade without a confirmed binding: a socket opened now would receive nothing
 		// (its frames are unroutable) and look healthy. 503 + Retry-After; the client retries.

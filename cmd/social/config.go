@@ -61,6 +61,9 @@ type Config struct {
 	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
 	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
 	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES" envDefault:"4194304"`
+	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
+	// handshake gets 429 with Retry-After.
+	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 }
@@ -86,6 +89,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
+	}
+	if cfg.WSMaxSocketsPerUser < 1 {
+		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))
 	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
@@ -124,6 +130,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
 		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
+		slog.Int("ws_max_sockets_per_user", c.WSMaxSocketsPerUser),
 		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
 		slog.Int("relay_publish_lanes", c.RelayPublishLanes),
 		slog.Int("relay_inline_followers", c.RelayInlineFollowers),

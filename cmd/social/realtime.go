@@ -66,13 +66,14 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		return nil, nil, nil, err
 	}
 	hub, err = websocket.NewHub(websocket.Config{
-		Tokens:         tokens,
-		Binder:         consumer,
-		Missed:         websocket.NewMissedFrames(pool),
-		AllowedOrigins: a.cfg.WSAllowedOrigins,
-		SendQueueBytes: a.cfg.WSSendQueueBytes,
-		Logger:         log,
-		Registerer:     reg,
+		Tokens:            tokens,
+		Binder:            consumer,
+		Missed:            websocket.NewMissedFrames(pool),
+		AllowedOrigins:    a.cfg.WSAllowedOrigins,
+		SendQueueBytes:    a.cfg.WSSendQueueBytes,
+		MaxSocketsPerUser: a.cfg.WSMaxSocketsPerUser,
+		Logger:            log,
+		Registerer:        reg,
 	})
 	if err != nil {
 		return nil, nil, nil, err
