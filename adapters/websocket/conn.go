@@ -296,6 +296,30 @@ func (c *conn) keepalive() {
 	}
 }
 
+// readUntilClosed is the socket's reader, as websocket.Conn.CloseRead but with no context of its
+// own (a context, its cancel and an AfterFunc on it cost ~1 KiB per idle socket): coder/websocket
+// handles control frames inside Reader, which returns only on a data message (refused with 1008)
+// or the end of the connection. Then the socket leaves the hub.
+func (c *conn) readUntilClosed() {
+	if _, _, err := c.ws.Reader(context.Background()); err == nil {
+		c.ws.Close(websocket.StatusPolicyViolation, "unexpected data message")
+	}
+	c.ws.CloseNow()
+	c.ended()
+	c.h.metrics.connections.Dec()
+	// Done before the unbind: a shutdown waits for sockets, not for the broker (the instance's
+	// exclusive queue goes with its connection anyway).
+	c.h.active.Done()
+	c.h.unregister(c)
+}
+
+// ending reports whether the socket's reader has seen its end.
+func (c *conn) ending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
 // ended marks the socket closed (its reader saw the end) and stops the timers.
 func (c *conn) ended() {
 	c.mu.Lock()

@@ -94,19 +94,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ws, c.wire = ws, sb.wire
 	h.metrics.connections.Inc()
-	// Push-only: CloseRead answers pings and the close handshake; a data message from the client
-	// closes the socket with 1008. Its goroutine is the only one this socket keeps; when it ends
-	// (client left, connection broken, or our close completed) the socket is cleaned up.
-	readCtx := ws.CloseRead(context.Background())
-	context.AfterFunc(readCtx, func() {
-		ws.CloseNow()
-		c.ended()
-		h.metrics.connections.Dec()
-		// Done before the unbind: a shutdown waits for sockets, not for the broker (the
-		// instance's exclusive queue goes with its connection anyway).
-		h.active.Done()
-		h.unregister(c)
-	})
+	// Push-only: one reader goroutine answers pings and the close handshake; a data message from
+	// the client closes the socket with 1008. It is the only goroutine this socket keeps; when it
+	// ends (client left, connection broken, or our close completed) the socket is cleaned up.
+	go c.readUntilClosed()
 	select {
 	case <-h.closing:
 		c.kick(websocket.StatusGoingAway, "server shutting down")
@@ -116,7 +107,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log.Debug("websocket connected", slog.Int64("since", since))
 
 	if since >= 0 {
-		if err := c.resume(since); err != nil && readCtx.Err() == nil { // not just the client leaving mid-resume
+		if err := c.resume(since); err != nil && !c.ending() { // not just the client leaving mid-resume
 			log.Warn("resume failed", slog.Any("err", err))
 			c.kick(websocket.StatusInternalError, "resume failed: reconnect with since")
 		}
