@@ -4,6 +4,7 @@
 //	socialbench relay   outbox relay throughput vs raw amqp091-go one-message-per-follower
 //	socialbench ws      idle websocket capacity and delivery latency vs a bare coder/websocket server
 //	socialbench e2e     the whole system under open-loop load
+//	socialbench fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo
 package main
 
 import (
@@ -18,7 +19,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: socialbench relay|ws|e2e [flags] (-h for each)")
+		fmt.Fprintln(os.Stderr, "usage: socialbench relay|ws|e2e|fanout [flags] (-h for each)")
 		os.Exit(2)
 	}
 	var err error
@@ -29,8 +30,10 @@ func main() {
 		err = runWS(ctx, args)
 	case "e2e":
 		err = runE2E(ctx, args)
+	case "fanout":
+		err = runFanout(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws or e2e)\n", cmd)
+		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e or fanout)\n", cmd)
 		os.Exit(2)
 	}
 	if err != nil {
