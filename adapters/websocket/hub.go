@@ -207,10 +207,10 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 		return
 	}
 	f.live = true
-	// Sockets that were idle go to the writers in groups, the first group while the rest are
-	// still being queued.
+	// Sockets that were idle go to the writers in groups (one lock of the run queue each), the
+	// first socket at once: its write starts while the rest are still being queued.
 	var ready [64]*conn
-	n := 0
+	n, group := 0, 1
 	h.mu.RLock()
 	for _, r := range recipients {
 		for _, c := range h.users[r] {
@@ -218,9 +218,9 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 				continue
 			}
 			ready[n] = c
-			if n++; n == len(ready) {
+			if n++; n == group {
 				h.writers.push(ready[:n]...)
-				n = 0
+				n, group = 0, len(ready)
 			}
 		}
 	}

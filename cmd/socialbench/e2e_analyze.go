@@ -132,6 +132,10 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 			if t, ok := first[p]; !ok || f.at < t {
 				first[p] = f.at
 			}
+			if p.first == 0 || f.at < p.first {
+				p.first = f.at
+			}
+			p.last = max(p.last, f.at)
 		}
 	}
 	ph.mu.Lock()

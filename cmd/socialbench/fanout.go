@@ -53,6 +53,7 @@ type fanoutConfig struct {
 	Bin             string
 	Out             string
 	Quiet           bool
+	PGWaits         bool
 }
 
 func runFanout(ctx context.Context, args []string) error {
@@ -76,6 +77,7 @@ func runFanout(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Bin, "bin", "", "prebuilt social binary (default: go build ./cmd/social once)")
 	fs.StringVar(&c.Out, "out", "", "folder for fanout.json and fanout.md")
 	fs.BoolVar(&c.Quiet, "quiet", false, "less progress output")
+	fs.BoolVar(&c.PGWaits, "pg-waits", false, "sample pg_stat_activity every 5 ms in the rate phase and print what the bench database's backends wait for")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -161,7 +163,11 @@ type fanoutTrial struct {
 
 	Memory *connMemory `json:"idle_memory,omitempty"`
 
-	AtRate     *phaseResult  `json:"at_rate,omitempty"`
+	AtRate *phaseResult `json:"at_rate,omitempty"`
+	// Stages splits the posts of the rate phase at the broker (ours only: a raw consumer bound
+	// with one subscriber's id).
+	Stages     *pathStages   `json:"at_rate_stages,omitempty"`
+	PGWaits    []pgWait      `json:"at_rate_pg_waits,omitempty"`
 	Steps      []phaseResult `json:"find_max_steps,omitempty"`
 	MaxRate    float64       `json:"max_sustainable_posts_per_s"`
 	AtHalfMax  *phaseResult  `json:"at_half_max,omitempty"`
@@ -256,9 +262,33 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	l.drain(ctx, lag)
 	l.analyzeFrames(&phase{}, &phaseResult{})
 
+	var probe *brokerProbe
+	if !isCentrifugo {
+		if probe, err = startBrokerProbe(fc.AMQPURL, sys.exchange, w.ids[w.connFollowers[0][0]]); err != nil {
+			return nil, fmt.Errorf("broker probe: %w", err)
+		}
+		defer probe.close()
+	}
+	var waits *pgWaits
+	if fc.PGWaits {
+		if waits, err = startPGWaits(ctx, fc.AdminURL, sys.dbName, 5*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("pg waits: %w", err)
+		}
+	}
 	ph := l.openLoop(ctx, fmt.Sprintf("%.0f/s", fc.Rate), fc.Rate, fc.RateFor)
+	if waits != nil {
+		waits.stop()
+		t.PGWaits = waits.top(15)
+		cfg.progress("PostgreSQL at %.0f/s, share of 5 ms samples with a backend in (statement · wait):\n%s", fc.Rate, formatWaits(t.PGWaits))
+	}
 	r := l.finish(ctx, ph, lag, sampler)
 	t.AtRate = &r
+	if probe != nil {
+		st := probe.stages(l, ph)
+		t.Stages = &st
+		cfg.progress("stages at %.0f/s, p50 / p99 ms: http %.1f / %.1f, then broker +%.1f / +%.1f, first socket +%.1f / +%.1f, last socket +%.1f / +%.1f",
+			fc.Rate, st.HTTP.P50, st.HTTP.P99, st.Broker.P50, st.Broker.P99, st.First.P50, st.First.P99, st.Last.P50, st.Last.P99)
+	}
 	if fc.FindMax && ctx.Err() == nil {
 		t.MaxRate, t.Steps = l.findMax(ctx, lag, sampler)
 		if t.MaxRate > 0 && ctx.Err() == nil {
@@ -366,7 +396,16 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row(fmt.Sprintf("e2e p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.E2E.P50 }))
 	row(fmt.Sprintf("e2e p99 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.E2E.P99 }))
 	row(fmt.Sprintf("time to the first socket p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.FirstSocket.P50 }))
+	row(fmt.Sprintf("POST /post/create p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P50 }))
 	row(fmt.Sprintf("POST /post/create p99 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P99 }))
+	stage := func(get func(s *pathStages) float64) func(t *fanoutTrial) (float64, bool) {
+		return func(t *fanoutTrial) (float64, bool) {
+			return ifOK(t.Stages != nil, func() float64 { return get(t.Stages) })
+		}
+	}
+	row("ours at that rate, p50: the 200 → the broker's copy, ms", "%.1f", stage(func(s *pathStages) float64 { return s.Broker.P50 }))
+	row("ours at that rate, p50: the broker's copy → the first socket, ms", "%.1f", stage(func(s *pathStages) float64 { return s.First.P50 }))
+	row("ours at that rate, p50: the first socket → the last, ms", "%.1f", stage(func(s *pathStages) float64 { return s.Last.P50 }))
 	row("e2e p99 at half the highest rate, ms", "%.1f", func(t *fanoutTrial) (float64, bool) {
 		return ifOK(t.AtHalfMax != nil, func() float64 { return t.AtHalfMax.E2E.P99 })
 	})
