@@ -18,8 +18,8 @@ const (
 	statusServiceRestart websocket.StatusCode = 1012
 )
 
-// conn is one local socket. An idle socket costs no goroutine of ours: the only one parked per
-// socket is coder/websocket's CloseRead reader (pongs, close handshake, a client that leaves).
+// conn is one local socket. An idle socket costs one goroutine, its reader (readUntilClosed:
+// pongs, the close handshake, a client that leaves).
 // Frames are written by the hub's writers (writers.go), a few goroutines shared by every socket,
 // in batches: one round takes what is queued, up to maxBatchBytes, and the socket's wire writes
 // it with one syscall. Pings and token expiry are timers.
@@ -53,7 +53,9 @@ type conn struct {
 }
 
 // maxBatchBytes bounds one round's frames (one write(2) when the kernel takes it all): enough to
-// make a burst cheap, small enough that every socket's next round comes soon.
+// make a burst cheap, small enough that every socket's next round comes soon. A round's frames
+// leave the queue's byte count; what the kernel did not take of them waits on the wire, so a
+// socket holds at most SendQueueBytes queued plus one round.
 const maxBatchBytes = 64 << 10
 
 // enqueue never blocks. A full queue means the client (or its network) does not keep up: it is
