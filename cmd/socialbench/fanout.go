@@ -168,6 +168,7 @@ type fanoutTrial struct {
 	// with one subscriber's id).
 	Stages     *pathStages   `json:"at_rate_stages,omitempty"`
 	PGWaits    []pgWait      `json:"at_rate_pg_waits,omitempty"`
+	BurstWaits []pgWait      `json:"burst_pg_waits,omitempty"`
 	Steps      []phaseResult `json:"find_max_steps,omitempty"`
 	MaxRate    float64       `json:"max_sustainable_posts_per_s"`
 	AtHalfMax  *phaseResult  `json:"at_half_max,omitempty"`
@@ -299,10 +300,21 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	}
 	if fc.Burst > 0 && ctx.Err() == nil {
 		cfg.progress("burst: %d posts from %d publishers", fc.Burst, fc.Publishers)
+		var waits *pgWaits
+		if fc.PGWaits {
+			if waits, err = startPGWaits(ctx, fc.AdminURL, sys.dbName, 5*time.Millisecond); err != nil {
+				return nil, fmt.Errorf("pg waits: %w", err)
+			}
+		}
 		before := sampler.snapshot()
 		ph := l.burst(ctx, "burst", fc.Publishers, fc.Burst)
 		l.drain(ctx, lag)
 		after := sampler.snapshot()
+		if waits != nil {
+			waits.stop()
+			t.BurstWaits = waits.top(15)
+			cfg.progress("PostgreSQL in the burst, share of 5 ms samples with a backend in (statement · wait):\n%s", formatWaits(t.BurstWaits))
+		}
 		r := l.finish(ctx, ph, lag, sampler)
 		t.Burst = &r
 		if r.Frames > 0 {
@@ -418,6 +430,8 @@ func (r *fanoutReport) markdown(systems []string) string {
 		return t.BurstDisp, t.Burst != nil && t.BurstDisp > 0
 	})
 	row("api CPU-s per 1,000 deliveries in the burst", "%.4f", burst(func(t *fanoutTrial) float64 { return t.BurstAPI }))
+	row("posts/s the api accepted in the burst", "%.0f", burst(func(t *fanoutTrial) float64 { return t.Burst.AcceptedPerSec }))
+	row("outbox backlog at most in the burst, rows (ours: our outbox; Centrifugo: its)", "%.0f", burst(func(t *fanoutTrial) float64 { return float64(t.Burst.Outbox.MaxPending) }))
 	row("frames missing in the burst", "%.0f", burst(func(t *fanoutTrial) float64 { return float64(t.Burst.Missing) }))
 	row("sockets cut (whole run)", "%.0f", func(t *fanoutTrial) (float64, bool) { return float64(t.SocketsCut), true })
 	row("machine busy during the run, %", "%.0f", func(t *fanoutTrial) (float64, bool) { return t.MachineBusyPct, true })
