@@ -45,6 +45,7 @@ type fanoutConfig struct {
 	MaxP99          time.Duration
 	FindMax         bool
 	Burst           int
+	Direct          int
 	Publishers      int
 	Centrifugo      string
 	CentrifugoModes string
@@ -70,6 +71,7 @@ func runFanout(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.FindMax, "find-max", true, "search the highest sustainable rate")
 	fs.IntVar(&c.Burst, "burst", 1000, "posts in the burst phase (0 to skip it)")
 	fs.IntVar(&c.Publishers, "publishers", 16, "closed-loop publishers of the burst")
+	fs.IntVar(&c.Direct, "direct", 1000, "frames handed to the realtime side at once, without the api (ours: straight to RabbitMQ; Centrifugo: its outbox in one transaction); 0 to skip")
 	fs.StringVar(&c.Centrifugo, "centrifugo", "", "path of a Centrifugo binary (built outside this repository) to measure beside ours")
 	fs.StringVar(&c.CentrifugoModes, "centrifugo-modes", "publish", "comma-separated: publish (a channel per author), broadcast (personal channels)")
 	fs.StringVar(&c.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5673/", "RabbitMQ (4.x: scripts/rabbitmq4)")
@@ -176,6 +178,8 @@ type fanoutTrial struct {
 	BurstCPU   float64       `json:"burst_realtime_cpu_s_per_1000"` // the realtime process (Centrifugo's one process)
 	BurstDisp  float64       `json:"burst_dispatcher_cpu_s_per_1000,omitempty"`
 	BurstAPI   float64       `json:"burst_api_cpu_s_per_1000"`
+	Direct     *phaseResult  `json:"direct_burst,omitempty"`
+	DirectCPU  float64       `json:"direct_realtime_cpu_s_per_1000"`
 	SocketsCut int64         `json:"sockets_cut"` // closed by the server (or broken) after the memory reading
 	// MachineBusy is the whole machine's busy share during the trial (others' work shows here).
 	MachineBusyPct float64 `json:"machine_busy_pct"`
@@ -208,6 +212,9 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 		Straggle: 15 * time.Second, MaxInflight: 1024, Bin: fc.Bin, Quiet: fc.Quiet, log: os.Stderr,
 	}
 	centrifugoMode, isCentrifugo := strings.CutPrefix(sysName, "centrifugo-")
+	if !isCentrifugo {
+		centrifugoMode = ""
+	}
 	cfg.APIOnly = isCentrifugo
 	t := &fanoutTrial{System: sysName, Run: run}
 	sys, err := startSystem(ctx, cfg)
@@ -334,6 +341,23 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 			}
 		}
 	}
+	if fc.Direct > 0 && ctx.Err() == nil {
+		cfg.progress("direct burst: %d frames for %d subscribers", fc.Direct, fc.Subscribers)
+		before := sampler.snapshot()
+		ph, err := directBurst(ctx, l, sys, w, fc.Direct, centrifugoMode)
+		if err != nil {
+			return t, fmt.Errorf("direct burst: %w", err)
+		}
+		l.drain(ctx, lag)
+		after := sampler.snapshot()
+		r := l.finish(ctx, ph, lag, sampler)
+		t.Direct = &r
+		if r.Frames > 0 {
+			for name := range sys.realtimePIDs() {
+				t.DirectCPU += (after.cpu[name] - before.cpu[name]) / float64(r.Frames) * 1000
+			}
+		}
+	}
 	t.SocketsCut = fleet.ended.Load()
 	for _, p := range sampler.window(trialStart, time.Now()) {
 		if strings.HasPrefix(p.Name, "machine") {
@@ -432,6 +456,13 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row("api CPU-s per 1,000 deliveries in the burst", "%.4f", burst(func(t *fanoutTrial) float64 { return t.BurstAPI }))
 	row("posts/s the api accepted in the burst", "%.0f", burst(func(t *fanoutTrial) float64 { return t.Burst.AcceptedPerSec }))
 	row("outbox backlog at most in the burst, rows (ours: our outbox; Centrifugo: its)", "%.0f", burst(func(t *fanoutTrial) float64 { return float64(t.Burst.Outbox.MaxPending) }))
+	direct := func(get func(t *fanoutTrial) float64) func(t *fanoutTrial) (float64, bool) {
+		return func(t *fanoutTrial) (float64, bool) { return ifOK(t.Direct != nil, func() float64 { return get(t) }) }
+	}
+	row(fmt.Sprintf("deliveries/s, %d frames handed over at once (no api, no database write)", c.Direct), "%.0f", direct(func(t *fanoutTrial) float64 { return t.Direct.DeliveriesPerSec }))
+	row("realtime CPU-s per 1,000 deliveries, frames handed over at once", "%.4f", direct(func(t *fanoutTrial) float64 { return t.DirectCPU }))
+	row("e2e p99 of the frames handed over at once, ms", "%.0f", direct(func(t *fanoutTrial) float64 { return t.Direct.E2E.P99 }))
+	row("frames missing, handed over at once", "%.0f", direct(func(t *fanoutTrial) float64 { return float64(t.Direct.Missing) }))
 	row("frames missing in the burst", "%.0f", burst(func(t *fanoutTrial) float64 { return float64(t.Burst.Missing) }))
 	row("sockets cut (whole run)", "%.0f", func(t *fanoutTrial) (float64, bool) { return float64(t.SocketsCut), true })
 	row("machine busy during the run, %", "%.0f", func(t *fanoutTrial) (float64, bool) { return t.MachineBusyPct, true })
