@@ -241,7 +241,7 @@ func TestOutboxRetryDeadCommand(t *testing.T) {
 		t.Fatalf("retry-dead --id: %v\n%s", r.err, r.stdout)
 	}
 	r = runCLI(context.Background(), db.URL, "outbox", "retry-dead")
-	if r.err != nil || !strings.Contains(r.stdout, "moved 1 dead rows") {
+	if r.err != nil || !strings.Contains(r.stdout, "moved 1 dead row back") {
 		t.Fatalf("retry-dead: %v\n%s", r.err, r.stdout)
 	}
 	if n := db.Count(t, "outbox", "status = 'pending'", "attempts = 0"); n != 3 {
