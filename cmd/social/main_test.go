@@ -168,7 +168,7 @@ func TestAllServesTheAPI(t *testing.T) {
 		}
 	}
 	// HEAD answers like GET (curl -I http://localhost:8080/).
-	for _, path := range []string{"/", "/static/app.js", "/healthz"} {
+	for _, path := range []string{"/", "/static/js/main.js", "/healthz"} {
 		res, err := http.Head(base + path)
 		if err != nil {
 			t.Fatal(err)
