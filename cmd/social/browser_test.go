@@ -100,7 +100,7 @@ func eval[T any](t *testing.T, tab context.Context, expr string) T {
 // script runs a JS statement on the page.
 func script(js string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool]("(" + js + ", true)")(ctx, tg)
+		_, err := chromedp.Evaluate[bool]("("+js+", true)")(ctx, tg)
 		return err
 	})
 }

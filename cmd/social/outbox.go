@@ -130,11 +130,7 @@ func (a *app) runOutboxStatus(ctx context.Context, asJSON bool) error {
 }
 
 func printStatus(w io.Writer, s outbox.Status) {
-	fmt.Fprintf(w, "pending rows:           %d", s.Pending)
-	if s.PendingReplays > 0 {
-		fmt.Fprintf(w, " (%d of them replays)", s.PendingReplays)
-	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "pending rows:           %d (%d of them replays)\n", s.Pending, s.PendingReplays)
 	fmt.Fprintf(w, "oldest pending age:     %s\n", humanSeconds(s.OldestPendingAgeSeconds))
 	fmt.Fprintf(w, "dead rows:              %d\n", s.Dead)
 	fmt.Fprintf(w, "last relayed position:  %d\n", s.LastRelayedPosition)
@@ -301,18 +297,25 @@ func resumeCommand(f outbox.ReplayFilter, batch int, wait bool) string {
 }
 
 // replayReporter shows replay progress: a bar with rate and ETA on a terminal, a log line every
-// few seconds otherwise (a bar's carriage returns make a mess of log files).
+// few seconds otherwise (a bar's carriage returns make a mess of log files). A replay that waits
+// for a dispatcher longer than waitNotice says so, and how not to wait, on either.
 type replayReporter struct {
-	a       *app
-	dryRun  bool
-	bar     *progressbar.ProgressBar
-	start   time.Time
-	lastLog time.Time
-	last    outbox.ReplayProgress
+	a            *app
+	dryRun       bool
+	bar          *progressbar.ProgressBar
+	start        time.Time
+	lastLog      time.Time
+	last         outbox.ReplayProgress
+	now          func() time.Time
+	waitingSince time.Time // zero while not waiting
+	told         bool      // the waiting notice was given
 }
 
+// waitNotice is how long a replay waits for the dispatcher before it says so.
+const waitNotice = 3 * time.Second
+
 func (a *app) newReplayReporter(dryRun bool) *replayReporter {
-	return &replayReporter{a: a, dryRun: dryRun, start: time.Now()}
+	return &replayReporter{a: a, dryRun: dryRun, start: time.Now(), now: time.Now}
 }
 
 func (r *replayReporter) progress(p outbox.ReplayProgress) {
@@ -320,6 +323,8 @@ func (r *replayReporter) progress(p outbox.ReplayProgress) {
 	if r.dryRun {
 		return
 	}
+	now := r.now()
+	r.noticeWaiting(p, now)
 	if r.a.stderrTTY {
 		if r.bar == nil {
 			r.bar = progressbar.NewOptions64(p.Matched,
@@ -337,12 +342,49 @@ func (r *replayReporter) progress(p outbox.ReplayProgress) {
 		_ = r.bar.Set64(p.Enqueued)
 		return
 	}
-	now := time.Now()
 	if p.Enqueued == 0 || now.Sub(r.lastLog) < 2*time.Second {
 		return
 	}
 	r.lastLog = now
 	r.log(p, now)
+}
+
+// noticeWaiting tells the operator, once, that the replay is held by the dispatcher: with none
+// running on this database it would wait for ever, its bar frozen.
+func (r *replayReporter) noticeWaiting(p outbox.ReplayProgress, now time.Time) {
+	if p.Waiting == 0 {
+		r.waitingSince = time.Time{}
+		if r.bar != nil && r.told {
+			r.bar.Describe("replaying")
+		}
+		return
+	}
+	if r.waitingSince.IsZero() {
+		r.waitingSince = now
+	}
+	waited := now.Sub(r.waitingSince)
+	if waited < waitNotice {
+		return
+	}
+	if r.bar != nil {
+		r.bar.Describe("waiting for a dispatcher")
+	}
+	if r.told {
+		return
+	}
+	r.told = true
+	if r.a.stderrTTY {
+		if r.bar != nil {
+			_ = r.bar.Clear()
+		}
+		fmt.Fprintf(r.a.stderr, "waiting for a dispatcher to relay the previous batch (%s of it still pending after %s).\n"+
+			"Is 'social dispatcher' (or 'social all') running on this database? Without one the replay waits for ever:\n"+
+			"press Ctrl-C and run the command it prints with --wait=false, which enqueues without waiting.\n",
+			plural(p.Waiting, "row"), waited.Round(time.Second))
+		return
+	}
+	r.a.log.Warn("replay waits for a dispatcher to relay its previous batch; without one running on this database it waits for ever: stop it and run again with --wait=false",
+		slog.Int64("waiting_for_dispatcher", p.Waiting), slog.String("waited", waited.Round(time.Second).String()))
 }
 
 func (r *replayReporter) log(p outbox.ReplayProgress, now time.Time) {
