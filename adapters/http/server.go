@@ -57,8 +57,7 @@ func NewServer(cfg Config) *Server {
 	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		Generator: func() string { return newRequestID() },
 	}))
-	e.Use(s.observe, s.recoverPanic, s.timeout)
-	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M"}))
+	e.Use(s.observe, s.recoverPanic, s.timeout, limitBody)
 
 	e.POST("/user/register", s.register)
 	e.POST("/login", s.login)

@@ -38,6 +38,17 @@ type Config struct {
 	DBMaxConns int32 `env:"DB_MAX_CONNS" envDefault:"16"`
 	// RequestTimeout bounds every API request; a stalled database answers 503 after it.
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
+	// HTTPReadHeaderTimeout bounds reading a request's headers (every HTTP server of the binary).
+	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	// HTTPReadTimeout bounds reading a whole request, headers and body: a body that trickles in
+	// is cut with 408 when it passes.
+	HTTPReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	// HTTPWriteTimeout bounds a request from the end of its headers to the last byte of its
+	// response: a client that does not read its response loses the connection, and the memory the
+	// response held is freed. Longer than REQUEST_TIMEOUT. Websockets are not bound by it.
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// HTTPIdleTimeout closes a keep-alive connection that sends no request for that long.
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
 	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
@@ -93,6 +104,15 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.RequestTimeout <= 0 || cfg.TokenTTL <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("REQUEST_TIMEOUT, TOKEN_TTL and SHUTDOWN_TIMEOUT must be positive"))
 	}
+	if cfg.HTTPReadHeaderTimeout <= 0 || cfg.HTTPReadTimeout <= 0 || cfg.HTTPWriteTimeout <= 0 || cfg.HTTPIdleTimeout <= 0 {
+		errs = append(errs, errors.New("HTTP_READ_HEADER_TIMEOUT, HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive"))
+	}
+	if cfg.HTTPReadHeaderTimeout > cfg.HTTPReadTimeout {
+		errs = append(errs, errors.New("HTTP_READ_HEADER_TIMEOUT must not exceed HTTP_READ_TIMEOUT (which includes the headers)"))
+	}
+	if cfg.HTTPWriteTimeout <= cfg.RequestTimeout {
+		errs = append(errs, errors.New("HTTP_WRITE_TIMEOUT must exceed REQUEST_TIMEOUT (it includes the handler's time)"))
+	}
 	return cfg, errors.Join(errs...)
 }
 
@@ -122,6 +142,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.Int("db_max_conns", int(c.DBMaxConns)),
 		slog.Duration("request_timeout", c.RequestTimeout),
+		slog.Duration("http_read_header_timeout", c.HTTPReadHeaderTimeout),
+		slog.Duration("http_read_timeout", c.HTTPReadTimeout),
+		slog.Duration("http_write_timeout", c.HTTPWriteTimeout),
+		slog.Duration("http_idle_timeout", c.HTTPIdleTimeout),
 		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
 		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
 		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
