@@ -36,6 +36,10 @@ func ValidatePostText(text string) error {
 type FeedPage struct {
 	Offset int
 	Limit  int
+	// MaxTextBytes, when positive, ends the page early: it holds the newest posts whose texts add
+	// up to at most MaxTextBytes, and always at least one. It bounds what one page holds in memory
+	// (1,000 posts of 10,000 four-byte characters would be 40 MB).
+	MaxTextBytes int
 }
 
 // Paging limits of /post/feed.
@@ -63,8 +67,9 @@ type PostService interface {
 	Update(ctx context.Context, actorID, postID, text string) error
 	Delete(ctx context.Context, actorID, postID string) error
 	Post(ctx context.Context, id string) (Post, error)
-	// Feed returns posts of the users userID follows, newest first.
-	Feed(ctx context.Context, userID string, page FeedPage) ([]Post, error)
+	// Feed returns posts of the users userID follows, newest first. cut reports that the page
+	// ended early at page.MaxTextBytes: more posts follow at Offset+len(posts).
+	Feed(ctx context.Context, userID string, page FeedPage) (posts []Post, cut bool, err error)
 }
 
 // FriendService manages the directed "friend" (follow) relation: Set(a, b) makes b's posts reach a.

@@ -86,22 +86,6 @@ func (s *Server) getPost(c echo.Context) error {
 	return c.JSON(http.StatusOK, toPostResponse(p))
 }
 
-func (s *Server) feed(c echo.Context) error {
-	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
-	if err != nil {
-		return err
-	}
-	posts, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
-	if err != nil {
-		return err
-	}
-	out := make([]postResponse, len(posts))
-	for i, p := range posts {
-		out[i] = toPostResponse(p)
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
 // ParsePage reads offset (default 0) and limit (default 10) and validates them.
 func ParsePage(offset, limit string) (domain.FeedPage, error) {
 	page := domain.FeedPage{Offset: 0, Limit: 10}

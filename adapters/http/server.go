@@ -27,6 +27,10 @@ type Config struct {
 	// RequestTimeout bounds each request's context, so a stalled database yields a 503 instead
 	// of a hung client. Default 5s.
 	RequestTimeout time.Duration
+	// FeedMaxBytes bounds the body of a /post/feed response: the page ends early, at a whole
+	// post, and says where the next begins (feed.go). Default DefaultFeedMaxBytes, at least
+	// MinFeedMaxBytes.
+	FeedMaxBytes int
 	// Ready reports whether the dependencies answer; /readyz returns 503 when it fails.
 	Ready func(context.Context) error
 	// Registerer receives the HTTP metrics; nil means none are recorded.
@@ -46,6 +50,10 @@ func NewServer(cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
+	if cfg.FeedMaxBytes <= 0 {
+		cfg.FeedMaxBytes = DefaultFeedMaxBytes
+	}
+	cfg.FeedMaxBytes = max(cfg.FeedMaxBytes, MinFeedMaxBytes)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -53,11 +61,13 @@ func NewServer(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer)}
 	e.HTTPErrorHandler = s.handleError
+	e.JSONSerializer = jsonSerializer{}
 
 	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		Generator: func() string { return newRequestID() },
 	}))
 	e.Use(s.observe, s.recoverPanic, s.timeout, limitBody)
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{ContentTypeNosniff: "nosniff"}))
 
 	e.POST("/user/register", s.register)
 	e.POST("/login", s.login)

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,22 +112,39 @@ func (s *PostService) Post(ctx context.Context, id string) (domain.Post, error) 
 }
 
 // Feed returns the newest posts of the users userID follows. Post ids are UUIDv7, so id order is
-// creation order and the (author_user_id, id DESC) index serves each followed author.
-func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, error) {
+// creation order and the (author_user_id, id DESC) index serves each followed author. The page is
+// cut in the database, by the running sum of the texts' sizes, so a cut page's texts are never
+// sent to us.
+func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, bool, error) {
 	if err := page.Validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT p.id, p.text, p.author_user_id, p.created_at
-		FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
-		WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $2 LIMIT $3`, userID, page.Offset, page.Limit)
+	maxBytes := int64(math.MaxInt64)
+	if page.MaxTextBytes > 0 {
+		maxBytes = int64(page.MaxTextBytes)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, text, author_user_id, created_at, total FROM (
+			SELECT page.*, sum(octet_length(text)) OVER w AS upto, row_number() OVER w AS n, count(*) OVER () AS total
+			FROM (SELECT p.id, p.text, p.author_user_id, p.created_at
+				FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
+				WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $2 LIMIT $3) page
+			WINDOW w AS (ORDER BY id DESC)
+		) sized WHERE n = 1 OR upto <= $4 ORDER BY id DESC`, userID, page.Offset, page.Limit, maxBytes)
 	if err != nil {
-		return nil, translate(err, "feed")
+		return nil, false, translate(err, "feed")
 	}
-	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) { return scanPost(r) })
+	var total int
+	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) {
+		var p domain.Post
+		var id, author uuid.UUID
+		err := r.Scan(&id, &p.Text, &author, &p.CreatedAt, &total)
+		p.ID, p.AuthorUserID = id.String(), author.String()
+		return p, err
+	})
 	if err != nil {
-		return nil, translate(err, "feed")
+		return nil, false, translate(err, "feed")
 	}
-	return posts, nil
+	return posts, len(posts) < total, nil
 }
 
 func scanPost(row pgx.Row) (domain.Post, error) {

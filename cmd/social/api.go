@@ -127,6 +127,7 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 		Passwords:      passwords,
 		Logger:         a.log,
 		RequestTimeout: a.cfg.RequestTimeout,
+		FeedMaxBytes:   a.cfg.FeedPageMaxBytes,
 		Registerer:     reg,
 		Ready: func(ctx context.Context) error {
 			var errs []error

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	httpapi "github.com/socialnet/social/adapters/http"
 )
 
 // Config is every setting of every subcommand, parsed once from the environment in main and
@@ -49,6 +51,9 @@ type Config struct {
 	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
 	// HTTPIdleTimeout closes a keep-alive connection that sends no request for that long.
 	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
+	// FeedPageMaxBytes bounds a /post/feed response body: a page whose posts would pass it ends
+	// early, at a whole post, with a Link to the next page. At least 65536 (the largest post).
+	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES" envDefault:"1048576"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
 	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
@@ -98,6 +103,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
 	}
+	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
+		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))
+	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
 	}
@@ -146,6 +154,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("http_read_timeout", c.HTTPReadTimeout),
 		slog.Duration("http_write_timeout", c.HTTPWriteTimeout),
 		slog.Duration("http_idle_timeout", c.HTTPIdleTimeout),
+		slog.Int("feed_page_max_bytes", c.FeedPageMaxBytes),
 		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
 		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
 		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
