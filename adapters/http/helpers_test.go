@@ -36,7 +36,7 @@ func newTestAPI(t testing.TB) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	passwords, err := auth.NewPasswords(4) // bcrypt.MinCost: tests register many users
+	passwords, err := auth.NewPasswords(4, 0) // bcrypt.MinCost: tests register many users
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,10 +115,11 @@ func pingDB(pool *pgxpool.Pool) func(context.Context) error {
 
 // newAPIServer wires the REST API with the postgres services, the web page and /metrics.
 func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometheus.Registry, ready ...func(context.Context) error) (*httpapi.Server, error) {
-	passwords, err := auth.NewPasswords(a.cfg.BcryptCost)
+	passwords, err := auth.NewPasswords(a.cfg.BcryptCost, a.cfg.BcryptConcurrency)
 	if err != nil {
-		return nil, fmt.Errorf("BCRYPT_COST: %w", err)
+		return nil, fmt.Errorf("BCRYPT_COST, BCRYPT_CONCURRENCY: %w", err)
 	}
+	proxies, _ := a.cfg.trustedProxies() // validated by parseConfig
 	srv := httpapi.NewServer(httpapi.Config{
 		Users:          postgres.NewUserService(pool),
 		Friends:        postgres.NewFriendService(pool),
@@ -128,7 +129,12 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 		Logger:         a.log,
 		RequestTimeout: a.cfg.RequestTimeout,
 		FeedMaxBytes:   a.cfg.FeedPageMaxBytes,
-		Registerer:     reg,
+
+		LoginFailuresPerAccount: a.cfg.LoginFailuresPerAccount,
+		LoginFailuresPerAddress: a.cfg.LoginFailuresPerAddress,
+		LoginFailureWindow:      a.cfg.LoginFailureWindow,
+		TrustedProxies:          proxies,
+		Registerer:              reg,
 		Ready: func(ctx context.Context) error {
 			var errs []error
 			for _, r := range ready {

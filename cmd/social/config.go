@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -56,6 +57,18 @@ type Config struct {
 	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES" envDefault:"1048576"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	// BcryptConcurrency bounds the passwords hashed at once (login, registration); 0 means half
+	// the processors, at least one, so a flood of logins leaves the other requests their cores.
+	BcryptConcurrency int `env:"BCRYPT_CONCURRENCY" envDefault:"0"`
+	// LoginFailuresPerAccount and LoginFailuresPerAddress are the failed logins an account and a
+	// client address may have per LoginFailureWindow; beyond, logins get 429 with Retry-After.
+	LoginFailuresPerAccount int           `env:"LOGIN_FAILURES_PER_ACCOUNT" envDefault:"30"`
+	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS" envDefault:"100"`
+	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW" envDefault:"1m"`
+	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
+	// client, for the login throttle's per-address count; "none" trusts no one. The default trusts
+	// loopback and private networks (compose's nginx gateway).
+	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"`
 	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
 	// 0 (the default) chooses by the broker's version, read from the dispatcher's first connection:
 	// 1,000 on RabbitMQ ≥ 3.11, which looks routing keys up by index; 1 on older RabbitMQ, which
@@ -106,6 +119,15 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
 		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))
 	}
+	if cfg.BcryptConcurrency < 0 {
+		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))
+	}
+	if cfg.LoginFailuresPerAccount < 1 || cfg.LoginFailuresPerAddress < 1 || cfg.LoginFailureWindow <= 0 {
+		errs = append(errs, errors.New("LOGIN_FAILURES_PER_ACCOUNT and LOGIN_FAILURES_PER_ADDRESS must be at least 1, LOGIN_FAILURE_WINDOW positive"))
+	}
+	if _, err := cfg.trustedProxies(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
 	}
@@ -122,6 +144,22 @@ func parseConfig(environ map[string]string) (Config, error) {
 		errs = append(errs, errors.New("HTTP_WRITE_TIMEOUT must exceed REQUEST_TIMEOUT (it includes the handler's time)"))
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// trustedProxies parses HTTP_TRUSTED_PROXIES.
+func (c Config) trustedProxies() ([]netip.Prefix, error) {
+	if len(c.HTTPTrustedProxies) == 1 && strings.TrimSpace(c.HTTPTrustedProxies[0]) == "none" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, s := range c.HTTPTrustedProxies {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("HTTP_TRUSTED_PROXIES: %q is not a CIDR network (or say none)", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -155,6 +193,11 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("http_write_timeout", c.HTTPWriteTimeout),
 		slog.Duration("http_idle_timeout", c.HTTPIdleTimeout),
 		slog.Int("feed_page_max_bytes", c.FeedPageMaxBytes),
+		slog.Int("bcrypt_concurrency", c.BcryptConcurrency),
+		slog.Int("login_failures_per_account", c.LoginFailuresPerAccount),
+		slog.Int("login_failures_per_address", c.LoginFailuresPerAddress),
+		slog.Duration("login_failure_window", c.LoginFailureWindow),
+		slog.Any("http_trusted_proxies", c.HTTPTrustedProxies),
 		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
 		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
 		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
