@@ -32,6 +32,27 @@ func ValidatePostText(text string) error {
 	return nil
 }
 
+// Idempotency keys of post creation (design.md §2).
+const (
+	// IdempotencyWindow is how long a key is remembered.
+	IdempotencyWindow = 24 * time.Hour
+	// MaxIdempotencyKeyLen is the longest key, in characters of [A-Za-z0-9_-].
+	MaxIdempotencyKeyLen = 64
+)
+
+// ValidateIdempotencyKey enforces 1..MaxIdempotencyKeyLen characters of [A-Za-z0-9_-].
+func ValidateIdempotencyKey(key string) error {
+	if key == "" || len(key) > MaxIdempotencyKeyLen {
+		return Errorf(EINVALID, "Idempotency-Key must be 1 to %d characters long", MaxIdempotencyKeyLen)
+	}
+	for _, c := range key {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return Errorf(EINVALID, "Idempotency-Key may hold only A-Z, a-z, 0-9, _ and -")
+		}
+	}
+	return nil
+}
+
 // FeedPage selects a page of a feed, newest first.
 type FeedPage struct {
 	Offset int
@@ -63,6 +84,11 @@ func (p FeedPage) Validate() error {
 // same transaction as the read model change. Implemented by adapters/postgres.
 type PostService interface {
 	Create(ctx context.Context, authorID, text string) (Post, error)
+	// CreateOnce is Create under an idempotency key (ValidateIdempotencyKey): when authorID
+	// created a post with key within IdempotencyWindow, it creates nothing and returns that post
+	// (created false), or ECONFLICT if that post's text was another. The key is stored in the
+	// post's transaction, so a failed or unanswered call followed by a retry makes one post.
+	CreateOnce(ctx context.Context, authorID, text, key string) (p Post, created bool, err error)
 	// Update and Delete return EFORBIDDEN when actorID is not the author.
 	Update(ctx context.Context, actorID, postID, text string) error
 	Delete(ctx context.Context, actorID, postID string) error

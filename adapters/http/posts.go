@@ -3,6 +3,7 @@ package http
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -23,7 +24,8 @@ type createPostRequest struct {
 	Text *string `json:"text"`
 }
 
-// createPost answers with the new post's id as a bare JSON string (the OTUS contract).
+// createPost answers with the new post's id as a bare JSON string (the OTUS contract). With an
+// Idempotency-Key header, a retry answers the first call's id and creates nothing (design.md §2).
 func (s *Server) createPost(c echo.Context) error {
 	var req createPostRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -32,13 +34,26 @@ func (s *Server) createPost(c echo.Context) error {
 	if req.Text == nil {
 		return domain.Errorf(domain.EINVALID, "text is required")
 	}
-	p, err := s.cfg.Posts.Create(c.Request().Context(), currentUser(c), *req.Text)
+	ctx, author := c.Request().Context(), currentUser(c)
+	var p domain.Post
+	created := true
+	var err error
+	if keys, ok := c.Request().Header[idempotencyKeyHeader]; ok {
+		p, created, err = s.cfg.Posts.CreateOnce(ctx, author, *req.Text, strings.Join(keys, ","))
+	} else {
+		p, err = s.cfg.Posts.Create(ctx, author, *req.Text)
+	}
 	if err != nil {
 		return err
 	}
-	s.metrics.posts.Inc()
+	if created {
+		s.metrics.posts.Inc()
+	}
 	return c.JSON(http.StatusOK, p.ID)
 }
+
+// idempotencyKeyHeader is the canonical form of the Idempotency-Key header.
+var idempotencyKeyHeader = http.CanonicalHeaderKey("Idempotency-Key")
 
 type updatePostRequest struct {
 	ID   string  `json:"id"`

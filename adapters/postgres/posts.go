@@ -36,12 +36,33 @@ func NewPostService(pool *pgxpool.Pool) *PostService {
 // implicit transaction; the commit is synchronous, so a returned id means event and outbox row
 // are durable. Under load, concurrent calls share the transaction (group commit, posts_group.go).
 func (s *PostService) Create(ctx context.Context, authorID, text string) (domain.Post, error) {
+	p, _, err := s.create(ctx, authorID, text, "")
+	return p, err
+}
+
+// CreateOnce is Create under an idempotency key (idempotency.go). Keyed posts share the group's
+// transactions like the others: a key already taken makes its statement insert nothing, never
+// fail, so a client repeating a key cannot make a shared transaction fall back to one per post.
+func (s *PostService) CreateOnce(ctx context.Context, authorID, text, key string) (domain.Post, bool, error) {
+	if err := domain.ValidateIdempotencyKey(key); err != nil {
+		return domain.Post{}, false, err
+	}
+	return s.create(ctx, authorID, text, key)
+}
+
+// create validates before anything reaches the group: a post the database would refuse (a NUL,
+// say) would fail every post of the shared transaction it joined.
+func (s *PostService) create(ctx context.Context, authorID, text, key string) (domain.Post, bool, error) {
 	if err := domain.ValidatePostText(text); err != nil {
-		return domain.Post{}, err
+		return domain.Post{}, false, err
 	}
 	p := domain.Post{ID: uuid.Must(uuid.NewV7()).String(), Text: text, AuthorUserID: authorID, CreatedAt: s.now().UTC()}
 	e := makeEvent(p.ID, 1, domain.EventPostCreated, domain.PostChanged{PostID: p.ID, AuthorUserID: authorID, Text: text}, p.CreatedAt)
+	created := true
 	queue := func(b *pgx.Batch) error {
+		if key != "" {
+			return queueCreateOnce(b, e, p, key, &created)
+		}
 		if err := queueAppend(b, e); err != nil {
 			return err
 		}
@@ -52,11 +73,15 @@ func (s *PostService) Create(ctx context.Context, authorID, text string) (domain
 	}
 	if err := s.group.do(ctx, queue); err != nil {
 		if isForeignKey(err, "posts_author_user_id_fkey") {
-			return domain.Post{}, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
+			return domain.Post{}, false, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
 		}
-		return domain.Post{}, translate(err, "create post")
+		return domain.Post{}, false, translate(err, "create post")
 	}
-	return p, nil
+	if !created {
+		first, err := s.firstWithKey(ctx, authorID, key, text)
+		return first, false, err
+	}
+	return p, true, nil
 }
 
 // Update replaces the text of the actor's own post.

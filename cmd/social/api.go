@@ -37,7 +37,38 @@ func (a *app) runAPI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.serve(ctx, "api", a.cfg.HTTPAddr, srv)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return runTogether(ctx, cancel,
+		func(ctx context.Context) error { return a.serve(ctx, "api", a.cfg.HTTPAddr, srv) },
+		a.purgeIdempotencyKeys(pool))
+}
+
+// purgeIdempotencyKeys deletes expired Idempotency-Keys at start and then every hour, until ctx
+// ends; a failed purge is logged and tried again at the next hour (an expired key is taken over
+// by its next use anyway: the purge only keeps the table from growing).
+func (a *app) purgeIdempotencyKeys(pool *pgxpool.Pool) func(context.Context) error {
+	keys := postgres.NewIdempotencyKeys(pool)
+	return func(ctx context.Context) error {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			n, err := keys.Purge(ctx, time.Now())
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				a.log.Warn("purge idempotency keys", slog.Any("err", err))
+			case n > 0:
+				a.log.Info("purged idempotency keys", slog.Int64("count", n))
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+	}
 }
 
 // runMigrate applies the embedded migrations.

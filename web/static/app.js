@@ -25,8 +25,8 @@ function toast(msg) {
   toast.timer = setTimeout(() => (t.hidden = true), 4000);
 }
 
-async function api(method, path, body) {
-  const headers = {};
+async function api(method, path, body, extraHeaders) {
+  const headers = { ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (session) headers["Authorization"] = "Bearer " + session.token;
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -129,8 +129,12 @@ $("compose").addEventListener("submit", async (ev) => {
   const text = $("post-text").value;
   if (!text.trim()) return;
   $("post-submit").disabled = true;
+  // A publish that failed (or whose answer was lost) is retried with the same Idempotency-Key,
+  // so pressing Publish again never posts twice; a new text gets a new key.
+  if (!pendingPost || pendingPost.text !== text) pendingPost = { text, key: randomKey() };
   try {
-    await api("POST", "/post/create", { text });
+    await api("POST", "/post/create", { text }, { "Idempotency-Key": pendingPost.key });
+    pendingPost = null;
     $("post-text").value = "";
     $("post-count").textContent = "0 / 10000";
     $("post-status").textContent = "Published: your followers see it now.";
@@ -140,6 +144,13 @@ $("compose").addEventListener("submit", async (ev) => {
     $("post-submit").disabled = false;
   }
 });
+
+let pendingPost = null;
+
+// randomKey is 32 hex digits from crypto.getRandomValues (crypto.randomUUID needs a secure context).
+function randomKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 // ---- people ----
 
