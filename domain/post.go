@@ -2,8 +2,8 @@ package domain
 
 import (
 	"context"
+	"strings"
 	"time"
-
 	"unicode/utf8"
 )
 
@@ -18,13 +18,18 @@ type Post struct {
 	CreatedAt    time.Time
 }
 
-// ValidatePostText enforces 1..MaxPostLen characters of valid UTF-8.
+// ValidatePostText enforces 1..MaxPostLen characters of valid UTF-8, no NUL (PostgreSQL cannot
+// store it in text: a 500, and a failed shared transaction for every post batched with it), and
+// not only whitespace (a blank post would be delivered to every follower).
 func ValidatePostText(text string) error {
 	if !utf8.ValidString(text) {
 		return Errorf(EINVALID, "text must be valid UTF-8")
 	}
-	if text == "" {
-		return Errorf(EINVALID, "text must not be empty")
+	if strings.TrimSpace(text) == "" {
+		return Errorf(EINVALID, "text must not be empty or only whitespace")
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		return Errorf(EINVALID, "text must not contain NUL characters")
 	}
 	if utf8.RuneCountInString(text) > MaxPostLen {
 		return Errorf(EINVALID, "text must be at most %d characters long", MaxPostLen)

@@ -86,9 +86,7 @@ func NewServer(cfg Config) *Server {
 	e.IPExtractor = clientAddress(cfg.TrustedProxies)
 	e.JSONSerializer = jsonSerializer{}
 
-	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
-		Generator: func() string { return newRequestID() },
-	}))
+	e.Pre(requestIDs)
 	e.Use(s.observe, s.recoverPanic, s.timeout, limitBody)
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{ContentTypeNosniff: "nosniff"}))
 
@@ -141,9 +139,10 @@ func clientAddress(trusted []netip.Prefix) echo.IPExtractor {
 func (s *Server) ready(c echo.Context) error {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(c.Request().Context()); err != nil {
+			// The reason names hosts, users and databases: the log has it, the client does not.
 			s.log.WarnContext(c.Request().Context(), "not ready", slog.Any("err", err))
 			c.Response().Header().Set("Retry-After", retryAfterSeconds)
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
