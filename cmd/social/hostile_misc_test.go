@@ -73,3 +73,33 @@ func TestHostileGatewayLogsNoQueryString(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigRefusesUnboundedHTTPSettings: the bounds of docs/limits.md cannot be configured away.
+func TestConfigRefusesUnboundedHTTPSettings(t *testing.T) {
+	t.Parallel()
+	for name, env := range map[string]map[string]string{
+		"no write timeout":            {"HTTP_WRITE_TIMEOUT": "0s"},
+		"write timeout under request": {"REQUEST_TIMEOUT": "5s", "HTTP_WRITE_TIMEOUT": "5s"},
+		"header timeout over read":    {"HTTP_READ_HEADER_TIMEOUT": "20s", "HTTP_READ_TIMEOUT": "10s"},
+		"no idle timeout":             {"HTTP_IDLE_TIMEOUT": "-1s"},
+		"feed page under a post":      {"FEED_PAGE_MAX_BYTES": "65535"},
+		"no login failures":           {"LOGIN_FAILURES_PER_ACCOUNT": "0"},
+		"negative bcrypt slots":       {"BCRYPT_CONCURRENCY": "-1"},
+		"proxy not a network":         {"HTTP_TRUSTED_PROXIES": "gateway"},
+	} {
+		if _, err := parseConfig(env); err == nil {
+			t.Errorf("%s: accepted %v", name, env)
+		}
+	}
+	cfg, err := parseConfig(map[string]string{"HTTP_TRUSTED_PROXIES": "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := cfg.trustedProxies(); err != nil || len(p) != 0 {
+		t.Errorf("none: %v %v", p, err)
+	}
+	cfg, _ = parseConfig(map[string]string{})
+	if p, err := cfg.trustedProxies(); err != nil || len(p) != 6 || cfg.FeedPageMaxBytes != 1<<20 || cfg.LoginFailuresPerAccount != 30 {
+		t.Errorf("defaults: proxies %v %v, feed %d, logins %d", p, err, cfg.FeedPageMaxBytes, cfg.LoginFailuresPerAccount)
+	}
+}
