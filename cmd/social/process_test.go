@@ -11,39 +11,29 @@ import (
 	"time"
 )
 
-// TestMain lets a test run the real binary as a separate process: with SOCIAL_TEST_COMMAND set
-// (e.g. "api"), this test binary is `social api`, configured by its environment like any other.
-// A separate process has its own memory, so a test can measure the server alone.
-func TestMain(m *testing.M) {
-	if cmd := os.Getenv("SOCIAL_TEST_COMMAND"); cmd != "" {
-		os.Args = append([]string{"social"}, strings.Fields(cmd)...)
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// process is `social <command>` running as a child of the test.
-type process struct {
+// childProcess is `social <command>` running as a child of the test.
+type childProcess struct {
 	cmd  *exec.Cmd
 	addr chan string // the first "listening" address it logs
 }
 
 // startProcess runs `social <command>` with env (and PATH only) and returns once it listens;
 // it is stopped with SIGTERM, and must exit cleanly, when the test ends.
-func startProcess(t testing.TB, command string, env map[string]string) (p *process, base string) {
+func startProcess(t testing.TB, command string, env map[string]string) (p *childProcess, base string) {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(self)
+	// The test binary is `social` with SOCIAL_TEST_RUN_MAIN=1 (TestMain, cli_test.go): a separate
+	// process has its own memory, so a test can measure the server alone.
+	cmd := exec.Command(self, strings.Fields(command)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	// Last, so they win: the address comes from the "listening" line (info).
-	cmd.Env = append(cmd.Env, "SOCIAL_TEST_COMMAND="+command, "LOG_LEVEL=info")
+	cmd.Env = append(cmd.Env, "SOCIAL_TEST_RUN_MAIN=1", "LOG_LEVEL=info")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +41,7 @@ func startProcess(t testing.TB, command string, env map[string]string) (p *proce
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p = &process{cmd: cmd, addr: make(chan string, 1)}
+	p = &childProcess{cmd: cmd, addr: make(chan string, 1)}
 	var logs sync.WaitGroup
 	logs.Add(1)
 	go func() {
