@@ -69,7 +69,7 @@ func newAPIOn(t *testing.T, databaseURL string, timeout time.Duration) (*testAPI
 	}
 	t.Cleanup(pool.Close)
 	tokens, _ := auth.NewTokens(testSecret, time.Hour)
-	passwords, _ := auth.NewPasswords(4)
+	passwords, _ := auth.NewPasswords(4, 0)
 	api := httpapi.NewServer(httpapi.Config{
 		Users: postgres.NewUserService(pool), Friends: postgres.NewFriendService(pool), Posts: postgres.NewPostService(pool),
 		Tokens: tokens, Passwords: passwords, RequestTimeout: timeout, Registerer: prometheus.NewRegistry(),

@@ -3,6 +3,7 @@ package http
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -27,7 +28,8 @@ type createPostRequest struct {
 	Text *string `json:"text"`
 }
 
-// createPost answers with the new post's id as a bare JSON string (the OTUS contract).
+// createPost answers with the new post's id as a bare JSON string (the OTUS contract). With an
+// Idempotency-Key header, a retry answers the first call's id and creates nothing (design.md §2).
 func (s *Server) createPost(c echo.Context) error {
 	var req createPostRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -36,13 +38,26 @@ func (s *Server) createPost(c echo.Context) error {
 	if req.Text == nil {
 		return domain.Errorf(domain.EINVALID, "text is required")
 	}
-	p, err := s.cfg.Posts.Create(c.Request().Context(), currentUser(c), *req.Text)
+	ctx, author := c.Request().Context(), currentUser(c)
+	var p domain.Post
+	created := true
+	var err error
+	if keys, ok := c.Request().Header[idempotencyKeyHeader]; ok {
+		p, created, err = s.cfg.Posts.CreateOnce(ctx, author, *req.Text, strings.Join(keys, ","))
+	} else {
+		p, err = s.cfg.Posts.Create(ctx, author, *req.Text)
+	}
 	if err != nil {
 		return err
 	}
-	s.metrics.posts.Inc()
+	if created {
+		s.metrics.posts.Inc()
+	}
 	return c.JSON(http.StatusOK, p.ID)
 }
+
+// idempotencyKeyHeader is the canonical form of the Idempotency-Key header.
+var idempotencyKeyHeader = http.CanonicalHeaderKey("Idempotency-Key")
 
 type updatePostRequest struct {
 	ID   string  `json:"id"`
@@ -88,22 +103,6 @@ func (s *Server) getPost(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, toPostResponse(p))
-}
-
-func (s *Server) feed(c echo.Context) error {
-	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
-	if err != nil {
-		return err
-	}
-	posts, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
-	if err != nil {
-		return err
-	}
-	out := make([]postResponse, len(posts))
-	for i, p := range posts {
-		out[i] = toPostResponse(p)
-	}
-	return c.JSON(http.StatusOK, out)
 }
 
 // ParsePage reads offset (default 0) and limit (default 10) and validates them.

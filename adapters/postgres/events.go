@@ -41,18 +41,12 @@ func queueOutbox(b *pgx.Batch, e newEvent, authorID string) {
 	b.Queue(`INSERT INTO outbox (event_id, author_user_id, created_at) VALUES ($1, $2, $3)`, e.ID, authorID, e.At)
 }
 
-// sendBatch runs b and returns the first error. On a pool, pgx sends the whole batch with one Sync,
-// so PostgreSQL runs it as one implicit transaction: all statements commit or none do. Inside an
-// explicit pgx.Tx it joins that transaction.
+// sendBatch runs b and returns the first error, calling the callbacks queued with the statements
+// (QueuedQuery.Exec). On a pool, pgx sends the whole batch with one Sync, so PostgreSQL runs it as
+// one implicit transaction: all statements commit or none do. Inside an explicit pgx.Tx it joins
+// that transaction.
 func sendBatch(ctx context.Context, q interface {
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }, b *pgx.Batch) error {
-	br := q.SendBatch(ctx, b)
-	for range b.Len() {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
-		}
-	}
-	return br.Close()
+	return q.SendBatch(ctx, b).Close()
 }

@@ -38,6 +38,16 @@ var envDocs = map[string]string{
 	"DB_MAX_CONNS":                "PostgreSQL pool size",
 	"REQUEST_TIMEOUT":             "bound of one API request (503 after it)",
 	"BCRYPT_COST":                 "password hashing cost",
+	"BCRYPT_CONCURRENCY":          "passwords hashed at once; 0: half the processors",
+	"HTTP_READ_HEADER_TIMEOUT":    "a request's headers must arrive within it",
+	"HTTP_READ_TIMEOUT":           "the whole request, body included, must arrive within it (408)",
+	"HTTP_WRITE_TIMEOUT":          "a response must be taken within it (more than REQUEST_TIMEOUT)",
+	"HTTP_IDLE_TIMEOUT":           "an idle keep-alive connection is closed after it",
+	"HTTP_TRUSTED_PROXIES":        "CIDRs whose X-Real-IP names the client; none: trust no one",
+	"FEED_PAGE_MAX_BYTES":         "largest /post/feed response; a bigger page ends early with a Link",
+	"LOGIN_FAILURES_PER_ACCOUNT":  "failed logins per account per window before 429",
+	"LOGIN_FAILURES_PER_ADDRESS":  "failed logins per client address per window before 429",
+	"LOGIN_FAILURE_WINDOW":        "the window of the login throttle",
 	"SHUTDOWN_TIMEOUT":            "bound of a graceful shutdown",
 	"RELAY_FOLLOWERS_PER_MESSAGE": "followers named per relayed message, 1..1000; 0: by broker version",
 	"RELAY_PUBLISH_LANES":         "AMQP channels the relay publishes on, 1..64",
@@ -47,8 +57,11 @@ var envDocs = map[string]string{
 // Which variables each command reads. Every command that parses the configuration validates all
 // of it (a typo in any variable fails early), but these are the ones that change what it does.
 var (
-	envServer     = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL", "SHUTDOWN_TIMEOUT"}
-	envAPI        = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST"}
+	envServer = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL", "SHUTDOWN_TIMEOUT",
+		"HTTP_READ_HEADER_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "HTTP_IDLE_TIMEOUT"}
+	envAPI = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST", "BCRYPT_CONCURRENCY",
+		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
+		"HTTP_TRUSTED_PROXIES"}
 	envRelay      = []string{"AMQP_URL", "AMQP_EXCHANGE", "RELAY_FOLLOWERS_PER_MESSAGE", "RELAY_PUBLISH_LANES", "RELAY_INLINE_FOLLOWERS"}
 	envWebsocket  = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	httpapi "github.com/socialnet/social/adapters/http"
 )
 
 // Config is every setting of every subcommand, parsed once from the environment in main and
@@ -42,8 +45,34 @@ type Config struct {
 	DBMaxConns int32 `env:"DB_MAX_CONNS" envDefault:"16"`
 	// RequestTimeout bounds every API request; a stalled database answers 503 after it.
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
+	// HTTPReadHeaderTimeout bounds reading a request's headers (every HTTP server of the binary).
+	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	// HTTPReadTimeout bounds reading a whole request, headers and body: a body that trickles in
+	// is cut with 408 when it passes.
+	HTTPReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	// HTTPWriteTimeout bounds a request from the end of its headers to the last byte of its
+	// response: a client that does not read its response loses the connection, and the memory the
+	// response held is freed. Longer than REQUEST_TIMEOUT. Websockets are not bound by it.
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// HTTPIdleTimeout closes a keep-alive connection that sends no request for that long.
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
+	// FeedPageMaxBytes bounds a /post/feed response body: a page whose posts would pass it ends
+	// early, at a whole post, with a Link to the next page. At least 65536 (the largest post).
+	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES" envDefault:"1048576"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	// BcryptConcurrency bounds the passwords hashed at once (login, registration); 0 means half
+	// the processors, at least one, so a flood of logins leaves the other requests their cores.
+	BcryptConcurrency int `env:"BCRYPT_CONCURRENCY" envDefault:"0"`
+	// LoginFailuresPerAccount and LoginFailuresPerAddress are the failed logins an account and a
+	// client address may have per LoginFailureWindow; beyond, logins get 429 with Retry-After.
+	LoginFailuresPerAccount int           `env:"LOGIN_FAILURES_PER_ACCOUNT" envDefault:"30"`
+	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS" envDefault:"100"`
+	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW" envDefault:"1m"`
+	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
+	// client, for the login throttle's per-address count; "none" trusts no one. The default trusts
+	// loopback and private networks (compose's nginx gateway).
+	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"`
 	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
 	// 0 (the default) chooses by the broker's version, read from the dispatcher's first connection:
 	// 1,000 on RabbitMQ ≥ 3.11, which looks routing keys up by index; 1 on older RabbitMQ, which
@@ -91,13 +120,50 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
 	}
+	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
+		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))
+	}
+	if cfg.BcryptConcurrency < 0 {
+		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))
+	}
+	if cfg.LoginFailuresPerAccount < 1 || cfg.LoginFailuresPerAddress < 1 || cfg.LoginFailureWindow <= 0 {
+		errs = append(errs, errors.New("LOGIN_FAILURES_PER_ACCOUNT and LOGIN_FAILURES_PER_ADDRESS must be at least 1, LOGIN_FAILURE_WINDOW positive"))
+	}
+	if _, err := cfg.trustedProxies(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
 	}
 	if cfg.RequestTimeout <= 0 || cfg.TokenTTL <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("REQUEST_TIMEOUT, TOKEN_TTL and SHUTDOWN_TIMEOUT must be positive"))
 	}
+	if cfg.HTTPReadHeaderTimeout <= 0 || cfg.HTTPReadTimeout <= 0 || cfg.HTTPWriteTimeout <= 0 || cfg.HTTPIdleTimeout <= 0 {
+		errs = append(errs, errors.New("HTTP_READ_HEADER_TIMEOUT, HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive"))
+	}
+	if cfg.HTTPReadHeaderTimeout > cfg.HTTPReadTimeout {
+		errs = append(errs, errors.New("HTTP_READ_HEADER_TIMEOUT must not exceed HTTP_READ_TIMEOUT (which includes the headers)"))
+	}
+	if cfg.HTTPWriteTimeout <= cfg.RequestTimeout {
+		errs = append(errs, errors.New("HTTP_WRITE_TIMEOUT must exceed REQUEST_TIMEOUT (it includes the handler's time)"))
+	}
 	return cfg, errors.Join(errs...)
+}
+
+// trustedProxies parses HTTP_TRUSTED_PROXIES.
+func (c Config) trustedProxies() ([]netip.Prefix, error) {
+	if len(c.HTTPTrustedProxies) == 1 && strings.TrimSpace(c.HTTPTrustedProxies[0]) == "none" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, s := range c.HTTPTrustedProxies {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("HTTP_TRUSTED_PROXIES: %q is not a CIDR network (or say none)", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

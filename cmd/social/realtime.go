@@ -35,7 +35,7 @@ func (a *app) runRealtime(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := opsMux(reg, pingDB(pool), ready)
+	mux := a.opsMux(reg, pingDB(pool), ready)
 	mux.Handle("GET "+wsPath, handler)
 
 	ctx, cancel := context.WithCancel(ctx)

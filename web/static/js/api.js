@@ -15,8 +15,8 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
-  const headers = {};
+export async function api(method, path, body, extraHeaders) {
+  const headers = { ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const sent = token;
   if (sent) headers["Authorization"] = "Bearer " + sent;

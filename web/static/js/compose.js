@@ -4,6 +4,14 @@ import { $ } from "./ui.js";
 import { api } from "./api.js";
 import { addOwn } from "./feed.js";
 
+// A publish that failed (or whose answer was lost) is sent again with the same Idempotency-Key,
+// so pressing Publish again never posts twice; another text gets a new key.
+let pending = null; // { text, key }
+
+// randomKey is 32 hex digits (crypto.randomUUID needs a secure context; plain http is served too).
+const randomKey = () =>
+  Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+
 const status = (msg) => ($("post-status").textContent = msg);
 const count = () => ($("post-count").textContent = [...$("post-text").value].length + " / 10000");
 
@@ -23,8 +31,10 @@ $("compose").addEventListener("submit", async (ev) => {
     return;
   }
   $("post-submit").disabled = true;
+  if (!pending || pending.text !== text) pending = { text, key: randomKey() };
   try {
-    const id = await api("POST", "/post/create", { text });
+    const id = await api("POST", "/post/create", { text }, { "Idempotency-Key": pending.key });
+    pending = null;
     $("post-text").value = "";
     count();
     status("Published: your followers see it now.");
