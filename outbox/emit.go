@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // A big fan-out must not hold up the rest of the outbox. The emitter therefore publishes every
@@ -248,7 +248,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
 	// checked before each group instead.
 	pubCtx := context.WithoutCancel(ctx)
-	var msgs []amqp.Outgoing
+	var msgs []broker.Message
 	var owners []int32
 	flush := func() bool {
 		if len(msgs) == 0 {
@@ -264,7 +264,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		}
 		e.mainSent++
 		e.out <- sent{b: b, wait: r.send(pubCtx, r.cfg.Publisher, msgs), owners: owners, main: true}
-		msgs, owners = make([]amqp.Outgoing, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
+		msgs, owners = make([]broker.Message, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
 		return true
 	}
 	held := e.heldBack(ctx, b, firsts)
@@ -291,7 +291,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 				}
 			}
 			for _, m := range now.msgs {
-				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
+				msgs = append(msgs, broker.Message{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
 				owners = append(owners, int32(i))
 				st.emitted++
 				budget -= 1 + len(m.cc)
@@ -479,10 +479,10 @@ func (e *emitter) step(ctx context.Context) {
 	}
 	rw := c.b.rows[c.row]
 	if len(recips) > 0 {
-		msgs := make([]amqp.Outgoing, len(recips))
+		msgs := make([]broker.Message, len(recips))
 		owners := make([]int32, len(recips))
 		for i, m := range recips {
-			msgs[i] = amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane}
+			msgs[i] = broker.Message{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane}
 			owners[i] = int32(c.row)
 		}
 		st.emitted += len(msgs)
