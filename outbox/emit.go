@@ -234,7 +234,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	authors := make([]string, 0, len(b.rows))
 	seen := make(map[string]bool, len(b.rows))
 	for _, rw := range b.rows {
-		if !seen[rw.author] {
+		if rw.refuse == "" && !seen[rw.author] {
 			seen[rw.author] = true
 			authors = append(authors, rw.author)
 		}
@@ -280,6 +280,11 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			continue // released by finish; not worth sending
 		}
 		st := &b.states[i]
+		if rw.refuse != "" {
+			// Nothing of it is sent; the emitter owns the row's state until a group names it.
+			st.refused, st.complete, st.at = rw.refuse, true, time.Now()
+			continue
+		}
 		p, ok := firsts[rw.author]
 		first, inline := true, 0
 		for ok {

@@ -146,7 +146,7 @@ func (a *app) runOutboxReplay(ctx context.Context, args []string) error {
 	since := fs.String("since", "", "only events created at or after this time (RFC3339)")
 	until := fs.String("until", "", "only events created before this time (RFC3339)")
 	author := fs.String("author", "", "only events of this author (user id)")
-	types := fs.String("type", "", "only these event types, comma-separated: "+strings.Join(domain.PostEventTypes, ","))
+	types := fs.String("type", "", "only these event types, comma-separated: "+strings.Join(domain.RelayedEventTypes(), ","))
 	dryRun := fs.Bool("dry-run", false, "only count the matching events; write nothing")
 	batch := fs.Int("batch-size", outbox.DefaultReplayBatch, "events enqueued per transaction, 1..10000")
 	wait := fs.Bool("wait", true, "enqueue the next batch only after the dispatcher relayed the previous one, so live\n"+
