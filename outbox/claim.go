@@ -19,6 +19,9 @@ type row struct {
 	attempts  int
 	createdAt time.Time // outbox row creation: start of the relay latency
 	frame     []byte    // the websocket frame, encoded once for every follower
+	// recipients are the users an AudienceRecipients event goes to (domain.Route); nil for the
+	// author's followers.
+	recipients []string
 	// refuse is why the row cannot be relayed (a type the domain does not relay, a payload it
 	// cannot decode): the row is refused like a broker nack, retried with backoff, then dead.
 	refuse string
@@ -94,11 +97,11 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		// refuses (an event type this dispatcher does not know, e.g. written by a newer API
 		// during a rolling deploy) is refused like a nack: its author's later rows wait behind
 		// its retries, other authors' rows do not, and it ends dead (outbox status, retry-dead).
-		frame, derr := domain.EncodeFrame(typ, payload, r.position, at)
+		route, frame, derr := domain.DecodeRelayed(typ, payload, r.position, at)
 		if derr != nil {
 			r.refuse = fmt.Sprintf("event %s: %v", r.eventID, derr)
 		}
-		r.frame = frame
+		r.frame, r.recipients = frame, route.Recipients
 		// Positions numbered by this claim must grow with id. Replayed rows keep their old
 		// positions, which need not follow id order, so they are not checked.
 		if fresh {

@@ -231,18 +231,23 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	e.out <- sent{b: b, start: true}
 	defer e.endMain(b)
 
+	// Rows go to the followers of their author (read here) or to the recipients their event
+	// names (domain.Route, decoded by the claim): the relay knows no event type.
 	authors := make([]string, 0, len(b.rows))
 	seen := make(map[string]bool, len(b.rows))
 	for _, rw := range b.rows {
-		if rw.refuse == "" && !seen[rw.author] {
+		if rw.recipients == nil && rw.refuse == "" && !seen[rw.author] {
 			seen[rw.author] = true
 			authors = append(authors, rw.author)
 		}
 	}
-	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.split)
-	if err != nil {
-		b.stopErr = err
-		return
+	var firsts map[string]page
+	var err error
+	if len(authors) > 0 {
+		if firsts, err = firstPages(ctx, r.cfg.Pool, authors, r.split); err != nil {
+			b.stopErr = err
+			return
+		}
 	}
 	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
 	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
@@ -286,6 +291,10 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			continue
 		}
 		p, ok := firsts[rw.author]
+		if rw.recipients != nil {
+			// Explicit recipients: one page, never a big fan-out (domain.MaxRecipients).
+			p, ok = newPage(rw.recipients, 0, r.split), true
+		}
 		first, inline := true, 0
 		for ok {
 			now, later := p, []string(nil)
@@ -366,6 +375,9 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 		var ids []string
 		for _, p := range firsts {
 			ids = append(ids, p.ids...)
+		}
+		for _, rw := range b.rows {
+			ids = append(ids, rw.recipients...)
 		}
 		named, namedErr = namedByBigRows(ctx, e.r.cfg.Pool, bigs, ids)
 	}

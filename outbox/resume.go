@@ -22,23 +22,42 @@ type Resume struct{ pool *pgxpool.Pool }
 // NewResume returns the resume source on pool.
 func NewResume(pool *pgxpool.Pool) *Resume { return &Resume{pool: pool} }
 
-// resumeSQL reads the frames with a position above $2 of the authors user $1 follows now, in
-// position order, at most $3. The in-flight positions matter: a frame may reach the broker before
-// its row is marked, and the live copy of a frame published before the client's binding existed
-// never reaches it. One statement, one snapshot: the mark moves a batch's positions into outbox
-// in one transaction, so each frame is read from exactly one of the two places.
+// resumeSQL reads the frames with a position above $2 addressed to user $1, in position order, at
+// most $3: the rows of the authors the user follows now (no recipients on the row: the domain's
+// followers rule) and the rows that name the user among their recipients. The in-flight
+// positions matter: a frame may reach the broker before its row is marked, and the live copy of a
+// frame published before the client's binding existed never reaches it. One statement, one
+// snapshot: the mark moves a batch's positions into outbox in one transaction, so each frame is
+// read from exactly one of the two places.
+//
+// outbox_inflight names a row by event id and author only; an in-flight row with recipients is
+// found through the small partial index of pending rows with recipients instead, and excluded
+// from its author's followers' branch (one probe of the event id per row that branch returns).
 const resumeSQL = `
 		SELECT x.pos, e.type, e.payload, e.created_at
 		FROM (
 			SELECT o.position AS pos, o.event_id
 			FROM friendships f
 			JOIN outbox o ON o.author_user_id = f.friend_id
-			WHERE f.user_id = $1 AND o.position > $2 AND o.status <> 'dead'
+			WHERE f.user_id = $1 AND o.position > $2 AND o.status <> 'dead' AND o.recipients IS NULL
+			UNION ALL
+			SELECT o.position, o.event_id
+			FROM outbox o
+			WHERE o.recipients @> ARRAY[$1::uuid] AND o.recipients IS NOT NULL AND o.position IS NOT NULL
+			  AND o.position > $2 AND o.status <> 'dead'
 			UNION ALL
 			SELECT c.pos, c.event_id
 			FROM outbox_inflight b
 			CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
 			JOIN friendships f ON f.friend_id = c.author AND f.user_id = $1
+			WHERE c.pos > $2
+			  AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.event_id = c.event_id AND r.recipients IS NOT NULL)
+			UNION ALL
+			SELECT c.pos, c.event_id
+			FROM (SELECT event_id FROM outbox
+			      WHERE recipients @> ARRAY[$1::uuid] AND recipients IS NOT NULL AND status = 'pending') o
+			JOIN (SELECT c.pos, c.event_id FROM outbox_inflight b
+			      CROSS JOIN LATERAL unnest(b.positions, b.event_ids) AS c(pos, event_id)) c ON c.event_id = o.event_id
 			WHERE c.pos > $2
 		) x
 		JOIN events e ON e.id = x.event_id
@@ -46,7 +65,7 @@ const resumeSQL = `
 		LIMIT $3`
 
 // Missed returns the encoded frames (domain.EncodeFrame, the relay's encoder) after position
-// after for userID, in position order, at most limit of them.
+// after addressed to userID, in position order, at most limit of them.
 //
 // Failure modes: a row whose publish later fails gets a new position and is sent again (clients
 // dedupe by postId+type); a friendship removed since the post was relayed hides its frames; an
