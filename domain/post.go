@@ -32,7 +32,7 @@ func ValidatePostText(text string) error {
 	return nil
 }
 
-// FeedPage selects a page of a feed, newest first.
+// FeedPage selects a page of a list, newest first: the feed, the users one follows.
 type FeedPage struct {
 	Offset int
 	Limit  int
@@ -73,6 +73,9 @@ type FriendService interface {
 	Set(ctx context.Context, userID, friendID string) error
 	// Delete is idempotent; an unknown friendID is ENOTFOUND.
 	Delete(ctx context.Context, userID, friendID string) error
+	// Following returns a page of the users userID follows, the most recently followed first.
+	// An unknown userID is EUNAUTHORIZED (a valid token for a user this database lacks).
+	Following(ctx context.Context, userID string, page FeedPage) ([]User, error)
 }
 
 // ValidateFriend refuses following yourself.

@@ -200,7 +200,9 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 	}
 	defer func() {
 		// Stop the emitter and the confirmer; take what the confirmer marks (bounded by the
-		// publisher's watchdog).
+		// publisher's watchdog). From here on this relay does not lead: its session may be gone
+		// and a successor may already hold the lock.
+		r.leader.Store(false)
 		stopEmitter()
 		close(emitCh)
 		for b := range doneCh {

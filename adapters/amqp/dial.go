@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -71,20 +72,44 @@ func NewDialer(urls []string) *Dialer {
 // Dial tries each broker once, in order starting after the last good one, and returns the first
 // connection that opens together with its redacted address (for logs).
 func (d *Dialer) Dial(ctx context.Context) (*amqp091.Connection, string, error) {
+	conn, _, addr, err := d.dial(ctx, false)
+	return conn, addr, err
+}
+
+// dialCorked is Dial with the socket wrapped so that the publisher can write a group of messages
+// at once (corkConn).
+func (d *Dialer) dialCorked(ctx context.Context) (*amqp091.Connection, *corkConn, string, error) {
+	return d.dial(ctx, true)
+}
+
+func (d *Dialer) dial(ctx context.Context, corked bool) (*amqp091.Connection, *corkConn, string, error) {
 	d.mu.Lock()
 	start := d.next
 	d.mu.Unlock()
 	var errs []error
 	for i := range d.urls {
 		if err := ctx.Err(); err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 		idx := (start + i) % len(d.urls)
 		u := d.urls[idx]
+		dial := amqp091.DefaultDial(d.Timeout)
+		var cork *corkConn
+		if corked {
+			tcp := dial
+			dial = func(network, addr string) (net.Conn, error) {
+				c, err := tcp(network, addr)
+				if err != nil {
+					return nil, err
+				}
+				cork = &corkConn{Conn: c}
+				return cork, nil
+			}
+		}
 		conn, err := amqp091.DialConfig(u, amqp091.Config{
 			Heartbeat: 10 * time.Second,
 			Locale:    "en_US",
-			Dial:      amqp091.DefaultDial(d.Timeout),
+			Dial:      dial,
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", redact(u), err))
@@ -94,9 +119,9 @@ func (d *Dialer) Dial(ctx context.Context) (*amqp091.Connection, string, error) 
 		// Next time start with the following node: if this one dies, we move on at once.
 		d.next = (idx + 1) % len(d.urls)
 		d.mu.Unlock()
-		return conn, redact(u), nil
+		return conn, cork, redact(u), nil
 	}
-	return nil, "", fmt.Errorf("dial rabbitmq: %w", errors.Join(errs...))
+	return nil, nil, "", fmt.Errorf("dial rabbitmq: %w", errors.Join(errs...))
 }
 
 // Probe connects to one of the brokers, reads what it announces about itself and disconnects: for

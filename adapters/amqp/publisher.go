@@ -168,6 +168,9 @@ func (p *Publisher) start(ctx context.Context, topic string, n int, pub func(int
 	}
 
 	c.pending = make([]*amqp091.DeferredConfirmation, n)
+	// The call's messages go out in a few writes (corkConn), not one per message. Uncorked before
+	// the lock is released, so nothing of this call waits for the next one.
+	s.cork.cork()
 	for i := range n {
 		lane, key, msg := pub(i)
 		ch := s.chs[uint(lane)%uint(len(s.chs))]
@@ -182,8 +185,9 @@ func (p *Publisher) start(ctx context.Context, topic string, n int, pub func(int
 			break
 		}
 		c.pending[i] = dc
-		s.progressed()
 	}
+	s.cork.uncork()
+	s.progressed()
 	p.mu.Unlock()
 	return c
 }

@@ -15,6 +15,7 @@ import (
 // session is one connection with its confirm-mode channels, one per lane.
 type session struct {
 	conn     *amqp091.Connection
+	cork     *corkConn // the socket under conn: start writes each call's messages at once
 	chs      []*amqp091.Channel
 	addr     string
 	broker   Broker
@@ -85,7 +86,7 @@ func (p *Publisher) session(ctx context.Context, topic string) (*session, error)
 }
 
 func (p *Publisher) connect(ctx context.Context) (*session, error) {
-	conn, addr, err := p.cfg.Dialer.Dial(ctx)
+	conn, cork, addr, err := p.cfg.Dialer.dialCorked(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ func (p *Publisher) connect(ctx context.Context) (*session, error) {
 		}
 		chs[i] = ch
 	}
-	s := &session{conn: conn, chs: chs, addr: addr, broker: BrokerOf(conn, addr), declared: map[string]bool{}, aborted: make(chan struct{})}
+	s := &session{conn: conn, cork: cork, chs: chs, addr: addr, broker: BrokerOf(conn, addr), declared: map[string]bool{}, aborted: make(chan struct{})}
 	s.progressed()
 	return s, nil
 }

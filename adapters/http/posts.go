@@ -3,20 +3,24 @@ package http
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/socialnet/social/domain"
 )
 
+// postResponse is a post on the wire: the OTUS fields and created_at (RFC3339, UTC), the time of
+// the post.created event, as in websocket frames.
 type postResponse struct {
-	ID           string `json:"id"`
-	Text         string `json:"text"`
-	AuthorUserID string `json:"author_user_id"`
+	ID           string    `json:"id"`
+	Text         string    `json:"text"`
+	AuthorUserID string    `json:"author_user_id"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 func toPostResponse(p domain.Post) postResponse {
-	return postResponse{ID: p.ID, Text: p.Text, AuthorUserID: p.AuthorUserID}
+	return postResponse{ID: p.ID, Text: p.Text, AuthorUserID: p.AuthorUserID, CreatedAt: p.CreatedAt.UTC()}
 }
 
 type createPostRequest struct {
@@ -139,4 +143,22 @@ func (s *Server) deleteFriend(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
+}
+
+// following lists the users the caller follows (an addition to OTUS: the page reads follow state
+// from it instead of keeping it in the browser).
+func (s *Server) following(c echo.Context) error {
+	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	users, err := s.cfg.Friends.Following(c.Request().Context(), currentUser(c), page)
+	if err != nil {
+		return err
+	}
+	out := make([]userResponse, len(users))
+	for i, u := range users {
+		out[i] = toUserResponse(u)
+	}
+	return c.JSON(http.StatusOK, out)
 }

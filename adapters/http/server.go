@@ -54,9 +54,11 @@ func NewServer(cfg Config) *Server {
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer)}
 	e.HTTPErrorHandler = s.handleError
 
+	e.Pre(headAsGet)
 	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		Generator: func() string { return newRequestID() },
 	}))
+	e.Use(restoreHead)
 	e.Use(s.observe, s.recoverPanic, s.timeout)
 	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M"}))
 
@@ -66,6 +68,7 @@ func NewServer(cfg Config) *Server {
 	e.GET("/user/search", s.searchUsers)
 	e.PUT("/friend/set/:user_id", s.setFriend, s.authenticate)
 	e.PUT("/friend/delete/:user_id", s.deleteFriend, s.authenticate)
+	e.GET("/friend/list", s.following, s.authenticate)
 	e.POST("/post/create", s.createPost, s.authenticate)
 	e.PUT("/post/update", s.updatePost, s.authenticate)
 	e.PUT("/post/delete/:id", s.deletePost, s.authenticate)
@@ -77,6 +80,30 @@ func NewServer(cfg Config) *Server {
 	e.GET("/openapi.yaml", serveOpenAPI)
 	return s
 }
+
+// headAsGet and restoreHead answer HEAD on every GET route, as net/http's ServeMux does: the
+// router looks the route up as GET, then the handler runs on the HEAD request again, so the server
+// sends the GET's headers and discards the body.
+func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := c.Request(); r.Method == http.MethodHead {
+			r.Method = http.MethodGet
+			c.Set(headKey, true)
+		}
+		return next(c)
+	}
+}
+
+func restoreHead(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if head, _ := c.Get(headKey).(bool); head {
+			c.Request().Method = http.MethodHead
+		}
+		return next(c)
+	}
+}
+
+const headKey = "head"
 
 // Handle mounts h (a websocket endpoint, the web page, /metrics) at method and path.
 func (s *Server) Handle(method, path string, h http.Handler) {

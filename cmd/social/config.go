@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -12,18 +14,20 @@ import (
 )
 
 // Config is every setting of every subcommand, parsed once from the environment in main and
-// passed down as typed values. Nothing else reads the environment.
+// passed down as typed values. Nothing else reads the environment. Every field is logged once at
+// start (LogValue); tag a field log:"secret" to log only whether it is set, log:"url" to hide the
+// password of its URLs.
 type Config struct {
 	// DatabaseURL is the PostgreSQL connection string.
-	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/social?sslmode=disable"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/social?sslmode=disable" log:"url"`
 	// AMQPURL lists one or more RabbitMQ addresses, comma-separated (cluster nodes); processes
 	// connect to one and move to the next when it fails.
-	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/" log:"url"`
 	// AMQPExchange is the direct exchange the dispatcher publishes to and realtime binds to.
 	AMQPExchange string `env:"AMQP_EXCHANGE" envDefault:"social.feed"`
 	// JWTSecret signs tokens (HS256, at least 32 bytes). Required by api and realtime; `all`
 	// generates a random one when unset.
-	JWTSecret string `env:"JWT_SECRET"`
+	JWTSecret string `env:"JWT_SECRET" log:"secret"`
 	// TokenTTL is how long an issued token is valid.
 	TokenTTL time.Duration `env:"TOKEN_TTL" envDefault:"24h"`
 	// HTTPAddr is the api's listen address (and everything's, in `all`).
@@ -104,30 +108,46 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// LogValue prints the configuration with secrets masked, for the start-up log line.
+// LogValue is the configuration for the start-up log line: every setting, named as its variable
+// in lower case, secrets masked.
 func (c Config) LogValue() slog.Value {
-	secret := "unset"
-	if c.JWTSecret != "" {
-		secret = fmt.Sprintf("set (%d bytes)", len(c.JWTSecret))
+	v, t := reflect.ValueOf(c), reflect.TypeOf(c)
+	attrs := make([]slog.Attr, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := envName(f)
+		if name == "" {
+			continue
+		}
+		key := strings.ToLower(name)
+		switch x := v.Field(i).Interface().(type) {
+		case string:
+			switch f.Tag.Get("log") {
+			case "secret":
+				x = secretText(x)
+			case "url":
+				x = redactURLs(x)
+			}
+			attrs = append(attrs, slog.String(key, x))
+		case time.Duration:
+			attrs = append(attrs, slog.String(key, x.String()))
+		default:
+			if name == "RELAY_FOLLOWERS_PER_MESSAGE" {
+				attrs = append(attrs, slog.String(key, followersPerMessageText(c.RelayFollowersPerMessage)))
+				continue
+			}
+			attrs = append(attrs, slog.Any(key, x))
+		}
 	}
-	return slog.GroupValue(
-		slog.String("database_url", redactURL(c.DatabaseURL)),
-		slog.String("amqp_url", redactURLs(c.AMQPURL)),
-		slog.String("amqp_exchange", c.AMQPExchange),
-		slog.String("jwt_secret", secret),
-		slog.Duration("token_ttl", c.TokenTTL),
-		slog.String("http_addr", c.HTTPAddr),
-		slog.String("ws_addr", c.WSAddr),
-		slog.String("dispatcher_addr", c.DispatcherAddr),
-		slog.String("log_level", c.LogLevel),
-		slog.Int("db_max_conns", int(c.DBMaxConns)),
-		slog.Duration("request_timeout", c.RequestTimeout),
-		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
-		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
-		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
-		slog.Int("relay_publish_lanes", c.RelayPublishLanes),
-		slog.Int("relay_inline_followers", c.RelayInlineFollowers),
-	)
+	return slog.GroupValue(attrs...)
+}
+
+// secretText says whether a secret is set, and how long it is, never what it is.
+func secretText(s string) string {
+	if s == "" {
+		return "unset"
+	}
+	return fmt.Sprintf("set (%d bytes)", len(s))
 }
 
 // followersPerMessageText is RELAY_FOLLOWERS_PER_MESSAGE as the start-up line and status show it.
@@ -138,14 +158,24 @@ func followersPerMessageText(n int) string {
 	return fmt.Sprint(n)
 }
 
-// redactURL hides the password of a connection URL.
+// redactURL hides the password of a connection URL: in its user info, in a password query
+// parameter, or in a PostgreSQL keyword/value string ("host=h password=p").
 func redactURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparseable)"
 	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
 	return u.Redacted()
 }
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 func redactURLs(s string) string {
 	parts := strings.Split(s, ",")

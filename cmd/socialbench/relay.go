@@ -166,6 +166,7 @@ type relayBench struct {
 	probe                     bool // measure another author's post during the relay
 	amqpURL                   string
 	broker                    amqp.Broker
+	cpu                       *cpuParties
 
 	admin    string
 	dbName   string
@@ -221,6 +222,7 @@ func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
 		return err
 	}
 	b.broker = amqp.BrokerOf(b.amqpConn, "")
+	b.cpu = newCPUParties(b.pool, b.dbName, b.amqpURL)
 	b.exchange = "bench.relay." + uuid.NewString()[:8]
 	if err := b.ch.ExchangeDeclare(b.exchange, amqp.ExchangeKind, true, false, false, false, nil); err != nil {
 		return err
@@ -431,6 +433,7 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 	b.firstAt.Store(0)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	cpuBefore := b.cpu.sample(ctx)
 	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
 	probeErr := make(chan error, 1)
@@ -439,6 +442,10 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 	}
 	err = b.waitCount(ctx, int64(b.posts*b.followers))
 	d := time.Since(start)
+	if err == nil {
+		// Sampled before the relay stops: its backends (leader, pool) are still there.
+		fmt.Printf("          CPU ms per 1,000 posts: %s\n", b.cpu.sample(ctx).perThousand(cpuBefore, b.posts))
+	}
 	if first := b.firstAt.Load(); first > 0 && err == nil {
 		fmt.Printf("          relay start (database connection, leader lock, first claim) to first delivery: %s\n",
 			time.Duration(first-start.UnixNano()).Round(time.Millisecond))
@@ -500,6 +507,7 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 	}
 	b.counted.Store(0)
 	inFlight := make([]*amqp091.DeferredConfirmation, 0, window)
+	cpuBefore := b.cpu.sample(ctx)
 	start := time.Now()
 	for i := range n {
 		if len(inFlight) == window {
@@ -521,7 +529,9 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 	if err := b.waitCount(ctx, want); err != nil {
 		return 0, err
 	}
-	return time.Since(start), nil
+	d := time.Since(start)
+	fmt.Printf("          %s CPU ms per 1,000 messages: %s\n", name, b.cpu.sample(ctx).perThousand(cpuBefore, n))
+	return d, nil
 }
 
 func (b *relayBench) tearDown() {
