@@ -12,18 +12,7 @@ const (
 	EventPostDeleted    = "post.deleted"
 )
 
-// PostEventTypes are the events relayed to followers through the outbox.
-var PostEventTypes = []string{EventPostCreated, EventPostUpdated, EventPostDeleted}
-
-// IsPostEventType reports whether t is relayed through the outbox.
-func IsPostEventType(t string) bool {
-	for _, p := range PostEventTypes {
-		if p == t {
-			return true
-		}
-	}
-	return false
-}
+// The relayed ones (post.*), their frames and recipients are listed in relayed.go.
 
 // UserRegistered is the payload of user.registered. It carries no password, not even a hash.
 type UserRegistered struct {
@@ -47,6 +36,9 @@ type PostChanged struct {
 	AuthorUserID string `json:"author_user_id"`
 	Text         string `json:"text"`
 }
+
+// Route: a post event goes to the author's followers.
+func (p PostChanged) Route() Route { return Route{Author: p.AuthorUserID} }
 
 // FeedFrame is what a follower's websocket receives for one post event (design.md §4). The first
 // three fields are the OTUS AsyncAPI payload. The dispatcher encodes it once per event and the

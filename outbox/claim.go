@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -20,6 +19,12 @@ type row struct {
 	attempts  int
 	createdAt time.Time // outbox row creation: start of the relay latency
 	frame     []byte    // the websocket frame, encoded once for every follower
+	// recipients are the users an AudienceRecipients event goes to (domain.Route); nil for the
+	// author's followers.
+	recipients []string
+	// refuse is why the row cannot be relayed (a type the domain does not relay, a payload it
+	// cannot decode): the row is refused like a broker nack, retried with backoff, then dead.
+	refuse string
 }
 
 // claimSQL takes the next pending rows in id order and numbers those without a position from
@@ -88,15 +93,15 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &inflight); err != nil {
 			return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
 		}
-		var p domain.PostChanged
-		if err := json.Unmarshal(payload, &p); err != nil {
-			// Cannot happen for events we wrote; relaying an empty frame would be worse than
-			// stopping, and the row stays pending.
-			return nil, 0, fmt.Errorf("decode event %s payload: %w", r.eventID, err)
+		// The domain encodes every relayed type's frame and names its recipients. A row it
+		// refuses (an event type this dispatcher does not know, e.g. written by a newer API
+		// during a rolling deploy) is refused like a nack: its author's later rows wait behind
+		// its retries, other authors' rows do not, and it ends dead (outbox status, retry-dead).
+		route, frame, derr := domain.DecodeRelayed(typ, payload, r.position, at)
+		if derr != nil {
+			r.refuse = fmt.Sprintf("event %s: %v", r.eventID, derr)
 		}
-		if r.frame, err = json.Marshal(domain.NewFeedFrame(typ, p, r.position, at)); err != nil {
-			return nil, 0, fmt.Errorf("encode frame of event %s: %w", r.eventID, err)
-		}
+		r.frame, r.recipients = frame, route.Recipients
 		// Positions numbered by this claim must grow with id. Replayed rows keep their old
 		// positions, which need not follow id order, so they are not checked.
 		if fresh {

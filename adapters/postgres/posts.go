@@ -68,8 +68,7 @@ func (s *PostService) create(ctx context.Context, authorID, text, key string) (d
 		}
 		b.Queue(`INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $4, 1)`,
 			p.ID, authorID, text, p.CreatedAt)
-		queueOutbox(b, e, authorID)
-		return nil
+		return queueOutbox(b, e)
 	}
 	if err := s.group.do(ctx, queue); err != nil {
 		if isForeignKey(err, "posts_author_user_id_fkey") {
@@ -121,7 +120,9 @@ func (s *PostService) change(ctx context.Context, actorID, postID, typ, text str
 		} else {
 			b.Queue(`UPDATE posts SET text = $2, updated_at = $3, version = $4 WHERE id = $1`, postID, text, at, version+1)
 		}
-		queueOutbox(b, e, actorID)
+		if err := queueOutbox(b, e); err != nil {
+			return err
+		}
 		return sendBatch(ctx, tx, b)
 	})
 	return translate(err, typ)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/adapters/auth"
@@ -39,7 +38,8 @@ type Config struct {
 	Tokens *auth.Tokens
 	// Binder binds a user's routing key on their first local socket and unbinds after the last.
 	Binder Binder
-	// Missed reads the frames a resuming client missed (?since=N). Nil refuses ?since= with 400.
+	// Missed reads the frames a resuming client missed (?since=N): outbox.NewResume. Nil
+	// refuses ?since= with 400.
 	Missed MissedFrames
 	// AllowedOrigins lists browser origins ("https://app.example.com") allowed besides the
 	// request's own host. A request without Origin (not a browser) is allowed.
@@ -127,9 +127,6 @@ func NewHub(cfg Config) (*Hub, error) {
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
 		users: make(map[string][]*conn), closing: make(chan struct{})}, nil
 }
-
-// NewMissedFrames is the PostgreSQL resume source for Config.Missed.
-func NewMissedFrames(pool *pgxpool.Pool) MissedFrames { return &pgMissed{pool: pool} }
 
 // register adds c to the hub, then waits for the user's binding: from its return on, every frame
 // for the user reaches c's queue (c is listed before the binding can exist, so none is missed).

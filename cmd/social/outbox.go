@@ -53,8 +53,8 @@ version with the message shape a dispatcher chooses for it. Read-only.`,
 	var ro replayFlags
 	replay := &cobra.Command{
 		Use:   "replay --from-position N [flags]",
-		Short: "re-enqueue relayed post events so the dispatcher relays them again",
-		Long: `Re-enqueues relayed post events so the dispatcher publishes them again with their original
+		Short: "re-enqueue relayed events so the dispatcher relays them again",
+		Long: `Re-enqueues relayed events so the dispatcher publishes them again with their original
 position and event id (clients dedupe them). Safe to run while the system serves traffic, safe
 to interrupt with Ctrl-C (it prints the command that continues) and to run again.
 
@@ -82,7 +82,7 @@ use --wait=false then (or start 'social dispatcher').`,
 	f.StringVar(&ro.since, "since", "", "only events created at or after this time (RFC3339)")
 	f.StringVar(&ro.until, "until", "", "only events created before this time (RFC3339)")
 	f.StringVar(&ro.author, "author", "", "only events of this author (user id)")
-	f.StringVar(&ro.types, "type", "", "only these event types, comma-separated: "+strings.Join(domain.PostEventTypes, ","))
+	f.StringVar(&ro.types, "type", "", "only these event types, comma-separated: "+strings.Join(domain.RelayedEventTypes(), ","))
 	f.BoolVar(&ro.dryRun, "dry-run", false, "only count the matching events; write nothing")
 	f.IntVar(&ro.batch, "batch-size", outbox.DefaultReplayBatch, "events enqueued per transaction, 1..10000")
 	f.BoolVar(&ro.wait, "wait", true, "enqueue the next batch only after a dispatcher relayed the previous one;\n"+
@@ -222,7 +222,7 @@ func (a *app) runOutboxReplay(ctx context.Context, f outbox.ReplayFilter, o repl
 	if err == nil && f.ToPosition == 0 && f.FromPosition > res.ToPosition {
 		// The open end is the last relayed position: a start beyond it is a mistake, not an empty range.
 		if res.ToPosition == 0 {
-			return fmt.Errorf("outbox replay: nothing to replay: no post event has been relayed yet")
+			return fmt.Errorf("outbox replay: nothing to replay: no event has been relayed yet")
 		}
 		return fmt.Errorf("outbox replay: nothing to replay: --from-position %d is beyond the last relayed position, %d",
 			f.FromPosition, res.ToPosition)

@@ -13,6 +13,7 @@ import (
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/auth"
 	"github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/outbox"
 )
 
 // wsPath is the websocket endpoint of design.md §4.
@@ -68,7 +69,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 	hub, err = websocket.NewHub(websocket.Config{
 		Tokens:         tokens,
 		Binder:         consumer,
-		Missed:         websocket.NewMissedFrames(pool),
+		Missed:         outbox.NewResume(pool),
 		AllowedOrigins: a.cfg.WSAllowedOrigins,
 		SendQueueBytes: a.cfg.WSSendQueueBytes,
 		Logger:         log,

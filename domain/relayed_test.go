@@ -1,0 +1,130 @@
+package domain
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every relayed post type encodes the frame of design.md §4, the same bytes the relay sends and
+// resume reads back: the one encoder both call.
+func TestEncodeFrameOfPostEvents(t *testing.T) {
+	at := time.Date(2026, 12, 2, 1, 2, 3, 0, time.FixedZone("X", 3600))
+	p := PostChanged{PostID: "p1", AuthorUserID: "a1", Text: "hello"}
+	payload, _ := json.Marshal(p)
+	for _, typ := range []string{EventPostCreated, EventPostUpdated, EventPostDeleted} {
+		b, err := EncodeFrame(typ, payload, 42, at)
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		text := "hello"
+		if typ == EventPostDeleted {
+			text = ""
+		}
+		want := map[string]any{"postId": "p1", "postText": text, "author_user_id": "a1", "type": typ,
+			"position": float64(42), "created_at": "2026-12-02T00:02:03Z"}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s frame %s, want %v", typ, b, want)
+		}
+		r, _, err := DecodeRelayed(typ, payload, 42, at)
+		if err != nil || r.Author != "a1" || r.Recipients != nil {
+			t.Errorf("%s route %+v (%v), want the author's followers", typ, r, err)
+		}
+		if a, ok := AudienceOf(typ); !ok || a != AudienceFollowers {
+			t.Errorf("%s audience %v %v", typ, a, ok)
+		}
+	}
+}
+
+func TestUnknownEventTypesAreRefused(t *testing.T) {
+	for _, typ := range []string{"", EventUserRegistered, EventFriendAdded, "post.created.v2"} {
+		if _, err := EncodeFrame(typ, []byte(`{}`), 1, time.Now()); !errors.Is(err, ErrUnknownEventType) {
+			t.Errorf("EncodeFrame(%q): %v, want ErrUnknownEventType", typ, err)
+		}
+		if _, err := OutboxRoute(typ, PostChanged{AuthorUserID: "a"}); !errors.Is(err, ErrUnknownEventType) {
+			t.Errorf("OutboxRoute(%q): %v, want ErrUnknownEventType", typ, err)
+		}
+		if IsRelayedEventType(typ) {
+			t.Errorf("%q relayed", typ)
+		}
+	}
+	// A known type with a payload it cannot read is an error too, but not "unknown".
+	if _, err := EncodeFrame(EventPostCreated, []byte(`[1]`), 1, time.Now()); err == nil || errors.Is(err, ErrUnknownEventType) {
+		t.Errorf("undecodable payload: %v", err)
+	}
+	if got := strings.Join(RelayedEventTypes(), ","); got != "post.created,post.deleted,post.updated" {
+		t.Errorf("relayed types %s", got)
+	}
+}
+
+func TestOutboxRouteOfPostEvents(t *testing.T) {
+	p := PostChanged{PostID: "p", AuthorUserID: "a"}
+	for _, payload := range []any{p, &p} {
+		r, err := OutboxRoute(EventPostUpdated, payload)
+		if err != nil || r.Author != "a" || r.Recipients != nil {
+			t.Errorf("OutboxRoute(%T) = %+v, %v", payload, r, err)
+		}
+	}
+	if _, err := OutboxRoute(EventPostCreated, FriendChanged{UserID: "a"}); err == nil {
+		t.Error("a friend payload routed as a post")
+	}
+	if _, err := OutboxRoute(EventPostCreated, PostChanged{PostID: "p"}); err == nil {
+		t.Error("a post without an author routed")
+	}
+}
+
+// testMessage stands for an event type with explicit recipients (a dialog message), registered
+// only in this test: the rule the relay and resume follow for it is the generic one.
+type testMessage struct {
+	From, To string
+	Extra    []string
+}
+
+func (m testMessage) Route() Route {
+	return Route{Author: m.From, Recipients: append([]string{m.From, m.To}, m.Extra...)}
+}
+
+type testMessageFrame struct {
+	Type     string `json:"type"`
+	From     string `json:"from"`
+	Position int64  `json:"position"`
+}
+
+func TestExplicitRecipients(t *testing.T) {
+	const typ = "test.message_sent"
+	relayedTypes[typ] = relayedJSON(AudienceRecipients, func(_ string, m testMessage, pos int64, _ time.Time) testMessageFrame {
+		return testMessageFrame{Type: "test.message", From: m.From, Position: pos}
+	})
+	t.Cleanup(func() { delete(relayedTypes, typ) })
+
+	r, err := OutboxRoute(typ, testMessage{From: "u1", To: "u2"})
+	if err != nil || r.Author != "u1" || !reflect.DeepEqual(r.Recipients, []string{"u1", "u2"}) {
+		t.Fatalf("route %+v, %v", r, err)
+	}
+	payload, _ := json.Marshal(testMessage{From: "u1", To: "u2"})
+	r, b, err := DecodeRelayed(typ, payload, 7, time.Now())
+	if err != nil || !reflect.DeepEqual(r.Recipients, []string{"u1", "u2"}) || string(b) != `{"type":"test.message","from":"u1","position":7}` {
+		t.Fatalf("decoded %+v %s %v", r, b, err)
+	}
+	many := make([]string, MaxRecipients)
+	for i := range many {
+		many[i] = fmt.Sprint("x", i)
+	}
+	for name, m := range map[string]testMessage{
+		"to yourself (a recipient twice)": {From: "u1", To: "u1"},
+		"an empty recipient":              {From: "u1", To: ""},
+		"more than MaxRecipients":         {From: "u1", To: "u2", Extra: many},
+	} {
+		if _, err := OutboxRoute(typ, m); err == nil {
+			t.Errorf("%s: routed", name)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/outbox"
+)
+
+// Resume reads both recipient rules of the domain from the rows: a row without recipients reaches
+// the author's followers, a row with recipients exactly them, relayed or in flight (claimed and
+// published, not yet marked: outbox_inflight), each once.
+func TestResumeFollowsEachRowsRecipients(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	us := e.users(4)
+	author, follower, recipient, stranger := us[0], us[1], us[2], us[3]
+	e.follow(author, []string{follower})
+	// row inserts an event of author and its outbox row; recipients nil: the followers rule.
+	row := func(text string, recipients []string, position int64, status string) string {
+		t.Helper()
+		id := uuid.Must(uuid.NewV7()).String()
+		payload, _ := json.Marshal(domain.PostChanged{PostID: id, AuthorUserID: author, Text: text})
+		e.db.Exec(t, `INSERT INTO events (id, aggregate_id, aggregate_version, type, payload) VALUES ($1, $1, 1, 'post.created', $2)`, id, payload)
+		var pos any
+		if position > 0 {
+			pos = position
+		}
+		e.db.Exec(t, `INSERT INTO outbox (event_id, author_user_id, recipients, position, status) VALUES ($1, $2, $3, $4, $5)`,
+			id, author, recipients, pos, status)
+		return id
+	}
+	row("to followers", nil, 1, "relayed")
+	row("to author and recipient", []string{author, recipient}, 2, "relayed")
+	inflightExplicit := row("in flight to recipient", []string{recipient}, 0, "pending")
+	inflightFollowers := row("in flight to followers", nil, 0, "pending")
+	row("dead to recipient", []string{recipient}, 5, "dead")
+	row("pending, not claimed", []string{recipient}, 0, "pending")
+	e.db.Exec(t, `INSERT INTO outbox_inflight (positions, event_ids, authors) VALUES ('{3,4}', ARRAY[$1, $2]::uuid[], ARRAY[$3, $3]::uuid[])`,
+		inflightExplicit, inflightFollowers, author)
+
+	missed := func(user string, after int64) []string {
+		t.Helper()
+		raw, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), user, after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, b := range raw {
+			var f domain.FeedFrame
+			if err := json.Unmarshal(b, &f); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, f.PostText)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name, user string
+		after      int64
+		want       []string
+	}{
+		{"follower", follower, 0, []string{"to followers", "in flight to followers"}},
+		{"recipient", recipient, 0, []string{"to author and recipient", "in flight to recipient"}},
+		{"recipient after 2", recipient, 2, []string{"in flight to recipient"}},
+		{"author (a recipient, not a follower)", author, 0, []string{"to author and recipient"}},
+		{"stranger", stranger, 0, nil},
+	} {
+		if got := missed(c.user, c.after); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
