@@ -9,7 +9,7 @@
 // The outbox row life cycle (table outbox, migrations/0001_init.sql):
 //
 //   - The event's transaction inserts the row as status 'pending', position NULL, together with
-//     the event, with its author and, for explicit recipients, its recipients (migration 0006). A statement trigger NOTIFYs channel "social_outbox" at commit.
+//     the event, with its author and, for explicit recipients, its recipients (migration 0008). A statement trigger NOTIFYs channel "social_outbox" at commit.
 //   - One relay at a time is leader (session advisory lock). It claims pending rows in id order,
 //     skipping authors whose earlier row waits for a retry (order per author), and gives each
 //     claimed row without a position the next value of outbox_position_seq, recording the batch's
