@@ -12,7 +12,8 @@ const (
 	EventPostDeleted    = "post.deleted"
 )
 
-// The relayed ones (post.*), their frames and recipients are listed in relayed.go.
+// The relayed ones (post.*, and dialog.message_sent in dialog.go), their frames and recipients are
+// listed in relayed.go.
 
 // UserRegistered is the payload of user.registered. It carries no password, not even a hash.
 type UserRegistered struct {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -64,6 +66,8 @@ var relayedTypes = map[string]relayedType{
 	EventPostCreated: relayedJSON(AudienceFollowers, NewFeedFrame),
 	EventPostUpdated: relayedJSON(AudienceFollowers, NewFeedFrame),
 	EventPostDeleted: relayedJSON(AudienceFollowers, NewFeedFrame),
+
+	EventDialogMessageSent: relayedJSON(AudienceRecipients, NewDialogFrame),
 }
 
 // relayedJSON is the entry of a type whose payload P is stored as JSON and whose frame F is
@@ -101,6 +105,48 @@ func RelayedEventTypes() []string {
 		out = append(out, t)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// Frame kinds are what a websocket asks for with ?types= (design.md §4): a socket forwards the
+// frames of the kinds it asked for (KindPost only, by default, so that a client written against
+// the OTUS AsyncAPI never receives a frame it cannot read). A relayed event type's kind is its
+// name up to the first dot, and so is its frame type's: "post.created" and its frame are "post",
+// "dialog.message_sent" and its frame "dialog.message" are "dialog".
+const (
+	KindPost   = "post"
+	KindDialog = "dialog"
+)
+
+// FrameKind is the kind of an event type or a frame type.
+func FrameKind(typ string) string {
+	kind, _, _ := strings.Cut(typ, ".")
+	return kind
+}
+
+// FrameKinds are the kinds of the relayed types, sorted.
+func FrameKinds() []string {
+	var out []string
+	for _, t := range RelayedEventTypes() {
+		if k := FrameKind(t); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// IsFrameKind reports whether some relayed type is of kind k.
+func IsFrameKind(k string) bool { return slices.Contains(FrameKinds(), k) }
+
+// RelayedEventTypesOf are the relayed event types of the given kinds, sorted.
+func RelayedEventTypesOf(kinds []string) []string {
+	var out []string
+	for _, t := range RelayedEventTypes() {
+		if slices.Contains(kinds, FrameKind(t)) {
+			out = append(out, t)
+		}
+	}
 	return out
 }
 

@@ -60,7 +60,7 @@ func TestUnknownEventTypesAreRefused(t *testing.T) {
 	if _, err := EncodeFrame(EventPostCreated, []byte(`[1]`), 1, time.Now()); err == nil || errors.Is(err, ErrUnknownEventType) {
 		t.Errorf("undecodable payload: %v", err)
 	}
-	if got := strings.Join(RelayedEventTypes(), ","); got != "post.created,post.deleted,post.updated" {
+	if got := strings.Join(RelayedEventTypes(), ","); got != "dialog.message_sent,post.created,post.deleted,post.updated" {
 		t.Errorf("relayed types %s", got)
 	}
 }
@@ -126,5 +126,83 @@ func TestExplicitRecipients(t *testing.T) {
 		if _, err := OutboxRoute(typ, m); err == nil {
 			t.Errorf("%s: routed", name)
 		}
+	}
+}
+
+// A dialog message goes to exactly its two users (the sender's other tabs too), ordered per
+// sender, as the frame of design.md §4; writing to yourself is refused before any route is made.
+func TestDialogMessageIsRelayedToBothUsers(t *testing.T) {
+	at := time.Date(2026, 12, 2, 1, 2, 3, 0, time.FixedZone("X", 3600))
+	m := DialogMessageSent{MessageID: "m1", From: "u1", To: "u2", Text: "hi <there>"}
+	r, err := OutboxRoute(EventDialogMessageSent, m)
+	if err != nil || r.Author != "u1" || !reflect.DeepEqual(r.Recipients, []string{"u1", "u2"}) {
+		t.Fatalf("route %+v, %v", r, err)
+	}
+	if a, ok := AudienceOf(EventDialogMessageSent); !ok || a != AudienceRecipients {
+		t.Errorf("audience %v %v", a, ok)
+	}
+	payload, _ := json.Marshal(m)
+	b, err := EncodeFrame(EventDialogMessageSent, payload, 9, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"type": "dialog.message", "id": "m1", "from": "u1", "to": "u2", "text": "hi <there>",
+		"position": float64(9), "created_at": "2026-12-02T00:02:03Z"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("frame %s, want %v", b, want)
+	}
+	if err := ValidateDialogMessage("u1", "u1", "hi"); ErrorCode(err) != EINVALID {
+		t.Errorf("a message to yourself: %v, want EINVALID", err)
+	}
+	for _, text := range []string{"", " \n", "a\x00", "\xff", strings.Repeat("ы", MaxPostLen+1)} {
+		if err := ValidateDialogMessage("u1", "u2", text); ErrorCode(err) != EINVALID {
+			t.Errorf("text %.20q: %v, want EINVALID", text, err)
+		}
+	}
+	if err := ValidateDialogMessage("u1", "u2", strings.Repeat("ы", MaxPostLen)); err != nil {
+		t.Errorf("the longest text: %v", err)
+	}
+}
+
+// The kinds a socket asks for (?types=) name every relayed type: an event type and its frame's
+// type have the same kind, so the socket can filter live frames by their type field and resume by
+// event type alike.
+func TestFrameKinds(t *testing.T) {
+	if got := strings.Join(FrameKinds(), ","); got != "dialog,post" {
+		t.Fatalf("kinds %s", got)
+	}
+	if got := strings.Join(RelayedEventTypesOf([]string{KindPost}), ","); got != "post.created,post.deleted,post.updated" {
+		t.Errorf("post types %s", got)
+	}
+	if got := strings.Join(RelayedEventTypesOf([]string{KindDialog}), ","); got != "dialog.message_sent" {
+		t.Errorf("dialog types %s", got)
+	}
+	samples := map[string]any{
+		EventPostCreated: PostChanged{PostID: "p", AuthorUserID: "a", Text: "x"}, EventPostUpdated: PostChanged{PostID: "p", AuthorUserID: "a", Text: "x"},
+		EventPostDeleted: PostChanged{PostID: "p", AuthorUserID: "a"}, EventDialogMessageSent: DialogMessageSent{MessageID: "m", From: "a", To: "b", Text: "x"},
+	}
+	for _, typ := range RelayedEventTypes() {
+		p, ok := samples[typ]
+		if !ok {
+			t.Errorf("%s: no sample payload in this test", typ)
+			continue
+		}
+		payload, _ := json.Marshal(p)
+		b, err := EncodeFrame(typ, payload, 1, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct{ Type string }
+		_ = json.Unmarshal(b, &f)
+		if FrameKind(f.Type) != FrameKind(typ) || !IsFrameKind(FrameKind(typ)) {
+			t.Errorf("%s: frame type %q, kind %q", typ, f.Type, FrameKind(f.Type))
+		}
+	}
+	if IsFrameKind("dialog.message") || IsFrameKind("") || IsFrameKind("user") {
+		t.Error("not kinds")
 	}
 }
