@@ -44,6 +44,7 @@ func newTestAPI(t testing.TB) *testAPI {
 		Users:          postgres.NewUserService(db.Pool),
 		Friends:        postgres.NewFriendService(db.Pool),
 		Posts:          postgres.NewPostService(db.Pool),
+		Dialogs:        postgres.NewDialogService(db.Pool),
 		Tokens:         tokens,
 		Passwords:      passwords,
 		RequestTimeout: 2 * time.Second,

@@ -23,14 +23,16 @@ type Config struct {
 	Users     domain.UserService
 	Friends   domain.FriendService
 	Posts     domain.PostService
+	Dialogs   domain.DialogService
 	Tokens    *auth.Tokens
 	Passwords *auth.Passwords
 	Logger    *slog.Logger
 	// RequestTimeout bounds each request's context, so a stalled database yields a 503 instead
 	// of a hung client. Default 5s.
 	RequestTimeout time.Duration
-	// FeedMaxBytes bounds the body of a /post/feed response: the page ends early, at a whole
-	// post, and says where the next begins (feed.go). Default DefaultFeedMaxBytes, at least
+	// FeedMaxBytes bounds the body of a /post/feed and a /dialog/{user_id}/list response: the
+	// page ends early, at a whole post or message, and says where the next begins (feed.go,
+	// dialogs.go). Default DefaultFeedMaxBytes, at least
 	// MinFeedMaxBytes.
 	FeedMaxBytes int
 	// LoginFailuresPerAccount and LoginFailuresPerAddress are how many failed logins an account
@@ -104,6 +106,8 @@ func NewServer(cfg Config) *Server {
 	e.PUT("/post/delete/:id", s.deletePost, s.authenticate)
 	e.GET("/post/get/:id", s.getPost)
 	e.GET("/post/feed", s.feed, s.authenticate)
+	e.POST("/dialog/:user_id/send", s.sendDialog, s.authenticate)
+	e.GET("/dialog/:user_id/list", s.listDialog, s.authenticate)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)

@@ -155,6 +155,7 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 		Users:          postgres.NewUserService(pool),
 		Friends:        postgres.NewFriendService(pool),
 		Posts:          postgres.NewPostService(pool),
+		Dialogs:        postgres.NewDialogService(pool),
 		Tokens:         tokens,
 		Passwords:      passwords,
 		Logger:         a.log,
