@@ -46,7 +46,7 @@ func TestResumeFollowsEachRowsRecipients(t *testing.T) {
 
 	missed := func(user string, after int64) []string {
 		t.Helper()
-		raw, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), user, after, 100)
+		raw, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), user, after, 100, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

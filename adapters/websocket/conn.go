@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,9 @@ type conn struct {
 	h    *Hub
 	user string
 	ws   *websocket.Conn // nil until the upgrade
+	// kinds are the frame kinds this socket forwards (?types=; defaultKinds), fixed at the
+	// handshake: live frames of other kinds are not queued and resume does not read them.
+	kinds []string
 
 	mu sync.Mutex
 	// queue[head:] are the frames not yet written, oldest first. Allocated on the first frame and
@@ -48,6 +52,9 @@ type conn struct {
 	ping        *time.Timer
 	expiry      *time.Timer
 }
+
+// accepts reports whether the socket forwards f (its ?types=).
+func (c *conn) accepts(f *frame) bool { return slices.Contains(c.kinds, f.kind) }
 
 // enqueue never blocks. A full queue means the client (or its network) does not keep up: it is
 // closed with 1013 and reconnects with ?since= rather than slowing the consumer and every other

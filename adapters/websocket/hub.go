@@ -172,8 +172,9 @@ func (h *Hub) unregister(c *conn) {
 	}
 }
 
-// Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients.
-// It never blocks: a socket whose send queue is full is closed instead (1013).
+// Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients
+// that asked for its kind (?types=). It never blocks: a socket whose send queue is full is closed
+// instead (1013).
 func (h *Hub) Deliver(recipients []string, body []byte) {
 	f, err := parseFrame(body)
 	if err != nil {
@@ -185,7 +186,9 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 	defer h.mu.RUnlock()
 	for _, r := range recipients {
 		for _, c := range h.users[r] {
-			c.enqueue(f)
+			if c.accepts(f) {
+				c.enqueue(f)
+			}
 		}
 	}
 }

@@ -24,7 +24,7 @@ type fakeMissed struct {
 	calls  []int64 // the after of each call
 }
 
-func (f *fakeMissed) Missed(_ context.Context, _ string, after int64, limit int) ([][]byte, error) {
+func (f *fakeMissed) Missed(_ context.Context, _ string, after int64, limit int, _ []string) ([][]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, after)

@@ -66,9 +66,9 @@ type duringResume struct {
 	fn    func()
 }
 
-func (d *duringResume) Missed(ctx context.Context, user string, after int64, limit int) ([][]byte, error) {
+func (d *duringResume) Missed(ctx context.Context, user string, after int64, limit int, types []string) ([][]byte, error) {
 	d.once.Do(d.fn)
-	return d.inner.Missed(ctx, user, after, limit)
+	return d.inner.Missed(ctx, user, after, limit, types)
 }
 
 func TestResumeSendsMissedFramesThenLiveWithoutGapOrDuplicate(t *testing.T) {

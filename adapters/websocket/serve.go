@@ -44,6 +44,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		since = n
 	}
+	kinds, err := parseKinds(r.URL.Query()["types"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !h.acquire() {
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
@@ -52,7 +57,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
 	// done: live frames meanwhile wait in the queue.
-	c := &conn{h: h, user: claims.UserID, writing: true}
+	c := &conn{h: h, user: claims.UserID, kinds: kinds, writing: true}
 	// Bind before anything is read from PostgreSQL: from here on every frame for this user
 	// reaches c's queue, so a resume that reads the database afterwards leaves no gap. The
 	// request context may carry the API's request timeout (in `all`): the socket outlives it.
@@ -116,13 +121,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.drain()
 }
 
-// resume sends every frame after since from PostgreSQL, page by page. Live frames meanwhile
-// wait in the queue (bounded: a resume that takes too long under heavy traffic closes with 1013).
+// resume sends every frame after since of the socket's kinds from PostgreSQL, page by page. Live
+// frames meanwhile wait in the queue (bounded: a resume that takes too long under heavy traffic
+// closes with 1013).
 func (c *conn) resume(since int64) error {
 	after := since
+	types := domain.RelayedEventTypesOf(c.kinds)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		page, err := c.h.cfg.Missed.Missed(ctx, c.user, after, c.h.cfg.ResumePage)
+		page, err := c.h.cfg.Missed.Missed(ctx, c.user, after, c.h.cfg.ResumePage, types)
 		cancel()
 		if err != nil {
 			return err
