@@ -3,12 +3,23 @@
 // refused handshake (401) only as close 1006, like a server that is down: after every attempt
 // that never opened, an authenticated REST call tells the two apart, and a 401 there ends the
 // session ("session expired") instead of retrying for ever with a token nobody accepts.
+//
+// Screens take the frames of a kind (design.md §4: "post", "dialog") with onFrames; the socket
+// asks for exactly those kinds (?types=), and one resume position covers them all.
 
 import { $ } from "./ui.js";
 import { api } from "./api.js";
 import { store } from "./store.js";
 import { logout } from "./session.js";
-import { showFrame, refreshFeed } from "./feed.js";
+
+// kind -> {frame(f), reload()}: frame gets each live frame of the kind; reload catches up through
+// REST when the socket opened with no position to resume from.
+const handlers = new Map();
+
+// onFrames makes the socket ask for frames of kind and hand them to h.frame.
+export function onFrames(kind, h) { handlers.set(kind, h); }
+
+const kindOf = (type) => String(type || "").split(".")[0];
 
 let session = null;
 let socket = null;
@@ -53,6 +64,7 @@ function connect() {
   const since = store.get("since." + s.id);
   const url = new URL("/post/feed/posted", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("types", [...handlers.keys()].join(","));
   if (since) url.searchParams.set("since", since);
   setState("connecting", "connecting…");
   const ws = new WebSocket(url, ["bearer", s.token]);
@@ -62,7 +74,7 @@ function connect() {
     opened = true;
     retryDelay = 1000;
     setState("live", "live");
-    if (!since) refreshFeed(); // no position to resume from: catch up through the REST feed
+    if (!since) for (const h of handlers.values()) h.reload(); // no position to resume from: catch up through REST
   };
   ws.onmessage = (ev) => {
     let f;
@@ -74,7 +86,8 @@ function connect() {
     if (typeof f.position === "number" && f.position > Number(store.get("since." + s.id) || 0)) {
       store.set("since." + s.id, String(f.position));
     }
-    showFrame(f);
+    const h = handlers.get(kindOf(f.type));
+    if (h) h.frame(f);
   };
   ws.onclose = (ev) => {
     if (socket !== ws) return;

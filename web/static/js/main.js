@@ -10,13 +10,14 @@
 //
 // To add a screen (e.g. dialogs): a <section data-view="dialogs" hidden> inside #signed-in in
 // index.html, a module exporting {id: "dialogs", title: "Dialogs", enter(session), leave()}, and
-// registerView(it) below; the header then shows a tab per screen.
+// registerView(it) below; the header then shows a tab per screen. A screen that shows live frames
+// takes its kind with onFrames(kind, {frame, reload}) (live.js): the socket asks for those kinds.
 
 import { registerView, resume } from "./session.js";
-import { feed } from "./feed.js";
+import { feed, showFrame, refreshFeed } from "./feed.js";
 import { compose } from "./compose.js";
 import { people } from "./people.js";
-import { live } from "./live.js";
+import { live, onFrames } from "./live.js";
 
 registerView({
   id: "home",
@@ -31,6 +32,7 @@ registerView({
     people.leave();
   },
 });
+onFrames("post", { frame: showFrame, reload: refreshFeed });
 registerView(live); // not a screen: the connection every screen shares
 
 resume();
