@@ -296,3 +296,78 @@ func pageText(ctx context.Context) string {
 	}
 	return v
 }
+
+// TestBrowserDialogs drives the Dialogs screen in two browsers: Anna finds Boris by name and
+// writes to him; Boris, on his Dialogs screen, sees her appear with a new message, opens the
+// conversation; Anna's next message and his reply then arrive live in the other browser, without
+// a reload (a marker set on each page survives). A blank message is refused with a reason.
+func TestBrowserDialogs(t *testing.T) {
+	t.Parallel()
+	b := newBrowser(t)
+	s := newStack(t)
+	base, _ := s.start(t, "all")
+	s.startRelay(t)
+	anna, boris := b.person(), b.person()
+	borisLast := fmt.Sprintf("Talker%d", time.Now().UnixNano()%100000)
+	do(t, boris, "Boris signs up", signUpSteps(base, "Boris", borisLast, "boris's secret"),
+		chromedp.Click(chromedp.CSS(`#views button[data-view="dialogs"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#dialog-search")),
+		script(`window.notReloaded = true`))
+	do(t, anna, "Anna signs up and finds Boris on the Dialogs screen", signUpSteps(base, "Anna", "Writer", "anna's secret"),
+		chromedp.Click(chromedp.CSS(`#views button[data-view="dialogs"]`)),
+		chromedp.SetValue(chromedp.CSS("#dialog-search-first"), "Boris"),
+		chromedp.SetValue(chromedp.CSS("#dialog-search-last"), borisLast),
+		chromedp.Click(chromedp.CSS("#dialog-search-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#dialog-search-results button.message")),
+		chromedp.Click(chromedp.CSS("#dialog-search-results button.message")),
+		chromedp.WaitVisible(chromedp.CSS("#dialog-compose")),
+		poll(`document.querySelector("#dialog-title").textContent === "Dialog with Boris `+borisLast+`"`),
+		script(`window.notReloaded = true`))
+	annaID := myID(t, anna, "Anna")
+
+	do(t, anna, "Anna tries a blank message",
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "  \n "),
+		chromedp.Click(chromedp.CSS("#dialog-send")),
+		poll(`document.querySelector("#dialog-status").textContent.startsWith("Not sent: ")`))
+	do(t, anna, "Anna writes to Boris",
+		script(`document.querySelector("#dialog-text").value = ""`),
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "Hello Boris <3"),
+		chromedp.Click(chromedp.CSS("#dialog-send")),
+		// Her own message comes back live.
+		poll(`[...document.querySelectorAll("#dialog-messages li.mine .text")].some(e => e.textContent === "Hello Boris <3")`))
+	if n := s.db.Count(t, "dialog_messages"); n != 1 {
+		t.Errorf("%d messages stored, want 1 (the blank one must not be)", n)
+	}
+
+	do(t, boris, "Boris sees Anna write to him, and opens the dialog",
+		poll(fmt.Sprintf(`!!document.querySelector('#dialog-peers li.unread[data-user-id=%q]')`, annaID)),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#dialog-peers li[data-user-id=%q] button.open-dialog`, annaID))),
+		poll(`[...document.querySelectorAll("#dialog-messages li.theirs .text")].some(e => e.textContent === "Hello Boris <3")`))
+
+	do(t, anna, "Anna writes again",
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "Are you there?"),
+		chromedp.Click(chromedp.CSS("#dialog-send")))
+	do(t, boris, "Boris's page shows it live, and he replies",
+		poll(`[...document.querySelectorAll("#dialog-messages li.theirs .text")].some(e => e.textContent === "Are you there?")`),
+		poll(`window.notReloaded === true`),
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "Yes, here!"),
+		chromedp.Click(chromedp.CSS("#dialog-send")),
+		poll(`[...document.querySelectorAll("#dialog-messages li.mine .text")].some(e => e.textContent === "Yes, here!")`))
+	var shot []byte
+	do(t, anna, "Anna's page shows the reply live, in order",
+		poll(`[...document.querySelectorAll("#dialog-messages li .text")].map(e => e.textContent).join("|") === "Hello Boris <3|Are you there?|Yes, here!"`),
+		poll(`window.notReloaded === true`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			shot, err = chromedp.FullScreenshot(100)(ctx, tg)
+			return err
+		}))
+	path := filepath.Join(artifactDir(t), "browser-dialogs.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of Anna's dialog: %s", path)
+	// The feed still gets post frames on the same socket.
+	do(t, boris, "Boris's feed still works", chromedp.Click(chromedp.CSS(`#views button[data-view="home"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#compose")))
+}

@@ -7,6 +7,7 @@
 //   feed.js     the feed             compose.js writing a post
 //   people.js   search, follow, whom you follow (GET /friend/list)
 //   live.js     the websocket, reconnects, finding out that the token is no longer accepted
+//   dialogs.js  the Dialogs screen: conversations, sending, live messages
 //
 // To add a screen (e.g. dialogs): a <section data-view="dialogs" hidden> inside #signed-in in
 // index.html, a module exporting {id: "dialogs", title: "Dialogs", enter(session), leave()}, and
@@ -18,6 +19,7 @@ import { feed, showFrame, refreshFeed } from "./feed.js";
 import { compose } from "./compose.js";
 import { people } from "./people.js";
 import { live, onFrames } from "./live.js";
+import { dialogs, dialogFrames } from "./dialogs.js";
 
 registerView({
   id: "home",
@@ -32,7 +34,9 @@ registerView({
     people.leave();
   },
 });
+registerView(dialogs);
 onFrames("post", { frame: showFrame, reload: refreshFeed });
+onFrames("dialog", dialogFrames);
 registerView(live); // not a screen: the connection every screen shares
 
 resume();
