@@ -61,7 +61,8 @@ func TestDeposedLeaderStopsPublishingTheBigRowsPages(t *testing.T) {
 	oldPos := positionOf(c, p.ID)
 
 	var pid int
-	if err := e.db.Pool.QueryRow(t.Context(), `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&pid); err != nil {
+	if err := e.db.Pool.QueryRow(t.Context(), `SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&pid); err != nil {
 		t.Fatalf("find the leader's session: %v", err)
 	}
 	e.db.Exec(t, `SELECT pg_terminate_backend($1)`, pid)
