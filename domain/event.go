@@ -68,3 +68,20 @@ func NewFeedFrame(eventType string, p PostChanged, position int64, at time.Time)
 		CreatedAt:    at.UTC(),
 	}
 }
+
+// FrameResync is the type of the frame that ends a resume which cannot be exact: more frames were
+// missed than one resume sends, or the client asked for a position above the newest (it saw a
+// database since restored from a backup). The client reloads through REST, then reconnects with
+// since=Position (design.md §4).
+const FrameResync = "resync"
+
+// ResyncFrame is the resync frame for position.
+type ResyncFrame struct {
+	Type     string `json:"type"`
+	Position int64  `json:"position"`
+}
+
+// NewResyncFrame returns the resync frame that sends a client on from position.
+func NewResyncFrame(position int64) ResyncFrame {
+	return ResyncFrame{Type: FrameResync, Position: position}
+}

@@ -47,6 +47,19 @@ type Routed interface {
 	Route() Route
 }
 
+// Now is what the read model holds now about a relayed event's aggregate (the view aggregate_now,
+// joined by the relay's claim and by resume): a frame carries only what is true now (design.md
+// §4, §5). A post that was edited is sent with its current text; one that was deleted has no
+// row, and only its tombstone is sent. Types whose aggregate never changes ignore it.
+type Now struct {
+	Found bool   // the aggregate has a row in aggregate_now
+	Text  string // its current text
+}
+
+// ErrSuperseded: nothing of the event is true now (a post deleted since), so no frame is sent: the
+// relay marks its row relayed without publishing, resume skips it. Not an error of the row.
+var ErrSuperseded = errors.New("event superseded by later events")
+
 // ErrUnknownEventType: the event type is not relayed (no frame, no recipient rule). The relay
 // refuses such a row (retried with backoff, then dead) and resume skips it.
 var ErrUnknownEventType = errors.New("event type is not relayed")
@@ -54,8 +67,9 @@ var ErrUnknownEventType = errors.New("event type is not relayed")
 // relayedType is one entry of relayedTypes.
 type relayedType struct {
 	audience Audience
-	// decode reads a stored payload: its route, and its frame relayed at position.
-	decode func(typ string, payload []byte, position int64, at time.Time) (Route, []byte, error)
+	// decode reads a stored payload: its route, and its frame relayed at position with what is
+	// true now (ErrSuperseded: no frame).
+	decode func(typ string, payload []byte, position int64, at time.Time, now Now) (Route, []byte, error)
 	// route is the route of a payload about to be written; ok is false when it is not this
 	// type's payload.
 	route func(payload any) (r Route, ok bool)
@@ -63,22 +77,44 @@ type relayedType struct {
 
 // relayedTypes lists every relayed event type.
 var relayedTypes = map[string]relayedType{
-	EventPostCreated: relayedJSON(AudienceFollowers, NewFeedFrame),
-	EventPostUpdated: relayedJSON(AudienceFollowers, NewFeedFrame),
-	EventPostDeleted: relayedJSON(AudienceFollowers, NewFeedFrame),
+	EventPostCreated: relayedJSON(AudienceFollowers, NewFeedFrame, postNow),
+	EventPostUpdated: relayedJSON(AudienceFollowers, NewFeedFrame, postNow),
+	EventPostDeleted: relayedJSON(AudienceFollowers, NewFeedFrame, postNow),
 
+	// A message never changes once sent: nothing of aggregate_now applies to it.
 	EventDialogMessageSent: relayedJSON(AudienceRecipients, NewDialogFrame),
 }
 
+// postNow applies what is true now to a post event: a created or updated post that no longer
+// exists is superseded (its delete's tombstone is what tells), one that exists carries its
+// current text, whatever the text was when the event was written.
+func postNow(typ string, p *PostChanged, now Now) error {
+	if typ == EventPostDeleted {
+		p.Text = ""
+		return nil
+	}
+	if !now.Found {
+		return ErrSuperseded
+	}
+	p.Text = now.Text
+	return nil
+}
+
 // relayedJSON is the entry of a type whose payload P is stored as JSON and whose frame F is
-// encoded as JSON by frame.
-func relayedJSON[P Routed, F any](aud Audience, frame func(eventType string, p P, position int64, at time.Time) F) relayedType {
+// encoded as JSON by frame. now, if given, brings the payload up to what is true now (or says
+// ErrSuperseded) before the frame is made; a type whose aggregate never changes gives none.
+func relayedJSON[P Routed, F any](aud Audience, frame func(eventType string, p P, position int64, at time.Time) F, now ...func(typ string, p *P, now Now) error) relayedType {
 	return relayedType{
 		audience: aud,
-		decode: func(typ string, payload []byte, position int64, at time.Time) (Route, []byte, error) {
+		decode: func(typ string, payload []byte, position int64, at time.Time, cur Now) (Route, []byte, error) {
 			var p P
 			if err := json.Unmarshal(payload, &p); err != nil {
 				return Route{}, nil, fmt.Errorf("decode %s payload: %w", typ, err)
+			}
+			for _, f := range now {
+				if err := f(typ, &p, cur); err != nil {
+					return p.Route(), nil, err
+				}
 			}
 			b, err := json.Marshal(frame(typ, p, position, at))
 			if err != nil {
@@ -163,20 +199,22 @@ func AudienceOf(t string) (a Audience, ok bool) {
 }
 
 // DecodeRelayed reads a stored event of a relayed type: its route and its websocket frame as
-// relayed at position. It is the only frame encoder: the relay and resume both call it, so a
-// frame is the same bytes live and resumed. An unknown type is ErrUnknownEventType.
-func DecodeRelayed(eventType string, payload []byte, position int64, at time.Time) (Route, []byte, error) {
+// relayed at position, carrying what is true now of its aggregate. It is the only frame encoder:
+// the relay, replay and resume all call it, so a frame is the same bytes live and resumed. An
+// unknown type is ErrUnknownEventType; an event of which nothing is true now is ErrSuperseded
+// (with its route, and no frame).
+func DecodeRelayed(eventType string, payload []byte, position int64, at time.Time, now Now) (Route, []byte, error) {
 	rt, ok := relayedTypes[eventType]
 	if !ok {
 		return Route{}, nil, fmt.Errorf("%w: %q", ErrUnknownEventType, eventType)
 	}
-	return rt.decode(eventType, payload, position, at)
+	return rt.decode(eventType, payload, position, at, now)
 }
 
 // EncodeFrame is the websocket frame of a stored event relayed at position (DecodeRelayed without
 // the route).
-func EncodeFrame(eventType string, payload []byte, position int64, at time.Time) ([]byte, error) {
-	_, b, err := DecodeRelayed(eventType, payload, position, at)
+func EncodeFrame(eventType string, payload []byte, position int64, at time.Time, now Now) ([]byte, error) {
+	_, b, err := DecodeRelayed(eventType, payload, position, at, now)
 	return b, err
 }
 

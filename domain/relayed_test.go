@@ -17,7 +17,7 @@ func TestEncodeFrameOfPostEvents(t *testing.T) {
 	p := PostChanged{PostID: "p1", AuthorUserID: "a1", Text: "hello"}
 	payload, _ := json.Marshal(p)
 	for _, typ := range []string{EventPostCreated, EventPostUpdated, EventPostDeleted} {
-		b, err := EncodeFrame(typ, payload, 42, at)
+		b, err := EncodeFrame(typ, payload, 42, at, Now{Found: typ != EventPostDeleted, Text: "hello"})
 		if err != nil {
 			t.Fatalf("%s: %v", typ, err)
 		}
@@ -34,7 +34,7 @@ func TestEncodeFrameOfPostEvents(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s frame %s, want %v", typ, b, want)
 		}
-		r, _, err := DecodeRelayed(typ, payload, 42, at)
+		r, _, err := DecodeRelayed(typ, payload, 42, at, Now{Found: true, Text: "hello"})
 		if err != nil || r.Author != "a1" || r.Recipients != nil {
 			t.Errorf("%s route %+v (%v), want the author's followers", typ, r, err)
 		}
@@ -44,9 +44,30 @@ func TestEncodeFrameOfPostEvents(t *testing.T) {
 	}
 }
 
+// A frame carries what is true now (design.md §4): an edited post its current text, a deleted
+// post nothing but its tombstone, whatever text the event was written with.
+func TestPostFramesCarryWhatIsTrueNow(t *testing.T) {
+	at := time.Now()
+	payload, _ := json.Marshal(PostChanged{PostID: "p1", AuthorUserID: "a1", Text: "the secret"})
+	for _, typ := range []string{EventPostCreated, EventPostUpdated} {
+		b, err := EncodeFrame(typ, payload, 1, at, Now{Found: true, Text: "edited"})
+		if err != nil || strings.Contains(string(b), "secret") || !strings.Contains(string(b), `"postText":"edited"`) {
+			t.Errorf("%s of an edited post: %s, %v", typ, b, err)
+		}
+		r, b, err := DecodeRelayed(typ, payload, 1, at, Now{})
+		if !errors.Is(err, ErrSuperseded) || b != nil || r.Author != "a1" {
+			t.Errorf("%s of a deleted post: %+v %s %v, want ErrSuperseded with its route", typ, r, b, err)
+		}
+	}
+	b, err := EncodeFrame(EventPostDeleted, payload, 1, at, Now{})
+	if err != nil || strings.Contains(string(b), "secret") || !strings.Contains(string(b), `"postText":""`) {
+		t.Errorf("tombstone %s, %v", b, err)
+	}
+}
+
 func TestUnknownEventTypesAreRefused(t *testing.T) {
 	for _, typ := range []string{"", EventUserRegistered, EventFriendAdded, "post.created.v2"} {
-		if _, err := EncodeFrame(typ, []byte(`{}`), 1, time.Now()); !errors.Is(err, ErrUnknownEventType) {
+		if _, err := EncodeFrame(typ, []byte(`{}`), 1, time.Now(), Now{}); !errors.Is(err, ErrUnknownEventType) {
 			t.Errorf("EncodeFrame(%q): %v, want ErrUnknownEventType", typ, err)
 		}
 		if _, err := OutboxRoute(typ, PostChanged{AuthorUserID: "a"}); !errors.Is(err, ErrUnknownEventType) {
@@ -57,7 +78,7 @@ func TestUnknownEventTypesAreRefused(t *testing.T) {
 		}
 	}
 	// A known type with a payload it cannot read is an error too, but not "unknown".
-	if _, err := EncodeFrame(EventPostCreated, []byte(`[1]`), 1, time.Now()); err == nil || errors.Is(err, ErrUnknownEventType) {
+	if _, err := EncodeFrame(EventPostCreated, []byte(`[1]`), 1, time.Now(), Now{Found: true}); err == nil || errors.Is(err, ErrUnknownEventType) {
 		t.Errorf("undecodable payload: %v", err)
 	}
 	if got := strings.Join(RelayedEventTypes(), ","); got != "dialog.message_sent,post.created,post.deleted,post.updated" {
@@ -110,7 +131,7 @@ func TestExplicitRecipients(t *testing.T) {
 		t.Fatalf("route %+v, %v", r, err)
 	}
 	payload, _ := json.Marshal(testMessage{From: "u1", To: "u2"})
-	r, b, err := DecodeRelayed(typ, payload, 7, time.Now())
+	r, b, err := DecodeRelayed(typ, payload, 7, time.Now(), Now{})
 	if err != nil || !reflect.DeepEqual(r.Recipients, []string{"u1", "u2"}) || string(b) != `{"type":"test.message","from":"u1","position":7}` {
 		t.Fatalf("decoded %+v %s %v", r, b, err)
 	}
@@ -142,7 +163,7 @@ func TestDialogMessageIsRelayedToBothUsers(t *testing.T) {
 		t.Errorf("audience %v %v", a, ok)
 	}
 	payload, _ := json.Marshal(m)
-	b, err := EncodeFrame(EventDialogMessageSent, payload, 9, at)
+	b, err := EncodeFrame(EventDialogMessageSent, payload, 9, at, Now{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +213,7 @@ func TestFrameKinds(t *testing.T) {
 			continue
 		}
 		payload, _ := json.Marshal(p)
-		b, err := EncodeFrame(typ, payload, 1, time.Now())
+		b, err := EncodeFrame(typ, payload, 1, time.Now(), Now{Found: true, Text: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -236,7 +236,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	authors := make([]string, 0, len(b.rows))
 	seen := make(map[string]bool, len(b.rows))
 	for _, rw := range b.rows {
-		if rw.recipients == nil && rw.refuse == "" && !seen[rw.author] {
+		if rw.recipients == nil && rw.refuse == "" && !rw.superseded && !seen[rw.author] {
 			seen[rw.author] = true
 			authors = append(authors, rw.author)
 		}
@@ -288,6 +288,11 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		if rw.refuse != "" {
 			// Nothing of it is sent; the emitter owns the row's state until a group names it.
 			st.refused, st.complete, st.at = rw.refuse, true, time.Now()
+			continue
+		}
+		if rw.superseded {
+			// Nothing of it is true now: complete with no message, hence relayed.
+			st.complete, st.at = true, time.Now()
 			continue
 		}
 		p, ok := firsts[rw.author]

@@ -30,7 +30,7 @@ func TestResumeReadsPositionsInFlightBeforeTheMark(t *testing.T) {
 	e.relay(outbox.Config{Publisher: e.publisher(via.String())})
 	missed := func(after int64) []domain.FeedFrame {
 		t.Helper()
-		raw, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), follower, after, 100, nil)
+		raw, _, _, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), follower, after, 100, 1<<20, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

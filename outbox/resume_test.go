@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -27,6 +28,7 @@ func TestResumeFollowsEachRowsRecipients(t *testing.T) {
 		id := uuid.Must(uuid.NewV7()).String()
 		payload, _ := json.Marshal(domain.PostChanged{PostID: id, AuthorUserID: author, Text: text})
 		e.db.Exec(t, `INSERT INTO events (id, aggregate_id, aggregate_version, type, payload) VALUES ($1, $1, 1, 'post.created', $2)`, id, payload)
+		e.db.Exec(t, `INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, $3, now(), now(), 1)`, id, author, text)
 		var pos any
 		if position > 0 {
 			pos = position
@@ -46,7 +48,7 @@ func TestResumeFollowsEachRowsRecipients(t *testing.T) {
 
 	missed := func(user string, after int64) []string {
 		t.Helper()
-		raw, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), user, after, 100, nil)
+		raw, _, _, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), user, after, 100, 1<<20, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,5 +76,41 @@ func TestResumeFollowsEachRowsRecipients(t *testing.T) {
 		if got := missed(c.user, c.after); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// A resume page is bounded in bytes as well as rows: frames stop once they hold maxBytes (at
+// least one is returned), and last/more say where the next page starts, so a resume of long
+// posts holds one bounded page per socket.
+func TestResumePageIsBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	us := e.users(2)
+	author, follower := us[0], us[1]
+	e.follow(author, []string{follower})
+	text := strings.Repeat("x", 10_000)
+	for range 5 {
+		e.post(author, text)
+	}
+	e.db.Exec(t, `UPDATE outbox o SET position = s.pos, status = 'relayed', relayed_at = now()
+		FROM (SELECT id, nextval('outbox_position_seq') AS pos FROM (SELECT id FROM outbox ORDER BY id) q) s WHERE o.id = s.id`)
+	r := outbox.NewResume(e.db.Pool)
+	frames, last, more, err := r.Missed(context.Background(), follower, 0, 100, 15_000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != 2 || last != 2 || !more {
+		t.Fatalf("%d frames, last %d, more %v; want 2 frames (the second crosses 15,000 bytes), last 2, more", len(frames), last, more)
+	}
+	frames, last, more, err = r.Missed(context.Background(), follower, 0, 100, 1, nil)
+	if err != nil || len(frames) != 1 || last != 1 || !more {
+		t.Fatalf("a bound below one frame: %d frames, last %d, more %v, %v; want the first frame alone", len(frames), last, more, err)
+	}
+	frames, last, more, err = r.Missed(context.Background(), follower, 2, 100, 1<<20, nil)
+	if err != nil || len(frames) != 3 || last != 5 || more {
+		t.Fatalf("the rest: %d frames, last %d, more %v, %v; want 3, last 5, no more", len(frames), last, more, err)
+	}
+	if newest, err := r.Newest(context.Background()); err != nil || newest != 5 {
+		t.Fatalf("newest %d, %v; want 5", newest, err)
 	}
 }

@@ -155,9 +155,5 @@ func (s *Server) following(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]userResponse, len(users))
-	for i, u := range users {
-		out[i] = toUserResponse(u)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, toUserResponses(users))
 }

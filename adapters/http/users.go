@@ -32,6 +32,15 @@ func toUserResponse(u domain.User) userResponse {
 		Birthdate: u.Birthdate.Format(domain.BirthdateLayout), Biography: u.Biography, City: u.City}
 }
 
+// toUserResponses is the JSON array of users (search, the caller's follows).
+func toUserResponses(users []domain.User) []userResponse {
+	out := make([]userResponse, len(users))
+	for i, u := range users {
+		out[i] = toUserResponse(u)
+	}
+	return out
+}
+
 func (s *Server) register(c echo.Context) error {
 	var req registerRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -129,9 +138,5 @@ func (s *Server) searchUsers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]userResponse, len(users))
-	for i, u := range users {
-		out[i] = toUserResponse(u)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, toUserResponses(users))
 }

@@ -67,9 +67,19 @@ type Config struct {
 	// WriteTimeout bounds one frame write; a peer that does not drain its socket for that long is
 	// dropped. Default 10s.
 	WriteTimeout time.Duration
-	// ResumePage is how many missed frames are read from PostgreSQL per query. Default 500.
+	// ResumePage is how many missed frames are read from PostgreSQL per query. Default 100.
 	ResumePage int
+	// ResumePageBytes bounds one page's frames in bytes (at least one frame is read): a resume
+	// holds one page per socket whatever the posts weigh. Default 1 MiB.
+	ResumePageBytes int
+	// ResumeMax is the most frames one resume sends (design.md §4). A client that missed more is
+	// sent {"type":"resync","position":P} and the socket is closed: it reloads through REST and
+	// reconnects with since=P. Default 1,000 (DefaultResumeMax).
+	ResumeMax int
 }
+
+// DefaultResumeMax is the most frames one resume sends by default.
+const DefaultResumeMax = 1000
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
@@ -87,8 +97,15 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.ResumeMax <= 0 {
+		c.ResumeMax = DefaultResumeMax
+	}
 	if c.ResumePage <= 0 {
-		c.ResumePage = 500
+		c.ResumePage = 100
+	}
+	c.ResumePage = min(c.ResumePage, c.ResumeMax)
+	if c.ResumePageBytes <= 0 {
+		c.ResumePageBytes = 1 << 20
 	}
 }
 

@@ -7,6 +7,7 @@ type metrics struct {
 	framesSent  prometheus.Counter
 	slow        prometheus.Counter
 	latency     prometheus.Histogram
+	resyncs     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -20,6 +21,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue exceeded its byte bound.",
 		}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_resyncs_total", Help: "Resumes ended with a resync frame (more missed than one resume sends, or since above the newest position).",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
 			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
@@ -27,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.slow, m.latency)
+		reg.MustRegister(m.connections, m.framesSent, m.slow, m.latency, m.resyncs)
 	}
 	return m
 }

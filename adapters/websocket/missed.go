@@ -2,11 +2,15 @@ package websocket
 
 import "context"
 
-// MissedFrames is the resume port: it reads, for a resuming client, the frames addressed to the
-// user with position > after, of the event types eventTypes (the socket's ?types=, as
-// domain.RelayedEventTypesOf names them), in position order, at most limit of them, each encoded
-// as the relay encodes it. outbox.Resume implements it (its SQL depends on the relay's invariants, so it lives
-// beside the relay's); tests use fakes.
+// MissedFrames is the resume port. outbox.Resume implements it (its SQL depends on the relay's
+// invariants, so it lives beside the relay's); tests use fakes.
 type MissedFrames interface {
-	Missed(ctx context.Context, userID string, after int64, limit int, eventTypes []string) ([][]byte, error)
+	// Missed reads the frames addressed to the user with position > after, of the event types
+	// eventTypes (the socket's ?types=, as domain.RelayedEventTypesOf names them), in position
+	// order, each encoded as the relay encodes it and carrying what is true now: at most limit
+	// rows read, frames stopping once they hold maxBytes (at least one). last is the position of
+	// the last row read (sent or skipped), more whether rows may follow it.
+	Missed(ctx context.Context, userID string, after int64, limit, maxBytes int, eventTypes []string) (frames [][]byte, last int64, more bool, err error)
+	// Newest is the highest position any reader can see now; every later one is above it.
+	Newest(ctx context.Context) (int64, error)
 }

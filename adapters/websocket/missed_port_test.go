@@ -24,17 +24,28 @@ type fakeMissed struct {
 	calls  []int64 // the after of each call
 }
 
-func (f *fakeMissed) Missed(_ context.Context, _ string, after int64, limit int, _ []string) ([][]byte, error) {
+func (f *fakeMissed) Missed(_ context.Context, _ string, after int64, limit, _ int, _ []string) ([][]byte, int64, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, after)
 	var out [][]byte
+	last := after
 	for i, p := range f.pos {
 		if p > after && len(out) < limit {
 			out = append(out, f.frames[i])
+			last = p
 		}
 	}
-	return out, nil
+	return out, last, len(out) == limit, nil
+}
+
+func (f *fakeMissed) Newest(context.Context) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.pos) == 0 {
+		return 0, nil
+	}
+	return f.pos[len(f.pos)-1], nil
 }
 
 // fakeBinder binds at once.

@@ -94,6 +94,9 @@ type Config struct {
 	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
 	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
 	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES" envDefault:"4194304"`
+	// WSResumeMaxFrames is the most frames one resume (?since=) sends; a client that missed more
+	// gets a resync frame (design.md §4).
+	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES" envDefault:"1000"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 }
@@ -116,6 +119,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.RelayInlineFollowers < 1000 {
 		errs = append(errs, errors.New("RELAY_INLINE_FOLLOWERS must be at least 1000"))
+	}
+	if cfg.WSResumeMaxFrames < 1 {
+		errs = append(errs, errors.New("WS_RESUME_MAX_FRAMES must be at least 1"))
 	}
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))

@@ -72,6 +72,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		Missed:         outbox.NewResume(pool),
 		AllowedOrigins: a.cfg.WSAllowedOrigins,
 		SendQueueBytes: a.cfg.WSSendQueueBytes,
+		ResumeMax:      a.cfg.WSResumeMaxFrames,
 		Logger:         log,
 		Registerer:     reg,
 	})

@@ -83,6 +83,15 @@ function connect() {
     } catch {
       return;
     }
+    if (f.type === "resync") {
+      // More was missed than one resume sends, or the server's newest position is below ours
+      // (its database was restored): reload through REST and go on from the server's position,
+      // even if it is lower than ours. The server closes the socket; we reconnect at once.
+      store.set("since." + s.id, String(f.position));
+      retryDelay = 0;
+      for (const h of handlers.values()) h.reload(); // every screen that shows frames
+      return;
+    }
     if (typeof f.position === "number" && f.position > Number(store.get("since." + s.id) || 0)) {
       store.set("since." + s.id, String(f.position));
     }
@@ -113,7 +122,7 @@ async function checkSession(s) {
 
 function retry() {
   const wait = retryDelay;
-  retryDelay = Math.min(retryDelay * 2, 30000);
+  retryDelay = Math.min(Math.max(retryDelay * 2, 1000), 30000);
   const at = Date.now() + wait + Math.random() * 300;
   const tick = () => {
     const left = Math.max(0, Math.ceil((at - Date.now()) / 1000));
