@@ -61,8 +61,10 @@ func (s *DialogService) Send(ctx context.Context, from, to, text string) (domain
 }
 
 // dialogPageSQL reads the newest $4 messages of the dialog of $1 and $2 older than $3 (NULL: the
-// newest), newest first, one range of dialog_messages_dialog, and one more row to tell whether
-// older ones remain. Like the feed it is cut in the database by the running size of the texts
+// newest), newest first, one range of dialog_messages_dialog (the bound on id is written so that it
+// is an index condition in a generic plan too: "$3 IS NULL OR id < $3" was a filter, reading every
+// newer message of the dialog before the page), and one more row to tell whether older ones
+// remain. Like the feed it is cut in the database by the running size of the texts
 // ($5), always keeping the newest one, so a cut page's texts are never sent to us.
 const dialogPageSQL = `
 	SELECT id, from_user_id, to_user_id, text, created_at, fetched FROM (
@@ -70,7 +72,7 @@ const dialogPageSQL = `
 		FROM (SELECT id, from_user_id, to_user_id, text, created_at FROM dialog_messages
 			WHERE least(from_user_id, to_user_id) = least($1::uuid, $2::uuid)
 			  AND greatest(from_user_id, to_user_id) = greatest($1::uuid, $2::uuid)
-			  AND ($3::uuid IS NULL OR id < $3::uuid)
+			  AND id < coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
 			ORDER BY least(from_user_id, to_user_id), greatest(from_user_id, to_user_id), id DESC
 			LIMIT $4 + 1) page
 		WINDOW w AS (ORDER BY id DESC)
