@@ -2,15 +2,19 @@
 # tests run against RabbitMQ 4: a private node "social-test" on 127.0.0.1:5673 started by
 # scripts/rabbitmq4 (as root; the node's root is made once with debootstrap), unless you give
 # TEST_AMQP_URL yourself. `make test-floor` runs the relay and realtime tests against the 5672 node
-# (Debian 12's RabbitMQ 3.10, the oldest we support).
+# (Debian 12's RabbitMQ 3.10, the oldest we support). Every target first runs scripts/services,
+# as .ci/run does: it installs (apt) and starts what is missing, or, when not root, stops at once
+# with the command that does.
 GO ?= go
 export GOFLAGS ?=
 
 ifeq ($(origin TEST_AMQP_URL),undefined)
 TEST_AMQP_URL := amqp://guest:guest@127.0.0.1:5673/
 TEST_BROKER := scripts/rabbitmq4 start social-test 5673
+TEST_SERVICES := postgres chromium debootstrap
 else
 TEST_BROKER := @echo "tests use TEST_AMQP_URL=$(TEST_AMQP_URL)"
+TEST_SERVICES := postgres chromium
 endif
 export TEST_AMQP_URL
 FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
@@ -19,6 +23,7 @@ FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 ## run: migrate and start api + dispatcher + realtime + web page on :8080
 run:
+	@scripts/services postgres rabbitmq
 	$(GO) run ./cmd/social all
 
 build:
@@ -29,8 +34,10 @@ test: test-broker
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 9m ./...
 
-# test-broker: the RabbitMQ 4 node of the tests (idempotent: an already running node is kept)
+# test-broker: PostgreSQL, Chromium and the RabbitMQ 4 node of the tests (idempotent: an already
+# running node is kept)
 test-broker:
+	@scripts/services $(TEST_SERVICES)
 	$(TEST_BROKER)
 
 ## test-faults: outage and cluster tests that start private RabbitMQ 4 nodes and PostgreSQL servers
@@ -39,9 +46,10 @@ test-faults: test-broker
 
 ## test-floor: the relay and realtime tests against the machine's RabbitMQ 3.10 (FLOOR_AMQP_URL)
 test-floor:
+	@scripts/services postgres rabbitmq
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 9m ./outbox/... ./adapters/amqp/... ./adapters/websocket/...
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 5m ./cmd/social \
-		-run '^(TestSeedScenarioTwoRealtimeInstances|TestRealtime|TestAllServesTheWebsocket)'
+		-run '^(TestSeedScenarioTwoRealtimeInstances|TestRealtime|TestAllServesTheWebsocket|TestDialog)'
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -count=1 -timeout 5m ./cmd/socialbench -run '^TestE2ESmoke$$'
 
 ## fuzz: explore beyond the committed seeds (FUZZTIME per target)

@@ -15,6 +15,7 @@ const (
 	ENOTFOUND     = "not_found"    // unknown id
 	ECONFLICT     = "conflict"     // concurrent write to the same aggregate
 	EUNAVAILABLE  = "unavailable"  // database or broker unreachable: retry later
+	ETHROTTLED    = "throttled"    // too many attempts (failed logins): retry later
 	EINTERNAL     = "internal"
 )
 

@@ -12,18 +12,8 @@ const (
 	EventPostDeleted    = "post.deleted"
 )
 
-// PostEventTypes are the events relayed to followers through the outbox.
-var PostEventTypes = []string{EventPostCreated, EventPostUpdated, EventPostDeleted}
-
-// IsPostEventType reports whether t is relayed through the outbox.
-func IsPostEventType(t string) bool {
-	for _, p := range PostEventTypes {
-		if p == t {
-			return true
-		}
-	}
-	return false
-}
+// The relayed ones (post.*, and dialog.message_sent in dialog.go), their frames and recipients are
+// listed in relayed.go.
 
 // UserRegistered is the payload of user.registered. It carries no password, not even a hash.
 type UserRegistered struct {
@@ -47,6 +37,9 @@ type PostChanged struct {
 	AuthorUserID string `json:"author_user_id"`
 	Text         string `json:"text"`
 }
+
+// Route: a post event goes to the author's followers.
+func (p PostChanged) Route() Route { return Route{Author: p.AuthorUserID} }
 
 // FeedFrame is what a follower's websocket receives for one post event (design.md §4). The first
 // three fields are the OTUS AsyncAPI payload. The dispatcher encodes it once per event and the
@@ -74,4 +67,21 @@ func NewFeedFrame(eventType string, p PostChanged, position int64, at time.Time)
 		Position:     position,
 		CreatedAt:    at.UTC(),
 	}
+}
+
+// FrameResync is the type of the frame that ends a resume which cannot be exact: more frames were
+// missed than one resume sends, or the client asked for a position above the newest (it saw a
+// database since restored from a backup). The client reloads through REST, then reconnects with
+// since=Position (design.md §4).
+const FrameResync = "resync"
+
+// ResyncFrame is the resync frame for position.
+type ResyncFrame struct {
+	Type     string `json:"type"`
+	Position int64  `json:"position"`
+}
+
+// NewResyncFrame returns the resync frame that sends a client on from position.
+func NewResyncFrame(position int64) ResyncFrame {
+	return ResyncFrame{Type: FrameResync, Position: position}
 }

@@ -2,8 +2,8 @@ package domain
 
 import (
 	"context"
+	"strings"
 	"time"
-
 	"unicode/utf8"
 )
 
@@ -18,13 +18,18 @@ type Post struct {
 	CreatedAt    time.Time
 }
 
-// ValidatePostText enforces 1..MaxPostLen characters of valid UTF-8.
+// ValidatePostText enforces 1..MaxPostLen characters of valid UTF-8, no NUL (PostgreSQL cannot
+// store it in text: a 500, and a failed shared transaction for every post batched with it), and
+// not only whitespace (a blank post would be delivered to every follower).
 func ValidatePostText(text string) error {
 	if !utf8.ValidString(text) {
 		return Errorf(EINVALID, "text must be valid UTF-8")
 	}
-	if text == "" {
-		return Errorf(EINVALID, "text must not be empty")
+	if strings.TrimSpace(text) == "" {
+		return Errorf(EINVALID, "text must not be empty or only whitespace")
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		return Errorf(EINVALID, "text must not contain NUL characters")
 	}
 	if utf8.RuneCountInString(text) > MaxPostLen {
 		return Errorf(EINVALID, "text must be at most %d characters long", MaxPostLen)
@@ -32,10 +37,35 @@ func ValidatePostText(text string) error {
 	return nil
 }
 
-// FeedPage selects a page of a feed, newest first.
+// Idempotency keys of post creation (design.md §2).
+const (
+	// IdempotencyWindow is how long a key is remembered.
+	IdempotencyWindow = 24 * time.Hour
+	// MaxIdempotencyKeyLen is the longest key, in characters of [A-Za-z0-9_-].
+	MaxIdempotencyKeyLen = 64
+)
+
+// ValidateIdempotencyKey enforces 1..MaxIdempotencyKeyLen characters of [A-Za-z0-9_-].
+func ValidateIdempotencyKey(key string) error {
+	if key == "" || len(key) > MaxIdempotencyKeyLen {
+		return Errorf(EINVALID, "Idempotency-Key must be 1 to %d characters long", MaxIdempotencyKeyLen)
+	}
+	for _, c := range key {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return Errorf(EINVALID, "Idempotency-Key may hold only A-Z, a-z, 0-9, _ and -")
+		}
+	}
+	return nil
+}
+
+// FeedPage selects a page of a list, newest first: the feed, the users one follows.
 type FeedPage struct {
 	Offset int
 	Limit  int
+	// MaxTextBytes, when positive, ends the page early: it holds the newest posts whose texts add
+	// up to at most MaxTextBytes, and always at least one. It bounds what one page holds in memory
+	// (1,000 posts of 10,000 four-byte characters would be 40 MB).
+	MaxTextBytes int
 }
 
 // Paging limits of /post/feed.
@@ -59,12 +89,18 @@ func (p FeedPage) Validate() error {
 // same transaction as the read model change. Implemented by adapters/postgres.
 type PostService interface {
 	Create(ctx context.Context, authorID, text string) (Post, error)
+	// CreateOnce is Create under an idempotency key (ValidateIdempotencyKey): when authorID
+	// created a post with key within IdempotencyWindow, it creates nothing and returns that post
+	// (created false), or ECONFLICT if that post's text was another. The key is stored in the
+	// post's transaction, so a failed or unanswered call followed by a retry makes one post.
+	CreateOnce(ctx context.Context, authorID, text, key string) (p Post, created bool, err error)
 	// Update and Delete return EFORBIDDEN when actorID is not the author.
 	Update(ctx context.Context, actorID, postID, text string) error
 	Delete(ctx context.Context, actorID, postID string) error
 	Post(ctx context.Context, id string) (Post, error)
-	// Feed returns posts of the users userID follows, newest first.
-	Feed(ctx context.Context, userID string, page FeedPage) ([]Post, error)
+	// Feed returns posts of the users userID follows, newest first. cut reports that the page
+	// ended early at page.MaxTextBytes: more posts follow at Offset+len(posts).
+	Feed(ctx context.Context, userID string, page FeedPage) (posts []Post, cut bool, err error)
 }
 
 // FriendService manages the directed "friend" (follow) relation: Set(a, b) makes b's posts reach a.
@@ -73,6 +109,9 @@ type FriendService interface {
 	Set(ctx context.Context, userID, friendID string) error
 	// Delete is idempotent; an unknown friendID is ENOTFOUND.
 	Delete(ctx context.Context, userID, friendID string) error
+	// Following returns a page of the users userID follows, the most recently followed first.
+	// An unknown userID is EUNAUTHORIZED (a valid token for a user this database lacks).
+	Following(ctx context.Context, userID string, page FeedPage) ([]User, error)
 }
 
 // ValidateFriend refuses following yourself.

@@ -66,10 +66,17 @@ func (r Registration) Validate(now time.Time) (time.Time, error) {
 	if birth.After(now) || birth.Year() < 1900 {
 		return time.Time{}, Errorf(EINVALID, "birthdate must be between 1900-01-01 and today")
 	}
-	if n := len(r.Password); n < MinPasswordLen || n > MaxPasswordLen {
-		return time.Time{}, Errorf(EINVALID, "password must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
+	return birth, ValidatePassword(r.Password)
+}
+
+// ValidatePassword enforces MinPasswordLen..MaxPasswordLen bytes, at registration and at login:
+// bcrypt ignores what follows the 72nd byte, so a longer password at login would match with any
+// suffix.
+func ValidatePassword(password string) error {
+	if n := len(password); n < MinPasswordLen || n > MaxPasswordLen {
+		return Errorf(EINVALID, "password must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
 	}
-	return birth, nil
+	return nil
 }
 
 func checkText(field, v string, min, max int) error {

@@ -1,7 +1,6 @@
 package outbox_test
 
 import (
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,11 +21,7 @@ func TestFollowerReadErrorAbandonsTheBigRowWhichIsRelayedAgain(t *testing.T) {
 	us := e.users(36002)
 	big, small, followers := us[0], us[1], us[2:]
 	e.follow(big, followers) // a first page of 1,000, then seven bulk reads of 5,000
-	slices.Sort(followers)
-	var bound []string
-	for i := 0; i < len(followers); i += 1000 {
-		bound = append(bound, followers[i])
-	}
+	bound := onePerMessage(followers)
 	lastBound := bound[len(bound)-1]
 	e.follow(small, []string{lastBound})
 	c := e.consumer(bound...)

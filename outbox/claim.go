@@ -2,7 +2,7 @@ package outbox
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +20,15 @@ type row struct {
 	attempts  int
 	createdAt time.Time // outbox row creation: start of the relay latency
 	frame     []byte    // the websocket frame, encoded once for every follower
+	// recipients are the users an AudienceRecipients event goes to (domain.Route); nil for the
+	// author's followers.
+	recipients []string
+	// refuse is why the row cannot be relayed (a type the domain does not relay, a payload it
+	// cannot decode): the row is refused like a broker nack, retried with backoff, then dead.
+	refuse string
+	// superseded: nothing of the event is true now (domain.ErrSuperseded): nothing is sent and
+	// the row is relayed.
+	superseded bool
 }
 
 // claimSQL takes the next pending rows in id order and numbers those without a position from
@@ -61,9 +70,11 @@ WITH claimed AS (
     RETURNING batch
 )
 SELECT c.id, c.event_id::text, c.author_user_id::text, COALESCE(n.pos, c.position), n.pos IS NOT NULL,
-       c.attempts, c.created_at, e.type, e.payload, e.created_at, COALESCE((SELECT batch FROM inflight), 0)
+       c.attempts, c.created_at, e.type, e.payload, e.created_at, COALESCE((SELECT batch FROM inflight), 0),
+       cur.text
 FROM claimed c
-CROSS JOIN LATERAL (SELECT type, payload, created_at FROM events WHERE id = c.event_id OFFSET 0) e
+CROSS JOIN LATERAL (SELECT type, payload, created_at, aggregate_id FROM events WHERE id = c.event_id OFFSET 0) e
+LEFT JOIN LATERAL (SELECT text FROM aggregate_now WHERE aggregate_id = e.aggregate_id OFFSET 0) cur ON true
 LEFT JOIN numbered n ON n.id = c.id
 ORDER BY c.id`
 
@@ -85,18 +96,26 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		var payload []byte
 		var at time.Time
 		var fresh bool
-		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &inflight); err != nil {
+		var now *string
+		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &inflight, &now); err != nil {
 			return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
 		}
-		var p domain.PostChanged
-		if err := json.Unmarshal(payload, &p); err != nil {
-			// Cannot happen for events we wrote; relaying an empty frame would be worse than
-			// stopping, and the row stays pending.
-			return nil, 0, fmt.Errorf("decode event %s payload: %w", r.eventID, err)
+		// The domain encodes every relayed type's frame and names its recipients. A row it
+		// refuses (an event type this dispatcher does not know, e.g. written by a newer API
+		// during a rolling deploy) is refused like a nack: its author's later rows wait behind
+		// its retries, other authors' rows do not, and it ends dead (outbox status, retry-dead).
+		//
+		// The frame carries what is true now (aggregate_now): a post deleted before its row is
+		// relayed — a backlog after an outage, or a replay — is superseded and sends nothing; its
+		// row is marked relayed at its position like any other, so order and resume are unchanged.
+		route, frame, derr := domain.DecodeRelayed(typ, payload, r.position, at, nowOf(now))
+		switch {
+		case errors.Is(derr, domain.ErrSuperseded):
+			r.superseded = true
+		case derr != nil:
+			r.refuse = fmt.Sprintf("event %s: %v", r.eventID, derr)
 		}
-		if r.frame, err = json.Marshal(domain.NewFeedFrame(typ, p, r.position, at)); err != nil {
-			return nil, 0, fmt.Errorf("encode frame of event %s: %w", r.eventID, err)
-		}
+		r.frame, r.recipients = frame, route.Recipients
 		// Positions numbered by this claim must grow with id. Replayed rows keep their old
 		// positions, which need not follow id order, so they are not checked.
 		if fresh {
@@ -111,6 +130,14 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
 	}
 	return rows, inflight, nil
+}
+
+// nowOf is domain.Now from aggregate_now's text (NULL: no row, e.g. a deleted post).
+func nowOf(text *string) domain.Now {
+	if text == nil {
+		return domain.Now{}
+	}
+	return domain.Now{Found: true, Text: *text}
 }
 
 // resetUnfinished runs when a relay becomes leader: the batches its predecessor claimed and did

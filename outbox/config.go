@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // Config configures a Relay. Zero values take the defaults named on each field.
@@ -15,14 +16,15 @@ type Config struct {
 	// Pool serves follower reads and row updates. The relay also opens one dedicated connection
 	// with the pool's settings: it holds the leader lock, LISTENs and claims.
 	Pool *pgxpool.Pool
-	// Publisher publishes a call's messages and returns once the broker confirmed all of them
-	// (adapters/amqp.Publisher). Its *amqp.PublishError tells which messages failed; its own
-	// progress timeout bounds every call.
-	Publisher message.Publisher
+	// Publisher sends the messages (the relay's port, outbox/broker; adapters/amqp.Publisher
+	// implements it), each follower's on that follower's lane. Its confirms tell which messages
+	// the broker refused (an attempt of the row) and which it did not answer (the broker is
+	// unavailable: no attempt); its own progress timeout must bound every wait.
+	Publisher broker.Publisher
 	// BulkPublisher, when set, publishes the pages after the first of big fan-outs, and the rows
 	// deferred behind them, so that a big fan-out's backlog in the broker (and in the TCP
 	// connection) never delays other rows: give it its own connection. Default: Publisher.
-	BulkPublisher message.Publisher
+	BulkPublisher broker.Publisher
 	// Exchange is the topic passed to Publisher: the feed exchange (default "social.feed").
 	Exchange string
 

@@ -2,7 +2,6 @@ package outbox_test
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,11 +22,7 @@ func TestDeposedLeaderStopsPublishingTheBigRowsPages(t *testing.T) {
 	us := e.users(41001)
 	big, followers := us[0], us[1:]
 	e.follow(big, followers) // a first page of 1,000, then eight bulk reads of 5,000
-	slices.Sort(followers)   // pages and their messages go in follower id order
-	var bound []string
-	for i := 0; i < len(followers); i += 1000 {
-		bound = append(bound, followers[i]) // each 1,000-follower message names exactly one
-	}
+	bound := onePerMessage(followers)
 	warm := e.users(1)[0]
 	e.follow(warm, followers[:1500])
 	c := e.consumer(bound...)
@@ -61,7 +56,8 @@ func TestDeposedLeaderStopsPublishingTheBigRowsPages(t *testing.T) {
 	oldPos := positionOf(c, p.ID)
 
 	var pid int
-	if err := e.db.Pool.QueryRow(t.Context(), `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&pid); err != nil {
+	if err := e.db.Pool.QueryRow(t.Context(), `SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&pid); err != nil {
 		t.Fatalf("find the leader's session: %v", err)
 	}
 	e.db.Exec(t, `SELECT pg_terminate_backend($1)`, pid)

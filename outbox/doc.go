@@ -1,10 +1,15 @@
-// Package outbox relays post events from the PostgreSQL outbox to RabbitMQ, and lets operators
-// inspect (status) and re-enqueue (replay, retry-dead) it.
+// Package outbox relays events from the PostgreSQL outbox to RabbitMQ, serves realtime resume
+// from it (resume.go), and lets operators inspect (status) and re-enqueue (replay, retry-dead) it.
+//
+// It knows no event type: the domain encodes each relayed type's frame and names its recipients
+// (domain/relayed.go; docs/events.md), and a row goes to the followers of its author or to the
+// recipients its event names. It publishes through its own port, outbox/broker (adapters/amqp
+// implements it).
 //
 // The outbox row life cycle (table outbox, migrations/0001_init.sql):
 //
-//   - The post transaction inserts the row as status 'pending', position NULL, together with the
-//     event. A statement trigger NOTIFYs channel "social_outbox" at commit.
+//   - The event's transaction inserts the row as status 'pending', position NULL, together with
+//     the event, with its author and, for explicit recipients, its recipients (migration 0008). A statement trigger NOTIFYs channel "social_outbox" at commit.
 //   - One relay at a time is leader (session advisory lock). It claims pending rows in id order,
 //     skipping authors whose earlier row waits for a retry (order per author), and gives each
 //     claimed row without a position the next value of outbox_position_seq, recording the batch's

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // A big fan-out must not hold up the rest of the outbox. The emitter therefore publishes every
@@ -231,24 +231,29 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	e.out <- sent{b: b, start: true}
 	defer e.endMain(b)
 
+	// Rows go to the followers of their author (read here) or to the recipients their event
+	// names (domain.Route, decoded by the claim): the relay knows no event type.
 	authors := make([]string, 0, len(b.rows))
 	seen := make(map[string]bool, len(b.rows))
 	for _, rw := range b.rows {
-		if !seen[rw.author] {
+		if rw.recipients == nil && rw.refuse == "" && !rw.superseded && !seen[rw.author] {
 			seen[rw.author] = true
 			authors = append(authors, rw.author)
 		}
 	}
-	firsts, err := firstPages(ctx, r.cfg.Pool, authors, r.split)
-	if err != nil {
-		b.stopErr = err
-		return
+	var firsts map[string]page
+	var err error
+	if len(authors) > 0 {
+		if firsts, err = firstPages(ctx, r.cfg.Pool, authors, r.split); err != nil {
+			b.stopErr = err
+			return
+		}
 	}
 	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
 	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
 	// checked before each group instead.
 	pubCtx := context.WithoutCancel(ctx)
-	var msgs []amqp.Outgoing
+	var msgs []broker.Message
 	var owners []int32
 	flush := func() bool {
 		if len(msgs) == 0 {
@@ -264,7 +269,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		}
 		e.mainSent++
 		e.out <- sent{b: b, wait: r.send(pubCtx, r.cfg.Publisher, msgs), owners: owners, main: true}
-		msgs, owners = make([]amqp.Outgoing, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
+		msgs, owners = make([]broker.Message, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
 		return true
 	}
 	held := e.heldBack(ctx, b, firsts)
@@ -280,7 +285,21 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			continue // released by finish; not worth sending
 		}
 		st := &b.states[i]
+		if rw.refuse != "" {
+			// Nothing of it is sent; the emitter owns the row's state until a group names it.
+			st.refused, st.complete, st.at = rw.refuse, true, time.Now()
+			continue
+		}
+		if rw.superseded {
+			// Nothing of it is true now: complete with no message, hence relayed.
+			st.complete, st.at = true, time.Now()
+			continue
+		}
 		p, ok := firsts[rw.author]
+		if rw.recipients != nil {
+			// Explicit recipients: one page, never a big fan-out (domain.MaxRecipients).
+			p, ok = newPage(rw.recipients, 0, r.split), true
+		}
 		first, inline := true, 0
 		for ok {
 			now, later := p, []string(nil)
@@ -291,7 +310,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 				}
 			}
 			for _, m := range now.msgs {
-				msgs = append(msgs, amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
+				msgs = append(msgs, broker.Message{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane})
 				owners = append(owners, int32(i))
 				st.emitted++
 				budget -= 1 + len(m.cc)
@@ -361,6 +380,9 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 		var ids []string
 		for _, p := range firsts {
 			ids = append(ids, p.ids...)
+		}
+		for _, rw := range b.rows {
+			ids = append(ids, rw.recipients...)
 		}
 		named, namedErr = namedByBigRows(ctx, e.r.cfg.Pool, bigs, ids)
 	}
@@ -479,10 +501,10 @@ func (e *emitter) step(ctx context.Context) {
 	}
 	rw := c.b.rows[c.row]
 	if len(recips) > 0 {
-		msgs := make([]amqp.Outgoing, len(recips))
+		msgs := make([]broker.Message, len(recips))
 		owners := make([]int32, len(recips))
 		for i, m := range recips {
-			msgs[i] = amqp.Outgoing{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane}
+			msgs[i] = broker.Message{MessageID: rw.eventID, RoutingKey: m.key, CC: m.cc, Body: rw.frame, Lane: m.lane}
 			owners[i] = int32(c.row)
 		}
 		st.emitted += len(msgs)

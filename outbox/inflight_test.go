@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/socialnet/social/adapters/amqp/amqptest"
-	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
 )
@@ -31,7 +30,7 @@ func TestResumeReadsPositionsInFlightBeforeTheMark(t *testing.T) {
 	e.relay(outbox.Config{Publisher: e.publisher(via.String())})
 	missed := func(after int64) []domain.FeedFrame {
 		t.Helper()
-		raw, err := ws.NewMissedFrames(e.db.Pool).Missed(context.Background(), follower, after, 100)
+		raw, _, _, err := outbox.NewResume(e.db.Pool).Missed(context.Background(), follower, after, 100, 1<<20, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

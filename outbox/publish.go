@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
-	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // rowState tracks one row while its messages are published.
@@ -58,7 +55,7 @@ type batch struct {
 // continuation runs beside them), but starts come in claim order.
 type sent struct {
 	b      *batch
-	wait   interface{ Wait() error }
+	wait   broker.Confirms
 	owners []int32 // row index in b of each message
 	// bulk is set on groups sent on the bulk publisher: released when confirmed; main on groups
 	// sent on the main publisher (counted when waited for).
@@ -97,30 +94,10 @@ func (p *pipeline) down() bool {
 
 var errBrokerDown = errors.New("broker unavailable: a message of an earlier group was lost")
 
-// send hands one group to pub. The amqp adapter's Send writes it and returns at once, so groups
-// of this and the next batch are in flight together; any other message.Publisher is called
-// synchronously (no pipelining across groups).
-func (r *Relay) send(ctx context.Context, pub message.Publisher, msgs []amqp.Outgoing) interface{ Wait() error } {
-	if s, ok := pub.(interface {
-		Send(context.Context, string, []amqp.Outgoing) *amqp.Confirms
-	}); ok {
-		return s.Send(ctx, r.cfg.Exchange, msgs)
-	}
-	wm := make([]*message.Message, len(msgs))
-	for i, o := range msgs {
-		m := message.NewMessage(o.MessageID, o.Body)
-		m.Metadata.Set(amqp.MetadataRoutingKey, o.RoutingKey)
-		if len(o.CC) > 0 {
-			cc := make([]string, len(o.CC))
-			for j, v := range o.CC {
-				cc[j], _ = v.(string)
-			}
-			m.Metadata.Set(amqp.MetadataCC, strings.Join(cc, ","))
-		}
-		m.SetContext(ctx)
-		wm[i] = m
-	}
-	return waitDone{pub.Publish(r.cfg.Exchange, wm...)}
+// send hands one group to pub, which writes it and returns at once, so groups of this and the
+// next batch are in flight together.
+func (r *Relay) send(ctx context.Context, pub broker.Publisher, msgs []broker.Message) broker.Confirms {
+	return pub.Send(ctx, r.cfg.Exchange, msgs)
 }
 
 type waitDone struct{ err error }
@@ -180,7 +157,7 @@ func (r *Relay) confirm(ctx context.Context, pl *pipeline, fl *bulkInFlight, in 
 			fl.mainDone()
 		}
 		now := time.Now()
-		var pe *amqp.PublishError
+		var pe *broker.SendError
 		var failedAt map[int]error
 		switch {
 		case err == nil:
@@ -201,7 +178,7 @@ func (r *Relay) confirm(ctx context.Context, pl *pipeline, fl *bulkInFlight, in 
 			case !failed:
 				st.confirmed++
 				st.at = now
-			case errors.Is(ferr, amqp.ErrNacked):
+			case errors.Is(ferr, broker.ErrRefused):
 				if st.refused == "" {
 					st.refused = ferr.Error()
 				}

@@ -8,8 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // Relay moves outbox rows to the broker: it claims rows, expands each post event to the author's
@@ -29,7 +30,7 @@ type Relay struct {
 	split split
 	// bulk publishes the pages after the first of big fan-outs (and rows deferred behind them),
 	// split over its own lanes: cfg.BulkPublisher, or cfg.Publisher.
-	bulk      message.Publisher
+	bulk      broker.Publisher
 	bulkSplit split
 	log       *slog.Logger
 	metrics   *relayMetrics
@@ -46,8 +47,8 @@ func NewRelay(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay metrics: %w", err)
 	}
-	// A publisher with lanes (adapters/amqp) gets each follower's messages on that follower's
-	// lane; any other message.Publisher keeps one order for everything.
+	// Each follower's messages go on that follower's lane of the publisher (one lane: one order
+	// for everything).
 	bulk := cfg.BulkPublisher
 	if bulk == nil {
 		bulk = cfg.Publisher
@@ -56,12 +57,8 @@ func NewRelay(cfg Config) (*Relay, error) {
 		log: cfg.Logger, metrics: m}, nil
 }
 
-func splitFor(pub message.Publisher, size int) split {
-	sp := split{size: size, lanes: 1}
-	if l, ok := pub.(interface{ Lanes() int }); ok {
-		sp.lanes = max(1, l.Lanes())
-	}
-	return sp
+func splitFor(pub broker.Publisher, size int) split {
+	return split{size: size, lanes: max(1, pub.Lanes())}
 }
 
 // IsLeader reports whether this relay currently holds the leader lock.

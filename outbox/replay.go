@@ -14,7 +14,7 @@ import (
 	"github.com/socialnet/social/domain"
 )
 
-// ReplayFilter selects the relayed post events to re-enqueue. Every bound is inclusive except Until.
+// ReplayFilter selects the relayed events to re-enqueue. Every bound is inclusive except Until.
 type ReplayFilter struct {
 	// FromPosition is the first position replayed (>= 0).
 	FromPosition int64
@@ -25,7 +25,7 @@ type ReplayFilter struct {
 	Since, Until time.Time
 	// Author keeps only the events of this user id (a UUID); empty keeps every author.
 	Author string
-	// Types keeps only these event types (domain.PostEventTypes); empty keeps all.
+	// Types keeps only these event types (domain.RelayedEventTypes); empty keeps all.
 	Types []string
 }
 
@@ -50,8 +50,8 @@ func (f ReplayFilter) Validate() error {
 		}
 	}
 	for _, t := range f.Types {
-		if !domain.IsPostEventType(t) {
-			errs = append(errs, fmt.Errorf("type %q: unknown, want one of %s", t, strings.Join(domain.PostEventTypes, ", ")))
+		if !domain.IsRelayedEventType(t) {
+			errs = append(errs, fmt.Errorf("type %q: unknown, want one of %s", t, strings.Join(domain.RelayedEventTypes(), ", ")))
 		}
 	}
 	return errors.Join(errs...)

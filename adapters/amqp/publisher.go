@@ -10,6 +10,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // Publisher is a Watermill message.Publisher on amqp091-go built for fan-out throughput: Publish
@@ -37,7 +39,11 @@ type Publisher struct {
 	closed atomic.Bool
 }
 
-var _ message.Publisher = (*Publisher)(nil)
+var (
+	_ message.Publisher = (*Publisher)(nil)
+	// The outbox relay's publishing port: Lanes and Send.
+	_ broker.Publisher = (*Publisher)(nil)
+)
 
 // NewPublisher checks cfg and returns a Publisher; it connects on the first Publish.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
@@ -64,17 +70,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 
 // Outgoing is one message for Send: the fields the feed contract uses, without the metadata map
 // and string CC of a Watermill message (the relay's fast path: no per-message map or CC split).
-type Outgoing struct {
-	MessageID  string
-	RoutingKey string
-	// CC is the other recipients as the AMQP array of strings; nil for none. Send only reads it,
-	// so one slice may be shared by every message to the same followers.
-	CC   []interface{}
-	Body []byte
-	// Lane picks the channel (modulo PublisherConfig.Lanes). Messages of one lane keep their
-	// order; messages of different lanes may reach a queue in any order.
-	Lane int
-}
+// It is the outbox's broker.Message: Lane picks the channel (modulo PublisherConfig.Lanes);
+// messages of one lane keep their order, messages of different lanes may reach a queue in any
+// order.
+type Outgoing = broker.Message
 
 // Lanes is the number of channels Send spreads messages over (PublisherConfig.Lanes).
 func (p *Publisher) Lanes() int { return p.cfg.Lanes }
@@ -84,7 +83,7 @@ func (p *Publisher) Lanes() int { return p.cfg.Lanes }
 // in flight (pipelined confirms across calls) and still keep its order within each lane. Every
 // Confirms must be waited for (Close waits for them). ctx ends the wait early (the connection is
 // dropped: amqp091 I/O ignores contexts).
-func (p *Publisher) Send(ctx context.Context, topic string, msgs []Outgoing) *Confirms {
+func (p *Publisher) Send(ctx context.Context, topic string, msgs []Outgoing) broker.Confirms {
 	return p.start(ctx, topic, len(msgs), func(i int) (int, string, amqp091.Publishing) {
 		m := &msgs[i]
 		var h amqp091.Table

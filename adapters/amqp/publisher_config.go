@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // Message metadata read by Publisher. Any other metadata key becomes a string header.
@@ -17,48 +19,34 @@ const (
 	MetadataCC = "amqp_cc"
 )
 
-// Errors of Publish, for errors.Is. A PublishError says which messages each applies to.
+// Errors of Publish, for errors.Is. A PublishError says which messages each applies to. Each is
+// also the outbox port's kind of failure (broker.ErrRefused, broker.ErrUnavailable), which is
+// what the relay looks at.
 var (
 	// ErrNacked: the broker refused this message (basic.nack), e.g. a queue it routes to is full
 	// with overflow reject-publish. Retrying the same message soon will likely fail again.
-	ErrNacked = errors.New("rabbitmq refused the message (nack)")
+	ErrNacked error = &kindError{"rabbitmq refused the message (nack)", broker.ErrRefused}
 	// ErrUnavailable: no confirm because the broker could not be reached, the connection or
 	// channel closed, or the deadline passed. The message may or may not have been routed
 	// (at-least-once: publish it again).
-	ErrUnavailable = errors.New("rabbitmq unavailable")
+	ErrUnavailable error = &kindError{"rabbitmq unavailable", broker.ErrUnavailable}
 	// ErrClosed: Publish after Close.
-	ErrClosed = errors.New("publisher closed")
+	ErrClosed error = &kindError{"publisher closed", broker.ErrUnavailable}
 )
 
-// PublishError reports the messages of one Publish call that were not confirmed. Every message
-// not listed in Failed was confirmed (acked) by the broker.
-type PublishError struct {
-	// Failed maps the index of a message in the Publish call to why it failed (wrapping
-	// ErrNacked or ErrUnavailable).
-	Failed map[int]error
+// kindError is one of the errors above: its own message, and the port's kind of failure.
+type kindError struct {
+	msg  string
+	kind error
 }
 
-func (e *PublishError) Error() string {
-	var first error
-	for _, err := range e.Failed {
-		first = err
-		break
-	}
-	return fmt.Sprintf("%d message(s) not confirmed, e.g.: %v", len(e.Failed), first)
-}
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
 
-// Unwrap returns the distinct causes, so errors.Is(err, ErrNacked) works.
-func (e *PublishError) Unwrap() []error {
-	var out []error
-	seen := map[error]bool{}
-	for _, err := range e.Failed {
-		if !seen[err] {
-			seen[err] = true
-			out = append(out, err)
-		}
-	}
-	return out
-}
+// PublishError reports the messages of one Publish or Send call that were not confirmed. Every
+// message not listed in Failed was confirmed (acked) by the broker. Failed maps the index of a
+// message in the call to why it failed (wrapping ErrNacked or ErrUnavailable).
+type PublishError = broker.SendError
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/amqp/amqptest"
+	"github.com/socialnet/social/outbox/broker"
 )
 
 // Lanes are separate channels: the broker keeps order within each one, and every message is
@@ -35,7 +36,7 @@ func TestPublisherLanesConfirmEverythingAndKeepOrderPerLane(t *testing.T) {
 	}
 
 	// Two calls, so order must also hold across calls; lane l's messages carry key lane<l>.
-	var pending []*amqp.Confirms
+	var pending []broker.Confirms
 	for call := range 2 {
 		msgs := make([]amqp.Outgoing, 0, lanes*perLane/2)
 		for i := range lanes * perLane / 2 {

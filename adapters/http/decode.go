@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -18,17 +20,42 @@ import (
 // MaxBodyBytes is the largest request body accepted; larger bodies get 413.
 const MaxBodyBytes = 1 << 20
 
+var errBodyTooLarge = echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes))
+
+// limitBody bounds every request body to MaxBodyBytes: an announced length over it is refused at
+// once, and a chunked body is cut by http.MaxBytesReader, whose error decodeJSON answers with 413
+// (it also tells net/http to close the connection instead of reading the rest).
+func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > MaxBodyBytes {
+			return errBodyTooLarge
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
+		return next(c)
+	}
+}
+
 // decodeJSON reads exactly one JSON object from the body into v. Unknown fields are ignored (OTUS
-// clients send extras); wrong types, trailing data and non-objects are EINVALID.
+// clients send extras); wrong types, trailing data and non-objects are EINVALID. A body over
+// MaxBodyBytes is 413; one still incomplete when the server's read timeout passes is 408.
 func decodeJSON(c echo.Context, v any) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes))
+			return errBodyTooLarge
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return echo.NewHTTPError(http.StatusRequestTimeout, "request body not received in time")
 		}
 		return domain.Errorf(domain.EINVALID, "cannot read request body")
 	}
+	// The request is in: from here REQUEST_TIMEOUT bounds the handler and the write timeout the
+	// response. Left in place, the read deadline would cancel the request's context when it passes
+	// (net/http's background read of the idle connection fails), cutting a handler short for a
+	// body that was merely slow to arrive.
+	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Time{})
 	return DecodeBody(body, v)
 }
 

@@ -17,6 +17,7 @@ var statusOf = map[string]int{
 	domain.EFORBIDDEN:    http.StatusForbidden,
 	domain.ENOTFOUND:     http.StatusNotFound,
 	domain.ECONFLICT:     http.StatusConflict,
+	domain.ETHROTTLED:    http.StatusTooManyRequests,
 	domain.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	domain.EINTERNAL:     http.StatusInternalServerError,
 }
@@ -43,7 +44,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.ErrorContext(c.Request().Context(), "request failed",
 			slog.String("request_id", rid), slog.String("route", c.Path()), slog.Int("status", status), slog.Any("err", err))
 	}
-	if status == http.StatusServiceUnavailable {
+	var te *throttledError
+	switch {
+	case errors.As(err, &te):
+		c.Response().Header().Set("Retry-After", retryAfterHeader(te.after))
+	case status == http.StatusServiceUnavailable:
 		c.Response().Header().Set("Retry-After", retryAfterSeconds)
 	}
 	body := errorBody{Message: msg, RequestID: rid, Code: status}

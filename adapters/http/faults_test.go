@@ -69,10 +69,11 @@ func newAPIOn(t *testing.T, databaseURL string, timeout time.Duration) (*testAPI
 	}
 	t.Cleanup(pool.Close)
 	tokens, _ := auth.NewTokens(testSecret, time.Hour)
-	passwords, _ := auth.NewPasswords(4)
+	passwords, _ := auth.NewPasswords(4, 0)
 	api := httpapi.NewServer(httpapi.Config{
 		Users: postgres.NewUserService(pool), Friends: postgres.NewFriendService(pool), Posts: postgres.NewPostService(pool),
-		Tokens: tokens, Passwords: passwords, RequestTimeout: timeout, Registerer: prometheus.NewRegistry(),
+		Dialogs: postgres.NewDialogService(pool),
+		Tokens:  tokens, Passwords: passwords, RequestTimeout: timeout, Registerer: prometheus.NewRegistry(),
 		Ready: func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
 	srv := httptest.NewServer(api)
@@ -128,6 +129,8 @@ func TestDatabaseDownAnswers503(t *testing.T) {
 				{"POST", "/post/create", token, `{"text":"hello"}`},
 				{"GET", "/post/get/" + unknownID, "", ""},
 				{"GET", "/post/feed", token, ""},
+				{"POST", "/dialog/" + otherID + "/send", token, `{"text":"hello"}`},
+				{"GET", "/dialog/" + otherID + "/list", token, ""},
 				{"POST", "/user/register", "", `{"first_name":"A","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`},
 			} {
 				start := time.Now()

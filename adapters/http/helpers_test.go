@@ -36,7 +36,7 @@ func newTestAPI(t testing.TB) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	passwords, err := auth.NewPasswords(4) // bcrypt.MinCost: tests register many users
+	passwords, err := auth.NewPasswords(4, 0) // bcrypt.MinCost: tests register many users
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,7 @@ func newTestAPI(t testing.TB) *testAPI {
 		Users:          postgres.NewUserService(db.Pool),
 		Friends:        postgres.NewFriendService(db.Pool),
 		Posts:          postgres.NewPostService(db.Pool),
+		Dialogs:        postgres.NewDialogService(db.Pool),
 		Tokens:         tokens,
 		Passwords:      passwords,
 		RequestTimeout: 2 * time.Second,
@@ -72,6 +73,12 @@ func (r response) JSON(t testing.TB, v any) {
 // do sends a request; body is sent as is when it is a string or []byte, else JSON-encoded.
 func (a *testAPI) do(method, path, token string, body any) response {
 	a.t.Helper()
+	return a.doWith(method, path, token, body, nil)
+}
+
+// doWith is do with more request headers.
+func (a *testAPI) doWith(method, path, token string, body any, headers map[string]string) response {
+	a.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -93,6 +100,9 @@ func (a *testAPI) do(method, path, token string, body any) response {
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	res, err := a.srv.Client().Do(req)
 	if err != nil {

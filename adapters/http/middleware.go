@@ -14,6 +14,32 @@ import (
 
 func newRequestID() string { return uuid.Must(uuid.NewV7()).String() }
 
+// requestIDs gives every request an X-Request-Id, in the response's headers and every error body
+// and log line: the client's own (a gateway's, say) when it is 1..64 characters of
+// [A-Za-z0-9._-], else a new one. A client's id was echoed whatever it was (500 KB were tried).
+func requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // timeout bounds the request context; database calls made with it fail with a deadline error,
 // which the postgres adapter turns into EUNAVAILABLE (503).
 func (s *Server) timeout(next echo.HandlerFunc) echo.HandlerFunc {

@@ -3,27 +3,33 @@ package http
 import (
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/socialnet/social/domain"
 )
 
+// postResponse is a post on the wire: the OTUS fields and created_at (RFC3339, UTC), the time of
+// the post.created event, as in websocket frames.
 type postResponse struct {
-	ID           string `json:"id"`
-	Text         string `json:"text"`
-	AuthorUserID string `json:"author_user_id"`
+	ID           string    `json:"id"`
+	Text         string    `json:"text"`
+	AuthorUserID string    `json:"author_user_id"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 func toPostResponse(p domain.Post) postResponse {
-	return postResponse{ID: p.ID, Text: p.Text, AuthorUserID: p.AuthorUserID}
+	return postResponse{ID: p.ID, Text: p.Text, AuthorUserID: p.AuthorUserID, CreatedAt: p.CreatedAt.UTC()}
 }
 
 type createPostRequest struct {
 	Text *string `json:"text"`
 }
 
-// createPost answers with the new post's id as a bare JSON string (the OTUS contract).
+// createPost answers with the new post's id as a bare JSON string (the OTUS contract). With an
+// Idempotency-Key header, a retry answers the first call's id and creates nothing (design.md §2).
 func (s *Server) createPost(c echo.Context) error {
 	var req createPostRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -32,13 +38,26 @@ func (s *Server) createPost(c echo.Context) error {
 	if req.Text == nil {
 		return domain.Errorf(domain.EINVALID, "text is required")
 	}
-	p, err := s.cfg.Posts.Create(c.Request().Context(), currentUser(c), *req.Text)
+	ctx, author := c.Request().Context(), currentUser(c)
+	var p domain.Post
+	created := true
+	var err error
+	if keys, ok := c.Request().Header[idempotencyKeyHeader]; ok {
+		p, created, err = s.cfg.Posts.CreateOnce(ctx, author, *req.Text, strings.Join(keys, ","))
+	} else {
+		p, err = s.cfg.Posts.Create(ctx, author, *req.Text)
+	}
 	if err != nil {
 		return err
 	}
-	s.metrics.posts.Inc()
+	if created {
+		s.metrics.posts.Inc()
+	}
 	return c.JSON(http.StatusOK, p.ID)
 }
+
+// idempotencyKeyHeader is the canonical form of the Idempotency-Key header.
+var idempotencyKeyHeader = http.CanonicalHeaderKey("Idempotency-Key")
 
 type updatePostRequest struct {
 	ID   string  `json:"id"`
@@ -86,22 +105,6 @@ func (s *Server) getPost(c echo.Context) error {
 	return c.JSON(http.StatusOK, toPostResponse(p))
 }
 
-func (s *Server) feed(c echo.Context) error {
-	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
-	if err != nil {
-		return err
-	}
-	posts, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
-	if err != nil {
-		return err
-	}
-	out := make([]postResponse, len(posts))
-	for i, p := range posts {
-		out[i] = toPostResponse(p)
-	}
-	return c.JSON(http.StatusOK, out)
-}
-
 // ParsePage reads offset (default 0) and limit (default 10) and validates them.
 func ParsePage(offset, limit string) (domain.FeedPage, error) {
 	page := domain.FeedPage{Offset: 0, Limit: 10}
@@ -139,4 +142,18 @@ func (s *Server) deleteFriend(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
+}
+
+// following lists the users the caller follows (an addition to OTUS: the page reads follow state
+// from it instead of keeping it in the browser).
+func (s *Server) following(c echo.Context) error {
+	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	users, err := s.cfg.Friends.Following(c.Request().Context(), currentUser(c), page)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toUserResponses(users))
 }

@@ -26,7 +26,7 @@ func TestPostLifecycle(t *testing.T) {
 		}
 		return res.Status, p
 	}
-	if st, p := get(); st != 200 || p["id"] != id || p["text"] != "first version" || p["author_user_id"] != author.ID || len(p) != 3 {
+	if st, p := get(); st != 200 || p["id"] != id || p["text"] != "first version" || p["author_user_id"] != author.ID || p["created_at"] == "" || len(p) != 4 {
 		t.Fatalf("get after create: %d %v", st, p)
 	}
 	if res := api.do("PUT", "/post/update", author.Token, map[string]string{"id": id, "text": "second version"}); res.Status != 200 || len(res.Body) != 0 {

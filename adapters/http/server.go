@@ -5,7 +5,9 @@ package http
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -21,12 +23,27 @@ type Config struct {
 	Users     domain.UserService
 	Friends   domain.FriendService
 	Posts     domain.PostService
+	Dialogs   domain.DialogService
 	Tokens    *auth.Tokens
 	Passwords *auth.Passwords
 	Logger    *slog.Logger
 	// RequestTimeout bounds each request's context, so a stalled database yields a 503 instead
 	// of a hung client. Default 5s.
 	RequestTimeout time.Duration
+	// FeedMaxBytes bounds the body of a /post/feed and a /dialog/{user_id}/list response: the
+	// page ends early, at a whole post or message, and says where the next begins (feed.go,
+	// dialogs.go). Default DefaultFeedMaxBytes, at least
+	// MinFeedMaxBytes.
+	FeedMaxBytes int
+	// LoginFailuresPerAccount and LoginFailuresPerAddress are how many failed logins an account
+	// and a client address may have per LoginFailureWindow before further attempts get 429
+	// (defaults 30, 100 and a minute; login_throttle.go).
+	LoginFailuresPerAccount int
+	LoginFailuresPerAddress int
+	LoginFailureWindow      time.Duration
+	// TrustedProxies are the addresses whose X-Real-IP header names the client (the gateway's);
+	// from any other peer the connection's address is the client's. None by default.
+	TrustedProxies []netip.Prefix
 	// Ready reports whether the dependencies answer; /readyz returns 503 when it fails.
 	Ready func(context.Context) error
 	// Registerer receives the HTTP metrics; nil means none are recorded.
@@ -39,6 +56,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *httpMetrics
+	logins  *loginThrottle
 }
 
 // NewServer builds the API with every route of design.md §2 registered.
@@ -46,19 +64,35 @@ func NewServer(cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
+	if cfg.FeedMaxBytes <= 0 {
+		cfg.FeedMaxBytes = DefaultFeedMaxBytes
+	}
+	cfg.FeedMaxBytes = max(cfg.FeedMaxBytes, MinFeedMaxBytes)
+	if cfg.LoginFailuresPerAccount <= 0 {
+		cfg.LoginFailuresPerAccount = DefaultLoginFailuresPerAccount
+	}
+	if cfg.LoginFailuresPerAddress <= 0 {
+		cfg.LoginFailuresPerAddress = DefaultLoginFailuresPerAddress
+	}
+	if cfg.LoginFailureWindow <= 0 {
+		cfg.LoginFailureWindow = DefaultLoginFailureWindow
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer)}
+	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer),
+		logins: newLoginThrottle(cfg.LoginFailuresPerAccount, cfg.LoginFailuresPerAddress, cfg.LoginFailureWindow)}
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = clientAddress(cfg.TrustedProxies)
+	e.JSONSerializer = jsonSerializer{}
 
-	e.Pre(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
-		Generator: func() string { return newRequestID() },
-	}))
-	e.Use(s.observe, s.recoverPanic, s.timeout)
-	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: "1M"}))
+	e.Pre(headAsGet)
+	e.Pre(requestIDs)
+	e.Use(restoreHead)
+	e.Use(s.observe, s.recoverPanic, s.timeout, limitBody)
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{ContentTypeNosniff: "nosniff"}))
 
 	e.POST("/user/register", s.register)
 	e.POST("/login", s.login)
@@ -66,17 +100,44 @@ func NewServer(cfg Config) *Server {
 	e.GET("/user/search", s.searchUsers)
 	e.PUT("/friend/set/:user_id", s.setFriend, s.authenticate)
 	e.PUT("/friend/delete/:user_id", s.deleteFriend, s.authenticate)
+	e.GET("/friend/list", s.following, s.authenticate)
 	e.POST("/post/create", s.createPost, s.authenticate)
 	e.PUT("/post/update", s.updatePost, s.authenticate)
 	e.PUT("/post/delete/:id", s.deletePost, s.authenticate)
 	e.GET("/post/get/:id", s.getPost)
 	e.GET("/post/feed", s.feed, s.authenticate)
+	e.POST("/dialog/:user_id/send", s.sendDialog, s.authenticate)
+	e.GET("/dialog/:user_id/list", s.listDialog, s.authenticate)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	e.GET("/openapi.yaml", serveOpenAPI)
 	return s
 }
+
+// headAsGet and restoreHead answer HEAD on every GET route, as net/http's ServeMux does: the
+// router looks the route up as GET, then the handler runs on the HEAD request again, so the server
+// sends the GET's headers and discards the body.
+func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r := c.Request(); r.Method == http.MethodHead {
+			r.Method = http.MethodGet
+			c.Set(headKey, true)
+		}
+		return next(c)
+	}
+}
+
+func restoreHead(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if head, _ := c.Get(headKey).(bool); head {
+			c.Request().Method = http.MethodHead
+		}
+		return next(c)
+	}
+}
+
+const headKey = "head"
 
 // Handle mounts h (a websocket endpoint, the web page, /metrics) at method and path.
 func (s *Server) Handle(method, path string, h http.Handler) {
@@ -95,12 +156,24 @@ func (s *Server) Routes() []string {
 	return out
 }
 
+// clientAddress takes the client's address from X-Real-IP when the connection comes from a
+// trusted proxy, and from the connection otherwise (echo's default would believe any peer's
+// X-Forwarded-For, so a client could pick the address it is throttled by).
+func clientAddress(trusted []netip.Prefix) echo.IPExtractor {
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromRealIPHeader(opts...)
+}
+
 func (s *Server) ready(c echo.Context) error {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(c.Request().Context()); err != nil {
+			// The reason names hosts, users and databases: the log has it, the client does not.
 			s.log.WarnContext(c.Request().Context(), "not ready", slog.Any("err", err))
 			c.Response().Header().Set("Retry-After", retryAfterSeconds)
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})

@@ -32,6 +32,15 @@ func toUserResponse(u domain.User) userResponse {
 		Birthdate: u.Birthdate.Format(domain.BirthdateLayout), Biography: u.Biography, City: u.City}
 }
 
+// toUserResponses is the JSON array of users (search, the caller's follows).
+func toUserResponses(users []domain.User) []userResponse {
+	out := make([]userResponse, len(users))
+	for i, u := range users {
+		out[i] = toUserResponse(u)
+	}
+	return out
+}
+
 func (s *Server) register(c echo.Context) error {
 	var req registerRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -42,7 +51,7 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	hash, err := s.cfg.Passwords.Hash(r.Password)
+	hash, err := s.cfg.Passwords.Hash(c.Request().Context(), r.Password)
 	if err != nil {
 		return err
 	}
@@ -58,6 +67,9 @@ type loginRequest struct {
 	Password string `json:"password"`
 }
 
+// login checks the password under the login throttle (login_throttle.go): a failure counts
+// against the client's address (unknown id or wrong password) and the account (wrong password);
+// malformed requests and infrastructure errors count against neither.
 func (s *Server) login(c echo.Context) error {
 	var req loginRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -67,14 +79,31 @@ func (s *Server) login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if req.Password == "" {
-		return domain.Errorf(domain.EINVALID, "password is required")
-	}
-	hash, err := s.cfg.Users.PasswordHash(c.Request().Context(), id)
-	if err != nil {
+	if err := domain.ValidatePassword(req.Password); err != nil {
 		return err
 	}
-	ok, err := s.cfg.Passwords.Match(hash, req.Password)
+	ctx, now := c.Request().Context(), time.Now()
+	byAddress, wait := s.logins.addresses.take(addressKey(c.RealIP()), now)
+	if wait > 0 {
+		return throttled(wait, "from this address")
+	}
+	hash, err := s.cfg.Users.PasswordHash(ctx, id)
+	if err != nil {
+		if domain.ErrorCode(err) != domain.ENOTFOUND {
+			byAddress.forgive()
+		}
+		return err
+	}
+	byAccount, wait := s.logins.accounts.take(id, now)
+	if wait > 0 {
+		byAddress.forgive()
+		return throttled(wait, "for this account")
+	}
+	ok, err := s.cfg.Passwords.Match(ctx, hash, req.Password)
+	if err != nil || ok {
+		byAddress.forgive()
+		byAccount.forgive()
+	}
 	if err != nil {
 		return err
 	}
@@ -109,9 +138,5 @@ func (s *Server) searchUsers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]userResponse, len(users))
-	for i, u := range users {
-		out[i] = toUserResponse(u)
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, toUserResponses(users))
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/socialnet/social/domain"
 )
 
 // newEvent describes one event to append.
@@ -36,23 +38,29 @@ func queueAppend(b *pgx.Batch, e newEvent) error {
 	return nil
 }
 
-// queueOutbox adds the outbox row of a post event to b; it must share the event's transaction.
-func queueOutbox(b *pgx.Batch, e newEvent, authorID string) {
-	b.Queue(`INSERT INTO outbox (event_id, author_user_id, created_at) VALUES ($1, $2, $3)`, e.ID, authorID, e.At)
+// queueOutbox adds the outbox row of a relayed event to b; it must share the event's transaction.
+// The row's author and recipients are the domain's route of the event (domain.OutboxRoute): the
+// one recipient rule per event type, which the relay applies to the same payload.
+func queueOutbox(b *pgx.Batch, e newEvent) error {
+	r, err := domain.OutboxRoute(e.Type, e.Payload)
+	if err != nil {
+		return err
+	}
+	if r.Recipients == nil {
+		b.Queue(`INSERT INTO outbox (event_id, author_user_id, created_at) VALUES ($1, $2, $3)`, e.ID, r.Author, e.At)
+		return nil
+	}
+	b.Queue(`INSERT INTO outbox (event_id, author_user_id, recipients, created_at) VALUES ($1, $2, $3, $4)`,
+		e.ID, r.Author, r.Recipients, e.At)
+	return nil
 }
 
-// sendBatch runs b and returns the first error. On a pool, pgx sends the whole batch with one Sync,
-// so PostgreSQL runs it as one implicit transaction: all statements commit or none do. Inside an
-// explicit pgx.Tx it joins that transaction.
+// sendBatch runs b and returns the first error, calling the callbacks queued with the statements
+// (QueuedQuery.Exec). On a pool, pgx sends the whole batch with one Sync, so PostgreSQL runs it as
+// one implicit transaction: all statements commit or none do. Inside an explicit pgx.Tx it joins
+// that transaction.
 func sendBatch(ctx context.Context, q interface {
 	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }, b *pgx.Batch) error {
-	br := q.SendBatch(ctx, b)
-	for range b.Len() {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
-		}
-	}
-	return br.Close()
+	return q.SendBatch(ctx, b).Close()
 }

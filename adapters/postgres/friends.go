@@ -78,3 +78,31 @@ func (s *FriendService) change(ctx context.Context, userID, friendID string, add
 	})
 	return translate(err, "change friend")
 }
+
+// Following returns the users userID follows, the most recently followed first (ties by id, so
+// pages are stable). The primary key (user_id, friend_id) finds the rows.
+func (s *FriendService) Following(ctx context.Context, userID string, page domain.FeedPage) ([]domain.User, error) {
+	if err := page.Validate(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT u.id, u.first_name, u.second_name, u.birthdate, u.biography, u.city
+		FROM friendships f JOIN users u ON u.id = f.friend_id
+		WHERE f.user_id = $1 ORDER BY f.created_at DESC, f.friend_id OFFSET $2 LIMIT $3`, userID, page.Offset, page.Limit)
+	if err != nil {
+		return nil, translate(err, "following")
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.User, error) { return scanUser(r) })
+	if err != nil {
+		return nil, translate(err, "following")
+	}
+	if len(users) == 0 {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, userID).Scan(&exists); err != nil {
+			return nil, translate(err, "following")
+		}
+		if !exists {
+			return nil, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
+		}
+	}
+	return users, nil
+}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,27 +36,51 @@ func NewPostService(pool *pgxpool.Pool) *PostService {
 // implicit transaction; the commit is synchronous, so a returned id means event and outbox row
 // are durable. Under load, concurrent calls share the transaction (group commit, posts_group.go).
 func (s *PostService) Create(ctx context.Context, authorID, text string) (domain.Post, error) {
+	p, _, err := s.create(ctx, authorID, text, "")
+	return p, err
+}
+
+// CreateOnce is Create under an idempotency key (idempotency.go). Keyed posts share the group's
+// transactions like the others: a key already taken makes its statement insert nothing, never
+// fail, so a client repeating a key cannot make a shared transaction fall back to one per post.
+func (s *PostService) CreateOnce(ctx context.Context, authorID, text, key string) (domain.Post, bool, error) {
+	if err := domain.ValidateIdempotencyKey(key); err != nil {
+		return domain.Post{}, false, err
+	}
+	return s.create(ctx, authorID, text, key)
+}
+
+// create validates before anything reaches the group: a post the database would refuse (a NUL,
+// say) would fail every post of the shared transaction it joined.
+func (s *PostService) create(ctx context.Context, authorID, text, key string) (domain.Post, bool, error) {
 	if err := domain.ValidatePostText(text); err != nil {
-		return domain.Post{}, err
+		return domain.Post{}, false, err
 	}
 	p := domain.Post{ID: uuid.Must(uuid.NewV7()).String(), Text: text, AuthorUserID: authorID, CreatedAt: s.now().UTC()}
 	e := makeEvent(p.ID, 1, domain.EventPostCreated, domain.PostChanged{PostID: p.ID, AuthorUserID: authorID, Text: text}, p.CreatedAt)
+	created := true
 	queue := func(b *pgx.Batch) error {
+		if key != "" {
+			return queueCreateOnce(b, e, p, key, &created)
+		}
 		if err := queueAppend(b, e); err != nil {
 			return err
 		}
 		b.Queue(`INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, $3, $4, $4, 1)`,
 			p.ID, authorID, text, p.CreatedAt)
-		queueOutbox(b, e, authorID)
-		return nil
+		return queueOutbox(b, e)
 	}
 	if err := s.group.do(ctx, queue); err != nil {
 		if isForeignKey(err, "posts_author_user_id_fkey") {
-			return domain.Post{}, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
+			return domain.Post{}, false, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
 		}
-		return domain.Post{}, translate(err, "create post")
+		return domain.Post{}, false, translate(err, "create post")
 	}
-	return p, nil
+	if !created {
+		first, err := s.firstWithKey(ctx, authorID, key, text)
+		return first, false, err
+	}
+	return p, true, nil
 }
 
 // Update replaces the text of the actor's own post.
@@ -95,7 +120,9 @@ func (s *PostService) change(ctx context.Context, actorID, postID, typ, text str
 		} else {
 			b.Queue(`UPDATE posts SET text = $2, updated_at = $3, version = $4 WHERE id = $1`, postID, text, at, version+1)
 		}
-		queueOutbox(b, e, actorID)
+		if err := queueOutbox(b, e); err != nil {
+			return err
+		}
 		return sendBatch(ctx, tx, b)
 	})
 	return translate(err, typ)
@@ -111,22 +138,39 @@ func (s *PostService) Post(ctx context.Context, id string) (domain.Post, error) 
 }
 
 // Feed returns the newest posts of the users userID follows. Post ids are UUIDv7, so id order is
-// creation order and the (author_user_id, id DESC) index serves each followed author.
-func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, error) {
+// creation order and the (author_user_id, id DESC) index serves each followed author. The page is
+// cut in the database, by the running sum of the texts' sizes, so a cut page's texts are never
+// sent to us.
+func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, bool, error) {
 	if err := page.Validate(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT p.id, p.text, p.author_user_id, p.created_at
-		FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
-		WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $2 LIMIT $3`, userID, page.Offset, page.Limit)
+	maxBytes := int64(math.MaxInt64)
+	if page.MaxTextBytes > 0 {
+		maxBytes = int64(page.MaxTextBytes)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, text, author_user_id, created_at, total FROM (
+			SELECT page.*, sum(octet_length(text)) OVER w AS upto, row_number() OVER w AS n, count(*) OVER () AS total
+			FROM (SELECT p.id, p.text, p.author_user_id, p.created_at
+				FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
+				WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $2 LIMIT $3) page
+			WINDOW w AS (ORDER BY id DESC)
+		) sized WHERE n = 1 OR upto <= $4 ORDER BY id DESC`, userID, page.Offset, page.Limit, maxBytes)
 	if err != nil {
-		return nil, translate(err, "feed")
+		return nil, false, translate(err, "feed")
 	}
-	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) { return scanPost(r) })
+	var total int
+	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) {
+		var p domain.Post
+		var id, author uuid.UUID
+		err := r.Scan(&id, &p.Text, &author, &p.CreatedAt, &total)
+		p.ID, p.AuthorUserID = id.String(), author.String()
+		return p, err
+	})
 	if err != nil {
-		return nil, translate(err, "feed")
+		return nil, false, translate(err, "feed")
 	}
-	return posts, nil
+	return posts, len(posts) < total, nil
 }
 
 func scanPost(row pgx.Row) (domain.Post, error) {

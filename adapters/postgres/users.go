@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -75,16 +78,22 @@ func (s *UserService) PasswordHash(ctx context.Context, id string) (string, erro
 	return hash, nil
 }
 
-// Search returns users whose names start with the given prefixes (case-sensitive, as the
-// text_pattern_ops index serves), ordered by id.
+// Search returns users whose names start with the given prefixes (case-sensitive, byte for byte),
+// ordered by id.
+//
+// A prefix is asked as a range, name ~>=~ prefix AND name ~<~ next, with next the smallest string
+// after every string that starts with the prefix (prefixRange), so the text_pattern_ops indexes
+// serve it whatever plan PostgreSQL caches. `name LIKE $1` served them only in a plan made for the
+// given value: after five runs of pgx's prepared statement the generic plan took over and read
+// the whole users table in id order (600 ms at 300,000 users for a rare prefix). An empty prefix
+// adds no condition.
 func (s *UserService) Search(ctx context.Context, q domain.UserSearch) ([]domain.User, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > maxSearchResults {
 		limit = maxSearchResults
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+userColumns+` FROM users
-		WHERE first_name LIKE $1 AND second_name LIKE $2 ORDER BY id LIMIT $3`,
-		likePrefix(q.FirstName), likePrefix(q.LastName), limit)
+	sql, args := searchQuery(q, limit)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, translate(err, "search users")
 	}
@@ -95,7 +104,45 @@ func (s *UserService) Search(ctx context.Context, q domain.UserSearch) ([]domain
 	return users, nil
 }
 
-// likePrefix escapes LIKE wildcards so "50%" matches literally.
-func likePrefix(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s) + "%"
+// searchQuery is Search's SQL and arguments.
+func searchQuery(q domain.UserSearch, limit int) (string, []any) {
+	var conds []string
+	var args []any
+	for _, f := range []struct{ column, prefix string }{{"first_name", q.FirstName}, {"second_name", q.LastName}} {
+		if f.prefix == "" {
+			continue
+		}
+		args = append(args, f.prefix)
+		conds = append(conds, fmt.Sprintf("%s ~>=~ $%d", f.column, len(args)))
+		if next, ok := prefixRange(f.prefix); ok {
+			args = append(args, next)
+			conds = append(conds, fmt.Sprintf("%s ~<~ $%d", f.column, len(args)))
+		}
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	return `SELECT ` + userColumns + ` FROM users` + where + ` ORDER BY id LIMIT ` + strconv.Itoa(limit), args
+}
+
+// prefixRange returns the smallest string greater than every string that starts with prefix, in
+// byte order (text_pattern_ops): prefix with its last character replaced by the next code point.
+// UTF-8 sorts bytewise as code points do, so the range holds exactly the strings with that prefix.
+// ok is false when there is no such string (the prefix is all U+10FFFF): no upper bound needed.
+func prefixRange(prefix string) (next string, ok bool) {
+	for prefix != "" {
+		r, size := utf8.DecodeLastRuneInString(prefix)
+		prefix = prefix[:len(prefix)-size]
+		switch {
+		case r == utf8.MaxRune:
+			continue // nothing after it: carry to the previous character
+		case r == 0xD7FF:
+			r = 0xE000 // skip the surrogates, which UTF-8 cannot hold
+		default:
+			r++
+		}
+		return prefix + string(r), true
+	}
+	return "", false
 }

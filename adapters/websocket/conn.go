@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,9 @@ type conn struct {
 	user string
 	ws   *websocket.Conn // nil until the upgrade
 	wire *wire           // under ws: holds a batch until one write(2)
+	// kinds are the frame kinds this socket forwards (?types=; defaultKinds), fixed at the
+	// handshake: live frames of other kinds are not queued and resume does not read them.
+	kinds []string
 
 	mu sync.Mutex
 	// queue[head:] are the frames not yet written, oldest first. Allocated on the first frame and
@@ -57,6 +61,9 @@ type conn struct {
 // leave the queue's byte count; what the kernel did not take of them waits on the wire, so a
 // socket holds at most SendQueueBytes queued plus one round.
 const maxBatchBytes = 64 << 10
+
+// accepts reports whether the socket forwards f (its ?types=).
+func (c *conn) accepts(f *frame) bool { return slices.Contains(c.kinds, f.kind) }
 
 // enqueue never blocks. A full queue means the client (or its network) does not keep up: it is
 // closed with 1013 and reconnects with ?since= rather than slowing the consumer and every other

@@ -22,6 +22,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/outbox"
 )
 
 var amqpURL = amqptest.URL()
@@ -73,7 +74,7 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ws.Config{Tokens: tokens, Binder: e.consumer, Missed: ws.NewMissedFrames(db.Pool), Logger: log, Registerer: e.reg}
+	cfg := ws.Config{Tokens: tokens, Binder: e.consumer, Missed: outbox.NewResume(db.Pool), Logger: log, Registerer: e.reg}
 	for _, o := range opts {
 		o(&cfg)
 	}

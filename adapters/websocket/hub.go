@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/adapters/auth"
@@ -42,7 +41,8 @@ type Config struct {
 	Tokens *auth.Tokens
 	// Binder binds a user's routing key on their first local socket and unbinds after the last.
 	Binder Binder
-	// Missed reads the frames a resuming client missed (?since=N). Nil refuses ?since= with 400.
+	// Missed reads the frames a resuming client missed (?since=N): outbox.NewResume. Nil
+	// refuses ?since= with 400.
 	Missed MissedFrames
 	// AllowedOrigins lists browser origins ("https://app.example.com") allowed besides the
 	// request's own host. A request without Origin (not a browser) is allowed.
@@ -70,8 +70,15 @@ type Config struct {
 	// WriteTimeout bounds one frame write; a peer that does not drain its socket for that long is
 	// dropped. Default 10s.
 	WriteTimeout time.Duration
-	// ResumePage is how many missed frames are read from PostgreSQL per query. Default 500.
+	// ResumePage is how many missed frames are read from PostgreSQL per query. Default 100.
 	ResumePage int
+	// ResumePageBytes bounds one page's frames in bytes (at least one frame is read): a resume
+	// holds one page per socket whatever the posts weigh. Default 1 MiB.
+	ResumePageBytes int
+	// ResumeMax is the most frames one resume sends (design.md §4). A client that missed more is
+	// sent {"type":"resync","position":P} and the socket is closed: it reloads through REST and
+	// reconnects with since=P. Default 1,000 (DefaultResumeMax).
+	ResumeMax int
 	// MaxSocketsPerUser bounds one user's sockets on this instance (tabs, devices); the next
 	// handshake is answered 429 with Retry-After, before any binding or upgrade. Default 16
 	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
@@ -79,6 +86,9 @@ type Config struct {
 	// Writers is how many goroutines write frames for all sockets (writers.go). Default GOMAXPROCS.
 	Writers int
 }
+
+// DefaultResumeMax is the most frames one resume sends by default.
+const DefaultResumeMax = 1000
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
@@ -96,8 +106,15 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.ResumeMax <= 0 {
+		c.ResumeMax = DefaultResumeMax
+	}
 	if c.ResumePage <= 0 {
-		c.ResumePage = 500
+		c.ResumePage = 100
+	}
+	c.ResumePage = min(c.ResumePage, c.ResumeMax)
+	if c.ResumePageBytes <= 0 {
+		c.ResumePageBytes = 1 << 20
 	}
 	if c.MaxSocketsPerUser <= 0 {
 		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
@@ -141,9 +158,6 @@ func NewHub(cfg Config) (*Hub, error) {
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
 		users: make(map[string][]*conn), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
 }
-
-// NewMissedFrames is the PostgreSQL resume source for Config.Missed.
-func NewMissedFrames(pool *pgxpool.Pool) MissedFrames { return &pgMissed{pool: pool} }
 
 // errTooManySockets: the user already holds Config.MaxSocketsPerUser sockets here.
 var errTooManySockets = errors.New("too many sockets for this user")
@@ -198,8 +212,9 @@ func (h *Hub) unregister(c *conn) {
 	}
 }
 
-// Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients.
-// It never blocks: a socket whose send queue is full is closed instead (1013).
+// Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients
+// that asked for its kind (?types=). It never blocks: a socket whose send queue is full is closed
+// instead (1013).
 func (h *Hub) Deliver(recipients []string, body []byte) {
 	f, err := parseFrame(body)
 	if err != nil {
@@ -214,7 +229,7 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 	h.mu.RLock()
 	for _, r := range recipients {
 		for _, c := range h.users[r] {
-			if !c.enqueueFrame(f) {
+			if !c.accepts(f) || !c.enqueueFrame(f) {
 				continue
 			}
 			ready[n] = c

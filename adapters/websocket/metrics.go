@@ -9,6 +9,7 @@ type metrics struct {
 	slow        prometheus.Counter
 	refused     prometheus.Counter
 	latency     prometheus.Histogram
+	resyncs     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,6 +29,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_too_many_sockets_total", Help: "Websocket handshakes refused with 429: the user held the most sockets allowed on this instance.",
 		}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_resyncs_total", Help: "Resumes ended with a resync frame (more missed than one resume sends, or since above the newest position).",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
 			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
@@ -35,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs)
 	}
 	return m
 }

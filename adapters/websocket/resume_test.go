@@ -66,10 +66,12 @@ type duringResume struct {
 	fn    func()
 }
 
-func (d *duringResume) Missed(ctx context.Context, user string, after int64, limit int) ([][]byte, error) {
+func (d *duringResume) Missed(ctx context.Context, user string, after int64, limit, maxBytes int, types []string) ([][]byte, int64, bool, error) {
 	d.once.Do(d.fn)
-	return d.inner.Missed(ctx, user, after, limit)
+	return d.inner.Missed(ctx, user, after, limit, maxBytes, types)
 }
+
+func (d *duringResume) Newest(ctx context.Context) (int64, error) { return d.inner.Newest(ctx) }
 
 func TestResumeSendsMissedFramesThenLiveWithoutGapOrDuplicate(t *testing.T) {
 	t.Parallel()

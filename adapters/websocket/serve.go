@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		since = n
 	}
+	kinds, err := parseKinds(r.URL.Query()["types"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !h.acquire() {
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
@@ -54,7 +60,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
 	// done: live frames meanwhile wait in the queue.
-	c := &conn{h: h, user: claims.UserID, writing: true}
+	c := &conn{h: h, user: claims.UserID, kinds: kinds, writing: true}
 	// Bind before anything is read from PostgreSQL: from here on every frame for this user
 	// reaches c's queue, so a resume that reads the database afterwards leaves no gap. The
 	// request context may carry the API's request timeout (in `all`): the socket outlives it.
@@ -118,13 +124,32 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.release()
 }
 
-// resume sends every frame after since from PostgreSQL, page by page. Live frames meanwhile
+// resume sends the frames after since of the socket's kinds (?types=) from PostgreSQL, page by
+// page, each page written before the next is read (one page in memory per socket, ResumePageBytes
+// at most). Live frames meanwhile
 // wait in the queue (bounded: a resume that takes too long under heavy traffic closes with 1013).
+//
+// A resume is bounded (design.md §4): after ResumeMax frames with more to come, or for a since
+// above the newest position (the client saw a database since restored from a backup: left as it
+// was, every live frame at or below since would be dropped as already resumed, for ever), the
+// client gets a resync frame naming the newest position and the socket is closed. Newest is read
+// before any frame is sent, so what the client reloads through REST covers every frame up to it.
 func (c *conn) resume(since int64) error {
-	after := since
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	newest, err := c.h.cfg.Missed.Newest(ctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if since > newest {
+		return c.resync(newest)
+	}
+	after, sent := since, 0
+	types := domain.RelayedEventTypesOf(c.kinds)
 	for {
+		limit := min(c.h.cfg.ResumePage, c.h.cfg.ResumeMax-sent)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		page, err := c.h.cfg.Missed.Missed(ctx, c.user, after, c.h.cfg.ResumePage)
+		page, last, more, err := c.h.cfg.Missed.Missed(ctx, c.user, after, limit, c.h.cfg.ResumePageBytes, types)
 		cancel()
 		if err != nil {
 			return err
@@ -137,13 +162,32 @@ func (c *conn) resume(since int64) error {
 			if err := c.write(f); err != nil {
 				return err
 			}
-			after = f.position
 		}
+		sent += len(page)
+		after = max(after, last)
 		c.mu.Lock()
 		c.resumedUpTo = after
 		c.mu.Unlock()
-		if len(page) < c.h.cfg.ResumePage {
+		if !more {
 			return nil
 		}
+		if sent >= c.h.cfg.ResumeMax {
+			return c.resync(max(newest, after))
+		}
 	}
+}
+
+// resync sends the resync frame for position and closes the socket normally: live frames queued
+// meanwhile are dropped, the client reads them after position when it reconnects.
+func (c *conn) resync(position int64) error {
+	b, err := json.Marshal(domain.NewResyncFrame(position))
+	if err != nil {
+		return err
+	}
+	if err := c.write(&frame{position: position, body: b}); err != nil {
+		return err
+	}
+	c.h.metrics.resyncs.Inc()
+	c.kick(websocket.StatusNormalClosure, "resync: reload, then reconnect with since")
+	return nil
 }

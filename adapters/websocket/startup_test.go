@@ -20,6 +20,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/outbox"
 )
 
 // TestSocketOpenedAsTheConsumerBecomesReadyIsNotCut holds the consumer between its restore and
@@ -57,7 +58,7 @@ func TestSocketOpenedAsTheConsumerBecomesReadyIsNotCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err = ws.NewHub(ws.Config{Tokens: tokens, Binder: consumer, Missed: ws.NewMissedFrames(db.Pool),
+	hub, err = ws.NewHub(ws.Config{Tokens: tokens, Binder: consumer, Missed: outbox.NewResume(db.Pool),
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func (a *app) runAll(ctx context.Context) error {
 	}
 	return runTogether(ctx, cancel,
 		func(ctx context.Context) error { return a.serve(ctx, "all", a.cfg.HTTPAddr, srv) },
-		relay, realtime)
+		relay, realtime, a.purgeIdempotencyKeys(pool))
 }
 
 // runTogether runs every non-nil fn until the first returns; then it cancels the rest and waits.

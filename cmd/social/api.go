@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -38,7 +37,38 @@ func (a *app) runAPI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.serve(ctx, "api", a.cfg.HTTPAddr, srv)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return runTogether(ctx, cancel,
+		func(ctx context.Context) error { return a.serve(ctx, "api", a.cfg.HTTPAddr, srv) },
+		a.purgeIdempotencyKeys(pool))
+}
+
+// purgeIdempotencyKeys deletes expired Idempotency-Keys at start and then every hour, until ctx
+// ends; a failed purge is logged and tried again at the next hour (an expired key is taken over
+// by its next use anyway: the purge only keeps the table from growing).
+func (a *app) purgeIdempotencyKeys(pool *pgxpool.Pool) func(context.Context) error {
+	keys := postgres.NewIdempotencyKeys(pool)
+	return func(ctx context.Context) error {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			n, err := keys.Purge(ctx, time.Now())
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				a.log.Warn("purge idempotency keys", slog.Any("err", err))
+			case n > 0:
+				a.log.Info("purged idempotency keys", slog.Int64("count", n))
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+	}
 }
 
 // runMigrate applies the embedded migrations.
@@ -116,19 +146,27 @@ func pingDB(pool *pgxpool.Pool) func(context.Context) error {
 
 // newAPIServer wires the REST API with the postgres services, the web page and /metrics.
 func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometheus.Registry, ready ...func(context.Context) error) (*httpapi.Server, error) {
-	passwords, err := auth.NewPasswords(a.cfg.BcryptCost)
+	passwords, err := auth.NewPasswords(a.cfg.BcryptCost, a.cfg.BcryptConcurrency)
 	if err != nil {
-		return nil, fmt.Errorf("BCRYPT_COST: %w", err)
+		return nil, fmt.Errorf("BCRYPT_COST, BCRYPT_CONCURRENCY: %w", err)
 	}
+	proxies, _ := a.cfg.trustedProxies() // validated by parseConfig
 	srv := httpapi.NewServer(httpapi.Config{
 		Users:          postgres.NewUserService(pool),
 		Friends:        postgres.NewFriendService(pool),
 		Posts:          postgres.NewPostService(pool),
+		Dialogs:        postgres.NewDialogService(pool),
 		Tokens:         tokens,
 		Passwords:      passwords,
 		Logger:         a.log,
 		RequestTimeout: a.cfg.RequestTimeout,
-		Registerer:     reg,
+		FeedMaxBytes:   a.cfg.FeedPageMaxBytes,
+
+		LoginFailuresPerAccount: a.cfg.LoginFailuresPerAccount,
+		LoginFailuresPerAddress: a.cfg.LoginFailuresPerAddress,
+		LoginFailureWindow:      a.cfg.LoginFailureWindow,
+		TrustedProxies:          proxies,
+		Registerer:              reg,
 		Ready: func(ctx context.Context) error {
 			var errs []error
 			for _, r := range ready {
@@ -143,32 +181,4 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 	srv.Handle(http.MethodGet, "/", web.Handler())
 	srv.Handle(http.MethodGet, "/static/*", web.Handler())
 	return srv, nil
-}
-
-// serve runs an HTTP server on addr until ctx ends, then shuts it down gracefully.
-func (a *app) serve(ctx context.Context, name, addr string, h http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
-	}
-	if a.onListen != nil {
-		a.onListen(name, ln.Addr())
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
-	a.log.Info("listening", slog.String("server", name), slog.String("addr", ln.Addr().String()))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("%s: %w", name, err)
-	case <-ctx.Done():
-	}
-	a.log.Info("shutting down", slog.String("server", name))
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("%s: shutdown: %w", name, err)
-	}
-	return nil
 }

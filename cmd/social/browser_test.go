@@ -6,13 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 )
 
-// chromium finds a Chromium binary; CI installs Debian's `chromium`.
+// chromium finds a Chromium binary; CI installs Debian's `chromium` (scripts/services).
 func chromium() string {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -33,122 +35,339 @@ func artifactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
-// TestBrowserFollowerSeesPostLive drives the page in headless Chromium with two browser contexts
-// (two people, separate storage): the reader signs up, finds the author by name and follows them;
-// the author publishes through the page; the reader's page shows the post live, without reloading.
-func TestBrowserFollowerSeesPostLive(t *testing.T) {
+// browser is one headless Chromium; each person is a browser context of it (own storage, as a
+// separate browser would have).
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
 	bin := chromium()
 	if bin == "" {
-		t.Skip("chromium not installed (Debian package `chromium`; .ci/run installs it): skipping the browser test")
+		t.Skip("chromium not installed (Debian package `chromium`; scripts/services installs it): skipping the browser test")
 	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(bin),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 1000))
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("start chromium: %v", err)
+	}
+	return &browser{t: t, ctx: ctx}
+}
+
+// person opens a tab in a new browser context. The first run on a context opens its tab, which
+// lives as long as that run's context: open it without a timeout, then bound each step.
+func (b *browser) person() context.Context {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	b.t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		b.t.Fatalf("open tab: %v", err)
+	}
+	return ctx
+}
+
+// do runs steps on a tab within 30 s, failing the test with what the page shows.
+func do(t *testing.T, tab context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v (page says %q)", what, err, pageText(tab))
+	}
+}
+
+// eval returns a JS expression's value on a tab.
+func eval[T any](t *testing.T, tab context.Context, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// script runs a JS statement on the page.
+func script(js string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool]("("+js+", true)")(ctx, tg)
+		return err
+	})
+}
+
+func poll(expr string) chromedp.Action[chromedp.Void] { return chromedp.Poll[chromedp.Void](expr) }
+
+func signUpSteps(base, first, last, password string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#register")),
+		chromedp.SendKeys(chromedp.CSS("#reg-first"), first),
+		chromedp.SendKeys(chromedp.CSS("#reg-last"), last),
+		chromedp.SetValue(chromedp.CSS("#reg-birthdate"), "1990-05-17"),
+		chromedp.SendKeys(chromedp.CSS("#reg-city"), "Lisbon"),
+		chromedp.SendKeys(chromedp.CSS("#reg-password"), password),
+		chromedp.Click(chromedp.CSS("#reg-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#signed-in")),
+		chromedp.WaitVisible(chromedp.CSS(`#conn-state[data-state="live"]`)),
+		poll(`document.querySelector("#me-id").textContent.length === 36`),
+	)
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// myID is the user id the page shows while signed in (issue 14, item 3).
+func myID(t *testing.T, tab context.Context, who string) string {
+	t.Helper()
+	id := eval[string](t, tab, `document.querySelector("#me-id").textContent`)
+	if !uuidRE.MatchString(id) {
+		t.Fatalf("%s's page shows %q as the user id", who, id)
+	}
+	return id
+}
+
+func searchSteps(first, last string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#search-first"), first),
+		chromedp.SetValue(chromedp.CSS("#search-last"), last),
+		chromedp.Click(chromedp.CSS("#search-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#search-results button.follow")),
+	)
+}
+
+// TestBrowserFollowerSeesPostLive drives the page in headless Chromium, with each person in a
+// browser context of their own (separate storage, as separate browsers): the reader signs up,
+// finds the author by name and follows them; the author publishes through the page; the reader's
+// page shows the post live, without reloading. Along the way, what a newcomer relies on (issue
+// 14): your user id shown with a copy button and kept in the login field after log-out; follow
+// state read from the server in another browser; a whitespace-only post refused with a reason;
+// your own post on your page; post times that survive a reload.
+func TestBrowserFollowerSeesPostLive(t *testing.T) {
 	t.Parallel()
+	b := newBrowser(t)
 	s := newStack(t)
 	base, _ := s.start(t, "all")
 	s.startRelay(t)
-
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(bin),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.NoFirstRun,
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 900))
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Do(browser); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
-	reader, cancelReader := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-	defer cancelReader()
-	author, cancelAuthor := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-	defer cancelAuthor()
-	// The first run on a context opens its tab, which lives as long as that run's context: open
-	// both tabs without a timeout, then bound each step.
-	for _, tab := range []context.Context{reader, author} {
-		if err := chromedp.Do(tab); err != nil {
-			t.Fatalf("open tab: %v", err)
-		}
-	}
-	deadline := func(ctx context.Context) (context.Context, context.CancelFunc) {
-		return context.WithTimeout(ctx, 30*time.Second)
-	}
-
-	signUpSteps := func(first, last string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(
-			chromedp.Navigate(base+"/"),
-			chromedp.WaitVisible(chromedp.CSS("#register")),
-			chromedp.SendKeys(chromedp.CSS("#reg-first"), first),
-			chromedp.SendKeys(chromedp.CSS("#reg-last"), last),
-			chromedp.SetValue(chromedp.CSS("#reg-birthdate"), "1990-05-17"),
-			chromedp.SendKeys(chromedp.CSS("#reg-city"), "Lisbon"),
-			chromedp.SendKeys(chromedp.CSS("#reg-password"), "correct horse"),
-			chromedp.Click(chromedp.CSS("#reg-submit")),
-			chromedp.WaitVisible(chromedp.CSS("#signed-in")),
-			chromedp.WaitVisible(chromedp.CSS(`#conn-state[data-state="live"]`)),
-		)
-	}
+	reader, author, elsewhere := b.person(), b.person(), b.person()
 	authorLast := fmt.Sprintf("Poster%d", time.Now().UnixNano()%100000)
 
-	ctx, cancel := deadline(author)
-	if err := chromedp.Do(ctx, signUpSteps("Bob", authorLast)); err != nil {
-		t.Fatalf("author signs up: %v", err)
-	}
-	cancel()
+	do(t, author, "author signs up", signUpSteps(base, "Bob", authorLast, "correct horse"))
+	authorID := myID(t, author, "the author")
+	do(t, author, "author copies their id",
+		chromedp.Click(chromedp.CSS("#copy-id")),
+		poll(`["Copied", "Selected: press Ctrl+C"].includes(document.querySelector("#copy-id").textContent)`))
 
-	ctx, cancel = deadline(reader)
-	err := chromedp.Do(ctx,
-		signUpSteps("Alice", "Reader"),
-		chromedp.SendKeys(chromedp.CSS("#search-first"), "Bob"),
-		chromedp.SendKeys(chromedp.CSS("#search-last"), authorLast),
-		chromedp.Click(chromedp.CSS("#search-submit")),
-		chromedp.Click(chromedp.CSS("#search-results button.follow"), chromedp.NodeVisible),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#search-results button.follow").textContent === "Unfollow"`),
-	)
-	cancel()
-	if err != nil {
-		t.Fatalf("reader follows the author: %v", err)
+	do(t, reader, "reader signs up and follows the author",
+		signUpSteps(base, "Alice", "Reader", "reader's secret"),
+		searchSteps("Bob", authorLast),
+		chromedp.Click(chromedp.CSS("#search-results button.follow")),
+		poll(`document.querySelector("#search-results button.follow").textContent === "Unfollow"`),
+		poll(fmt.Sprintf(`!!document.querySelector('#following li[data-user-id=%q]')`, authorID)))
+	readerID := myID(t, reader, "the reader")
+
+	// Another browser (empty storage): the reader logs in there, and the page knows whom they
+	// follow from the server.
+	do(t, elsewhere, "the reader logs in from another browser",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#login")),
+		chromedp.SendKeys(chromedp.CSS("#login-id"), readerID),
+		chromedp.SendKeys(chromedp.CSS("#login-password"), "reader's secret"),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#signed-in")),
+		poll(fmt.Sprintf(`!!document.querySelector('#following li[data-user-id=%q]')`, authorID)),
+		searchSteps("Bob", authorLast),
+		poll(`document.querySelector("#search-results button.follow").textContent === "Unfollow"`))
+
+	// A post of spaces and line breaks: not published, and the page says why.
+	do(t, author, "author tries a blank post",
+		chromedp.SendKeys(chromedp.CSS("#post-text"), "   \n  "),
+		chromedp.Click(chromedp.CSS("#post-submit")),
+		poll(`document.querySelector("#post-status").textContent.startsWith("Not published: ")`))
+	if why := eval[string](t, author, `document.querySelector("#post-status").textContent`); len(why) < len("Not published: ")+10 {
+		t.Errorf("blank post: the page says only %q", why)
+	}
+	if n := s.db.Count(t, "posts"); n != 0 {
+		t.Errorf("a blank post reached the API: %d posts", n)
 	}
 
 	const text = "Fresh from the oven — live in your feed"
-	ctx, cancel = deadline(author)
-	err = chromedp.Do(ctx,
+	do(t, author, "author posts",
+		script(`document.querySelector("#post-text").value = ""`),
 		chromedp.SendKeys(chromedp.CSS("#post-text"), text),
 		chromedp.Click(chromedp.CSS("#post-submit")),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#post-status").textContent.startsWith("Published")`),
-	)
-	cancel()
-	if err != nil {
-		t.Fatalf("author posts: %v (page says %q)", err, pageText(author))
-	}
+		poll(`document.querySelector("#post-status").textContent.startsWith("Published")`),
+		// Your own post shows on your page.
+		poll(fmt.Sprintf(`[...document.querySelectorAll("#feed li.mine .text")].some(e => e.textContent === %q)`, text)))
 
-	ctx, cancel = deadline(reader)
-	defer cancel()
 	var shot []byte
-	err = chromedp.Do(ctx,
-		chromedp.Poll[chromedp.Void](fmt.Sprintf(`[...document.querySelectorAll("#feed li .text")].some(e => e.textContent === %q)`, text)),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#conn-state").dataset.state === "live"`),
+	do(t, reader, "the reader's page shows the post live",
+		poll(fmt.Sprintf(`[...document.querySelectorAll("#feed li .text")].some(e => e.textContent === %q)`, text)),
+		poll(`document.querySelector("#conn-state").dataset.state === "live"`),
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			var err error
 			shot, err = chromedp.FullScreenshot(100)(ctx, tg)
 			return err
-		}),
-	)
-	if err != nil {
-		t.Fatalf("the reader's page does not show the post live: %v", err)
-	}
+		}))
 	path := filepath.Join(artifactDir(t), "browser-feed-live.png")
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot of the reader's page: %s", path)
+
+	// The post's time: from the live frame first, from GET /post/feed after a reload; the same.
+	timeOf := `document.querySelector("#feed li[data-post-id]").dataset.createdAt`
+	live := eval[string](t, reader, timeOf)
+	do(t, reader, "reader reloads",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#signed-in")),
+		poll(fmt.Sprintf(`[...document.querySelectorAll("#feed li .text")].some(e => e.textContent === %q)`, text)))
+	reloaded := eval[string](t, reader, timeOf)
+	liveAt, err1 := time.Parse(time.RFC3339, live)
+	restAt, err2 := time.Parse(time.RFC3339, reloaded)
+	if err1 != nil || err2 != nil || !liveAt.Equal(restAt) {
+		t.Errorf("post time: live frame %q, after reload %q: want the same RFC3339 time", live, reloaded)
+	}
+	if meta := eval[string](t, reader, `document.querySelector("#feed li[data-post-id] .meta").textContent`); !strings.Contains(meta, "Bob "+authorLast+" · ") {
+		t.Errorf("after reload the post says %q: want its author and time", meta)
+	}
+
+	// Log out: the login field keeps the id.
+	do(t, reader, "reader logs out",
+		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#login")))
+	if got := eval[string](t, reader, `document.querySelector("#login-id").value`); got != readerID {
+		t.Errorf("after log-out the login field holds %q, want the reader's id %s", got, readerID)
+	}
+}
+
+// TestBrowserSessionExpiresAfterRestartWithAnotherSecret: `social all` restarts with another
+// JWT_SECRET (as plain `make run` does on every start). The page's websocket drops; its reconnect
+// is refused (the browser sees only close 1006); the page finds out through the REST API that
+// its token is no longer accepted and says "session expired" with the login field filled, instead
+// of "reconnecting" for ever (issue 14, item 2).
+func TestBrowserSessionExpiresAfterRestartWithAnotherSecret(t *testing.T) {
+	t.Parallel()
+	b := newBrowser(t)
+	s := newStack(t)
+	base, stop := s.start(t, "all")
+	tab := b.person()
+	do(t, tab, "sign up", signUpSteps(base, "Sam", "Restart", "correct horse"))
+	id := myID(t, tab, "the user")
+
+	stop()
+	s.extra = map[string]string{"HTTP_ADDR": strings.TrimPrefix(base, "http://"),
+		"JWT_SECRET": "another-secret-another-secret-another-1"}
+	if again, _ := s.start(t, "all"); again != base {
+		t.Fatalf("restarted on %s, want %s", again, base)
+	}
+	do(t, tab, "the page notices",
+		chromedp.WaitVisible(chromedp.CSS("#login")),
+		poll(`document.querySelector("#session-notice").textContent.startsWith("Session expired")`))
+	if got := eval[string](t, tab, `document.querySelector("#login-id").value`); got != id {
+		t.Errorf("login field holds %q, want %s", got, id)
+	}
+	if state := eval[string](t, tab, `document.querySelector("#conn-state").dataset.state`); state != "offline" {
+		t.Errorf("connection badge says %q after the session ended", state)
+	}
+	// Logging in again works, and the notice goes.
+	do(t, tab, "log in again",
+		chromedp.SendKeys(chromedp.CSS("#login-password"), "correct horse"),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`#conn-state[data-state="live"]`)),
+		poll(`document.querySelector("#session-notice").hidden`))
 }
 
 // pageText is what the page shows in its status places, for failure messages.
 func pageText(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[document.querySelector("#post-status").textContent, document.querySelector("#toast").textContent, document.querySelector("#conn-state").textContent].join(" | ")`))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`["#post-status", "#toast", "#conn-state", "#session-notice", "#feed-empty"].map(s => { const e = document.querySelector(s); return e ? e.textContent : "" }).join(" | ")`))
 	if err != nil {
 		return err.Error()
 	}
 	return v
+}
+
+// TestBrowserDialogs drives the Dialogs screen in two browsers: Anna finds Boris by name and
+// writes to him; Boris, on his Dialogs screen, sees her appear with a new message, opens the
+// conversation; Anna's next message and his reply then arrive live in the other browser, without
+// a reload (a marker set on each page survives). A blank message is refused with a reason.
+func TestBrowserDialogs(t *testing.T) {
+	t.Parallel()
+	b := newBrowser(t)
+	s := newStack(t)
+	base, _ := s.start(t, "all")
+	s.startRelay(t)
+	anna, boris := b.person(), b.person()
+	borisLast := fmt.Sprintf("Talker%d", time.Now().UnixNano()%100000)
+	do(t, boris, "Boris signs up", signUpSteps(base, "Boris", borisLast, "boris's secret"),
+		chromedp.Click(chromedp.CSS(`#views button[data-view="dialogs"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#dialog-search")),
+		script(`window.notReloaded = true`))
+	do(t, anna, "Anna signs up and finds Boris on the Dialogs screen", signUpSteps(base, "Anna", "Writer", "anna's secret"),
+		chromedp.Click(chromedp.CSS(`#views button[data-view="dialogs"]`)),
+		chromedp.SetValue(chromedp.CSS("#dialog-search-first"), "Boris"),
+		chromedp.SetValue(chromedp.CSS("#dialog-search-last"), borisLast),
+		chromedp.Click(chromedp.CSS("#dialog-search-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#dialog-search-results button.message")),
+		chromedp.Click(chromedp.CSS("#dialog-search-results button.message")),
+		chromedp.WaitVisible(chromedp.CSS("#dialog-compose")),
+		poll(`document.querySelector("#dialog-title").textContent === "Dialog with Boris `+borisLast+`"`),
+		script(`window.notReloaded = true`))
+	annaID := myID(t, anna, "Anna")
+
+	do(t, anna, "Anna tries a blank message",
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "  \n "),
+		chromedp.Click(chromedp.CSS("#dialog-send")),
+		poll(`document.querySelector("#dialog-status").textContent.startsWith("Not sent: ")`))
+	do(t, anna, "Anna writes to Boris",
+		script(`document.querySelector("#dialog-text").value = ""`),
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "Hello Boris <3"),
+		chromedp.Click(chromedp.CSS("#dialog-send")),
+		// Her own message comes back live.
+		poll(`[...document.querySelectorAll("#dialog-messages li.mine .text")].some(e => e.textContent === "Hello Boris <3")`))
+	if n := s.db.Count(t, "dialog_messages"); n != 1 {
+		t.Errorf("%d messages stored, want 1 (the blank one must not be)", n)
+	}
+
+	do(t, boris, "Boris sees Anna write to him, and opens the dialog",
+		poll(fmt.Sprintf(`!!document.querySelector('#dialog-peers li.unread[data-user-id=%q]')`, annaID)),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#dialog-peers li[data-user-id=%q] button.open-dialog`, annaID))),
+		poll(`[...document.querySelectorAll("#dialog-messages li.theirs .text")].some(e => e.textContent === "Hello Boris <3")`))
+
+	do(t, anna, "Anna writes again",
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "Are you there?"),
+		chromedp.Click(chromedp.CSS("#dialog-send")))
+	do(t, boris, "Boris's page shows it live, and he replies",
+		poll(`[...document.querySelectorAll("#dialog-messages li.theirs .text")].some(e => e.textContent === "Are you there?")`),
+		poll(`window.notReloaded === true`),
+		chromedp.SendKeys(chromedp.CSS("#dialog-text"), "Yes, here!"),
+		chromedp.Click(chromedp.CSS("#dialog-send")),
+		poll(`[...document.querySelectorAll("#dialog-messages li.mine .text")].some(e => e.textContent === "Yes, here!")`))
+	var shot []byte
+	do(t, anna, "Anna's page shows the reply live, in order",
+		poll(`[...document.querySelectorAll("#dialog-messages li .text")].map(e => e.textContent).join("|") === "Hello Boris <3|Are you there?|Yes, here!"`),
+		poll(`window.notReloaded === true`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			var err error
+			shot, err = chromedp.FullScreenshot(100)(ctx, tg)
+			return err
+		}))
+	path := filepath.Join(artifactDir(t), "browser-dialogs.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of Anna's dialog: %s", path)
+	// The feed still gets post frames on the same socket.
+	do(t, boris, "Boris's feed still works", chromedp.Click(chromedp.CSS(`#views button[data-view="home"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#compose")))
 }

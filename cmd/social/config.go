@@ -4,26 +4,33 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
+	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	httpapi "github.com/socialnet/social/adapters/http"
 )
 
 // Config is every setting of every subcommand, parsed once from the environment in main and
-// passed down as typed values. Nothing else reads the environment.
+// passed down as typed values. Nothing else reads the environment. Every field is logged once at
+// start (LogValue); tag a field log:"secret" to log only whether it is set, log:"url" to hide the
+// password of its URLs.
 type Config struct {
 	// DatabaseURL is the PostgreSQL connection string.
-	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/social?sslmode=disable"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/social?sslmode=disable" log:"url"`
 	// AMQPURL lists one or more RabbitMQ addresses, comma-separated (cluster nodes); processes
 	// connect to one and move to the next when it fails.
-	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/" log:"url"`
 	// AMQPExchange is the direct exchange the dispatcher publishes to and realtime binds to.
 	AMQPExchange string `env:"AMQP_EXCHANGE" envDefault:"social.feed"`
 	// JWTSecret signs tokens (HS256, at least 32 bytes). Required by api and realtime; `all`
 	// generates a random one when unset.
-	JWTSecret string `env:"JWT_SECRET"`
+	JWTSecret string `env:"JWT_SECRET" log:"secret"`
 	// TokenTTL is how long an issued token is valid.
 	TokenTTL time.Duration `env:"TOKEN_TTL" envDefault:"24h"`
 	// HTTPAddr is the api's listen address (and everything's, in `all`).
@@ -38,8 +45,34 @@ type Config struct {
 	DBMaxConns int32 `env:"DB_MAX_CONNS" envDefault:"16"`
 	// RequestTimeout bounds every API request; a stalled database answers 503 after it.
 	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
+	// HTTPReadHeaderTimeout bounds reading a request's headers (every HTTP server of the binary).
+	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	// HTTPReadTimeout bounds reading a whole request, headers and body: a body that trickles in
+	// is cut with 408 when it passes.
+	HTTPReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	// HTTPWriteTimeout bounds a request from the end of its headers to the last byte of its
+	// response: a client that does not read its response loses the connection, and the memory the
+	// response held is freed. Longer than REQUEST_TIMEOUT. Websockets are not bound by it.
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	// HTTPIdleTimeout closes a keep-alive connection that sends no request for that long.
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
+	// FeedPageMaxBytes bounds a /post/feed response body: a page whose posts would pass it ends
+	// early, at a whole post, with a Link to the next page. At least 65536 (the largest post).
+	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES" envDefault:"1048576"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	// BcryptConcurrency bounds the passwords hashed at once (login, registration); 0 means half
+	// the processors, at least one, so a flood of logins leaves the other requests their cores.
+	BcryptConcurrency int `env:"BCRYPT_CONCURRENCY" envDefault:"0"`
+	// LoginFailuresPerAccount and LoginFailuresPerAddress are the failed logins an account and a
+	// client address may have per LoginFailureWindow; beyond, logins get 429 with Retry-After.
+	LoginFailuresPerAccount int           `env:"LOGIN_FAILURES_PER_ACCOUNT" envDefault:"30"`
+	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS" envDefault:"100"`
+	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW" envDefault:"1m"`
+	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
+	// client, for the login throttle's per-address count; "none" trusts no one. The default trusts
+	// loopback and private networks (compose's nginx gateway).
+	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"`
 	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
 	// 0 (the default) chooses by the broker's version, read from the dispatcher's first connection:
 	// 1,000 on RabbitMQ ≥ 3.11, which looks routing keys up by index; 1 on older RabbitMQ, which
@@ -61,6 +94,9 @@ type Config struct {
 	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
 	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
 	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES" envDefault:"4194304"`
+	// WSResumeMaxFrames is the most frames one resume (?since=) sends; a client that missed more
+	// gets a resync frame (design.md §4).
+	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES" envDefault:"1000"`
 	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
 	// handshake gets 429 with Retry-After.
 	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
@@ -87,11 +123,26 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.RelayInlineFollowers < 1000 {
 		errs = append(errs, errors.New("RELAY_INLINE_FOLLOWERS must be at least 1000"))
 	}
+	if cfg.WSResumeMaxFrames < 1 {
+		errs = append(errs, errors.New("WS_RESUME_MAX_FRAMES must be at least 1"))
+	}
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
 	}
 	if cfg.WSMaxSocketsPerUser < 1 {
 		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))
+	}
+	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
+		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))
+	}
+	if cfg.BcryptConcurrency < 0 {
+		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))
+	}
+	if cfg.LoginFailuresPerAccount < 1 || cfg.LoginFailuresPerAddress < 1 || cfg.LoginFailureWindow <= 0 {
+		errs = append(errs, errors.New("LOGIN_FAILURES_PER_ACCOUNT and LOGIN_FAILURES_PER_ADDRESS must be at least 1, LOGIN_FAILURE_WINDOW positive"))
+	}
+	if _, err := cfg.trustedProxies(); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.DBMaxConns < 1 {
 		errs = append(errs, errors.New("DB_MAX_CONNS must be at least 1"))
@@ -99,7 +150,32 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.RequestTimeout <= 0 || cfg.TokenTTL <= 0 || cfg.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("REQUEST_TIMEOUT, TOKEN_TTL and SHUTDOWN_TIMEOUT must be positive"))
 	}
+	if cfg.HTTPReadHeaderTimeout <= 0 || cfg.HTTPReadTimeout <= 0 || cfg.HTTPWriteTimeout <= 0 || cfg.HTTPIdleTimeout <= 0 {
+		errs = append(errs, errors.New("HTTP_READ_HEADER_TIMEOUT, HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT and HTTP_IDLE_TIMEOUT must be positive"))
+	}
+	if cfg.HTTPReadHeaderTimeout > cfg.HTTPReadTimeout {
+		errs = append(errs, errors.New("HTTP_READ_HEADER_TIMEOUT must not exceed HTTP_READ_TIMEOUT (which includes the headers)"))
+	}
+	if cfg.HTTPWriteTimeout <= cfg.RequestTimeout {
+		errs = append(errs, errors.New("HTTP_WRITE_TIMEOUT must exceed REQUEST_TIMEOUT (it includes the handler's time)"))
+	}
 	return cfg, errors.Join(errs...)
+}
+
+// trustedProxies parses HTTP_TRUSTED_PROXIES.
+func (c Config) trustedProxies() ([]netip.Prefix, error) {
+	if len(c.HTTPTrustedProxies) == 1 && strings.TrimSpace(c.HTTPTrustedProxies[0]) == "none" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, s := range c.HTTPTrustedProxies {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("HTTP_TRUSTED_PROXIES: %q is not a CIDR network (or say none)", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -110,31 +186,46 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// LogValue prints the configuration with secrets masked, for the start-up log line.
+// LogValue is the configuration for the start-up log line: every setting, named as its variable
+// in lower case, secrets masked.
 func (c Config) LogValue() slog.Value {
-	secret := "unset"
-	if c.JWTSecret != "" {
-		secret = fmt.Sprintf("set (%d bytes)", len(c.JWTSecret))
+	v, t := reflect.ValueOf(c), reflect.TypeOf(c)
+	attrs := make([]slog.Attr, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := envName(f)
+		if name == "" {
+			continue
+		}
+		key := strings.ToLower(name)
+		switch x := v.Field(i).Interface().(type) {
+		case string:
+			switch f.Tag.Get("log") {
+			case "secret":
+				x = secretText(x)
+			case "url":
+				x = redactURLs(x)
+			}
+			attrs = append(attrs, slog.String(key, x))
+		case time.Duration:
+			attrs = append(attrs, slog.String(key, x.String()))
+		default:
+			if name == "RELAY_FOLLOWERS_PER_MESSAGE" {
+				attrs = append(attrs, slog.String(key, followersPerMessageText(c.RelayFollowersPerMessage)))
+				continue
+			}
+			attrs = append(attrs, slog.Any(key, x))
+		}
 	}
-	return slog.GroupValue(
-		slog.String("database_url", redactURL(c.DatabaseURL)),
-		slog.String("amqp_url", redactURLs(c.AMQPURL)),
-		slog.String("amqp_exchange", c.AMQPExchange),
-		slog.String("jwt_secret", secret),
-		slog.Duration("token_ttl", c.TokenTTL),
-		slog.String("http_addr", c.HTTPAddr),
-		slog.String("ws_addr", c.WSAddr),
-		slog.String("dispatcher_addr", c.DispatcherAddr),
-		slog.String("log_level", c.LogLevel),
-		slog.Int("db_max_conns", int(c.DBMaxConns)),
-		slog.Duration("request_timeout", c.RequestTimeout),
-		slog.Any("ws_allowed_origins", c.WSAllowedOrigins),
-		slog.Int("ws_send_queue_bytes", c.WSSendQueueBytes),
-		slog.Int("ws_max_sockets_per_user", c.WSMaxSocketsPerUser),
-		slog.String("relay_followers_per_message", followersPerMessageText(c.RelayFollowersPerMessage)),
-		slog.Int("relay_publish_lanes", c.RelayPublishLanes),
-		slog.Int("relay_inline_followers", c.RelayInlineFollowers),
-	)
+	return slog.GroupValue(attrs...)
+}
+
+// secretText says whether a secret is set, and how long it is, never what it is.
+func secretText(s string) string {
+	if s == "" {
+		return "unset"
+	}
+	return fmt.Sprintf("set (%d bytes)", len(s))
 }
 
 // followersPerMessageText is RELAY_FOLLOWERS_PER_MESSAGE as the start-up line and status show it.
@@ -145,14 +236,24 @@ func followersPerMessageText(n int) string {
 	return fmt.Sprint(n)
 }
 
-// redactURL hides the password of a connection URL.
+// redactURL hides the password of a connection URL: in its user info, in a password query
+// parameter, or in a PostgreSQL keyword/value string ("host=h password=p").
 func redactURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparseable)"
 	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
 	return u.Redacted()
 }
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 func redactURLs(s string) string {
 	parts := strings.Split(s, ",")

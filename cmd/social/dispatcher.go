@@ -28,7 +28,7 @@ func (a *app) runDispatcher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := opsMux(reg, pingDB(pool), ready)
+	mux := a.opsMux(reg, pingDB(pool), ready)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -9,13 +9,10 @@ import (
 
 // runHealthcheck GETs url and fails unless it answers 200. The container image has no curl, so
 // compose's health checks call `social healthcheck http://127.0.0.1:PORT/readyz`.
-func runHealthcheck(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("usage: social healthcheck URL")
-	}
+func runHealthcheck(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -25,7 +22,7 @@ func runHealthcheck(ctx context.Context, args []string) error {
 	}
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", args[0], res.Status)
+		return fmt.Errorf("%s: %s", url, res.Status)
 	}
 	return nil
 }

@@ -1,5 +1,6 @@
 // Command social runs the social network: the REST API, the outbox dispatcher, the realtime
-// websocket workers, and the operator tools. See design.md §1 and `social help`.
+// websocket workers, and the operator tools. See design.md §1 and `social --help`; the command
+// tree is in cli.go.
 package main
 
 import (
@@ -17,25 +18,6 @@ import (
 	"golang.org/x/term"
 )
 
-const usage = `social — a social network whose posts reach friends in real time
-
-Usage: social <command> [flags]
-
-Commands:
-  all             migrate, then run api + dispatcher + realtime + web page in one process
-  api             serve the REST API and the web page on HTTP_ADDR
-  dispatcher      relay the outbox to RabbitMQ
-  realtime        serve the websocket /post/feed/posted on WS_ADDR
-  migrate         apply the embedded SQL migrations
-  outbox status   show the outbox backlog (--json for machines)
-  outbox replay   re-enqueue post events for relay (see --help)
-  outbox retry-dead  move dead outbox rows back to pending
-  healthcheck URL    exit 0 when URL answers 200 (container health checks)
-
-Configuration comes from the environment: DATABASE_URL, AMQP_URL, JWT_SECRET, HTTP_ADDR,
-WS_ADDR, LOG_LEVEL and more (README.md, "Configuration").
-`
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,14 +29,15 @@ func main() {
 	a := &app{stdout: os.Stdout, stderr: os.Stderr, stdoutTTY: term.IsTerminal(int(os.Stdout.Fd())),
 		stderrTTY: term.IsTerminal(int(os.Stderr.Fd()))}
 	if err := a.run(ctx, os.Args[1:], environ); err != nil {
-		if !errors.Is(err, errUsage) {
-			fmt.Fprintln(os.Stderr, "social:", err)
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, err) // names the command and points to --help
+			os.Exit(2)
 		}
+		fmt.Fprintln(os.Stderr, "social:", err)
 		os.Exit(1)
 	}
 }
-
-var errUsage = errors.New("usage")
 
 // app is one invocation of the binary: its configuration, logger and outputs.
 type app struct {
@@ -66,43 +49,6 @@ type app struct {
 	stderrTTY bool
 	// onListen, when set, learns each server's address (tests listen on :0).
 	onListen func(name string, addr net.Addr)
-}
-
-func (a *app) run(ctx context.Context, args []string, environ map[string]string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(a.stdout, usage)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
-	}
-	if args[0] == "healthcheck" { // needs no configuration
-		return runHealthcheck(ctx, args[1:])
-	}
-	cfg, err := parseConfig(environ)
-	if err != nil {
-		return err
-	}
-	a.cfg = cfg
-	a.log = newLogger(cfg.LogLevel, a.stderr, a.stderrTTY)
-
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "all":
-		return a.runAll(ctx)
-	case "api":
-		return a.runAPI(ctx)
-	case "dispatcher":
-		return a.runDispatcher(ctx)
-	case "realtime":
-		return a.runRealtime(ctx)
-	case "migrate":
-		return a.runMigrate(ctx)
-	case "outbox":
-		return a.runOutbox(ctx, rest)
-	}
-	fmt.Fprintf(a.stderr, "social: unknown command %q\n\n%s", cmd, usage)
-	return errUsage
 }
 
 // newLogger logs text to a terminal and JSON otherwise.

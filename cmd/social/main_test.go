@@ -167,6 +167,17 @@ func TestAllServesTheAPI(t *testing.T) {
 			t.Errorf("GET %s = %d", path, res.StatusCode)
 		}
 	}
+	// HEAD answers like GET (curl -I http://localhost:8080/).
+	for _, path := range []string{"/", "/static/js/main.js", "/healthz"} {
+		res, err := http.Head(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("HEAD %s = %d", path, res.StatusCode)
+		}
+	}
 	res, err := http.Post(base+"/user/register", "application/json", strings.NewReader(
 		`{"first_name":"A","second_name":"B","birthdate":"2000-01-01","biography":"","city":"","password":"12345678"}`))
 	if err != nil {

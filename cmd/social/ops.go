@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +14,7 @@ import (
 // opsMux serves /healthz (the process is alive), /readyz (every check passes; 503 with
 // Retry-After otherwise) and /metrics for the processes that have no REST API: dispatcher and
 // realtime. The API server has its own copies of these routes (adapters/http).
-func opsMux(reg *prometheus.Registry, checks ...func(context.Context) error) *http.ServeMux {
+func (a *app) opsMux(reg *prometheus.Registry, checks ...func(context.Context) error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -26,8 +27,10 @@ func opsMux(reg *prometheus.Registry, checks ...func(context.Context) error) *ht
 			}
 		}
 		if err := errors.Join(errs...); err != nil {
+			// The reason names hosts, users and databases: the log has it, the client does not.
+			a.log.Warn("not ready", slog.Any("err", err))
 			w.Header().Set("Retry-After", "5")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

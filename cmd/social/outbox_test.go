@@ -241,10 +241,45 @@ func TestOutboxRetryDeadCommand(t *testing.T) {
 		t.Fatalf("retry-dead --id: %v\n%s", r.err, r.stdout)
 	}
 	r = runCLI(context.Background(), db.URL, "outbox", "retry-dead")
-	if r.err != nil || !strings.Contains(r.stdout, "moved 1 dead rows") {
+	if r.err != nil || !strings.Contains(r.stdout, "moved 1 dead row back") {
 		t.Fatalf("retry-dead: %v\n%s", r.err, r.stdout)
 	}
 	if n := db.Count(t, "outbox", "status = 'pending'", "attempts = 0"); n != 3 {
 		t.Errorf("%d pending rows with attempts 0, want 3", n)
+	}
+}
+
+// TestReplaySaysWhenItWaitsForADispatcher: a replay held by the dispatcher says so after a few
+// seconds, once, and how not to wait: on a terminal above the bar, else as a warning log line.
+func TestReplaySaysWhenItWaitsForADispatcher(t *testing.T) {
+	for _, tty := range []bool{true, false} {
+		var stderr syncBuffer
+		a := &app{stdout: &bytes.Buffer{}, stderr: &stderr, stderrTTY: tty}
+		a.log = newLogger("info", &stderr, tty)
+		r := a.newReplayReporter(false)
+		now := time.Unix(1000, 0)
+		r.now = func() time.Time { return now }
+		step := func(d time.Duration, waiting int64) {
+			now = now.Add(d)
+			r.progress(outbox.ReplayProgress{Matched: 400, Enqueued: 200, Position: 200, Waiting: waiting})
+		}
+		step(0, 0) // first batch enqueued
+		step(100*time.Millisecond, 200)
+		step(2*time.Second, 200)
+		if strings.Contains(stderr.String(), "--wait=false") {
+			t.Fatalf("tty=%v: told after 2s already: %s", tty, stderr.String())
+		}
+		step(2*time.Second, 150)
+		step(5*time.Second, 150)
+		out := stderr.String()
+		if n := strings.Count(out, "--wait=false"); n != 1 {
+			t.Fatalf("tty=%v: the notice appears %d times, want once:\n%s", tty, n, out)
+		}
+		if !strings.Contains(out, "dispatcher") {
+			t.Errorf("tty=%v: notice does not name the dispatcher:\n%s", tty, out)
+		}
+		if tty && !strings.Contains(out, "150 rows of it still pending") {
+			t.Errorf("terminal notice lacks the count:\n%s", out)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/auth"
 	"github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/outbox"
 )
 
 // wsPath is the websocket endpoint of design.md §4.
@@ -35,7 +36,7 @@ func (a *app) runRealtime(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := opsMux(reg, pingDB(pool), ready)
+	mux := a.opsMux(reg, pingDB(pool), ready)
 	mux.Handle("GET "+wsPath, handler)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -68,9 +69,10 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 	hub, err = websocket.NewHub(websocket.Config{
 		Tokens:            tokens,
 		Binder:            consumer,
-		Missed:            websocket.NewMissedFrames(pool),
+		Missed:            outbox.NewResume(pool),
 		AllowedOrigins:    a.cfg.WSAllowedOrigins,
 		SendQueueBytes:    a.cfg.WSSendQueueBytes,
+		ResumeMax:         a.cfg.WSResumeMaxFrames,
 		MaxSocketsPerUser: a.cfg.WSMaxSocketsPerUser,
 		Logger:            log,
 		Registerer:        reg,

@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -18,9 +20,19 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	const usage = "usage: socialbench relay|ws|e2e|fanout [flags] (-h for each)"
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: socialbench relay|ws|e2e|fanout [flags] (-h for each)")
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "-h", "--help", "help":
+		fmt.Println(usage + "\n\n" +
+			"  relay   outbox relay throughput vs raw amqp091-go one-message-per-follower\n" +
+			"  ws      idle websocket capacity and delivery latency vs a bare coder/websocket server\n" +
+			"  e2e     the whole system under open-loop load\n" +
+			"  fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo")
+		return
 	}
 	var err error
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
@@ -35,6 +47,9 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e or fanout)\n", cmd)
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the flags were printed
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "socialbench:", err)

@@ -1,0 +1,100 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/socialnet/social/domain"
+)
+
+// DefaultFeedMaxBytes is the default bound of a /post/feed response body.
+const DefaultFeedMaxBytes = 1 << 20
+
+// MinFeedMaxBytes is the smallest bound accepted: the largest post (10,000 characters that JSON
+// escapes to 6 bytes each, plus its ids) fits in it, so a page never needs to be cut to nothing.
+const MinFeedMaxBytes = 64 << 10
+
+func (s *Server) feed(c echo.Context) error {
+	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	// Encoded JSON is never shorter than the text it carries: a page whose texts pass the budget
+	// could not be sent whole anyway, so the database stops there.
+	page.MaxTextBytes = s.cfg.FeedMaxBytes
+	posts, cut, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
+	if err != nil {
+		return err
+	}
+	return writeFeed(c, page, posts, cut, s.cfg.FeedMaxBytes)
+}
+
+// writeFeed sends posts as a JSON array of at most maxBytes (always at least one post). It
+// encodes twice, one post at a time, instead of building the body: the first pass finds how many
+// posts fit, so the status, Content-Length and the Link to the next page go out first; the second
+// streams them, and drops each post once written. A response thus holds its posts' texts plus one
+// post's encoding, whatever its size and however slowly the client reads (the write timeout ends
+// a client that does not read).
+//
+// A page cut short (here or in the database) carries `Link: </post/feed?offset=N&limit=L>;
+// rel="next"`: the client pages on from offset N, as after any page.
+func writeFeed(c echo.Context, page domain.FeedPage, posts []domain.Post, cut bool, maxBytes int) error {
+	var enc postEncoder
+	size := len("[]\n")
+	for i, p := range posts {
+		n := len(enc.encode(p))
+		if i > 0 {
+			n++ // the comma
+		}
+		if i > 0 && size+n > maxBytes {
+			posts, cut = posts[:i], true
+			break
+		}
+		size += n
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	h.Set(echo.HeaderContentLength, strconv.Itoa(size))
+	if cut {
+		h.Set("Link", fmt.Sprintf(`</post/feed?offset=%d&limit=%d>; rel="next"`, page.Offset+len(posts), page.Limit))
+	}
+	c.Response().WriteHeader(http.StatusOK)
+	w := c.Response()
+	if _, err := w.Write([]byte("[")); err != nil {
+		return err
+	}
+	for i := range posts {
+		if i > 0 {
+			if _, err := w.Write([]byte(",")); err != nil {
+				return err
+			}
+		}
+		b := enc.encode(posts[i])
+		posts[i] = domain.Post{} // encoded: its text need not stay while the rest goes out
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write([]byte("]\n"))
+	return err
+}
+
+// postEncoder encodes one post at a time into a reused buffer, without HTML escaping.
+type postEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+func (e *postEncoder) encode(p domain.Post) []byte {
+	if e.enc == nil {
+		e.enc = newJSONEncoder(&e.buf)
+	}
+	e.buf.Reset()
+	_ = e.enc.Encode(toPostResponse(p)) // strings only: cannot fail
+	return bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))
+}

@@ -1,0 +1,114 @@
+package http
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/socialnet/social/domain"
+)
+
+// Defaults of the login throttle (design.md §2: failed logins are throttled per account and per
+// client address).
+const (
+	DefaultLoginFailuresPerAccount = 30
+	DefaultLoginFailuresPerAddress = 100
+	DefaultLoginFailureWindow      = time.Minute
+	// loginThrottleKeys bounds each of the two tables (about 200 bytes an entry): a client with
+	// many addresses cannot grow them without bound. The least recently failing key goes first;
+	// accounts enter only after a wrong password, each paid with a bcrypt hash, so flushing a
+	// victim's entry out of 50,000 would take an attacker the better part of an hour of hashing.
+	loginThrottleKeys = 50_000
+)
+
+// loginThrottle counts failed logins with one token bucket (golang.org/x/time/rate) per account
+// and per client address: `failures` tokens that refill over `window`. An attempt takes a token
+// from each bucket before the password is checked and gives it back if the password was right,
+// so concurrent guesses cannot overtake the count; with no token left the attempt is refused
+// (429) before any hashing, for as long as the bucket needs to refill one.
+type loginThrottle struct {
+	accounts, addresses *buckets
+}
+
+func newLoginThrottle(perAccount, perAddress int, window time.Duration) *loginThrottle {
+	return &loginThrottle{accounts: newBuckets(perAccount, window), addresses: newBuckets(perAddress, window)}
+}
+
+type buckets struct {
+	byKey *lru.Cache[string, *rate.Limiter]
+	every rate.Limit
+	burst int
+}
+
+func newBuckets(failures int, window time.Duration) *buckets {
+	c, err := lru.New[string, *rate.Limiter](loginThrottleKeys)
+	if err != nil {
+		panic(err) // only for a size ≤ 0
+	}
+	return &buckets{byKey: c, every: rate.Limit(float64(failures) / window.Seconds()), burst: failures}
+}
+
+// attempt is one failure reserved in a bucket, until the password proves right.
+type attempt struct {
+	r  *rate.Reservation
+	at time.Time
+}
+
+// forgive gives the failure back (a right password, or an error that checked nothing). Only a
+// cancel at the reservation's own time restores its token: x/time/rate treats a reservation
+// whose time has passed as used.
+func (a attempt) forgive() { a.r.CancelAt(a.at) }
+
+// take reserves one failure for key. When none is left it returns the wait until one is.
+func (b *buckets) take(key string, now time.Time) (attempt, time.Duration) {
+	lim, ok := b.byKey.Get(key)
+	if !ok {
+		lim = rate.NewLimiter(b.every, b.burst)
+		if prev, found, _ := b.byKey.PeekOrAdd(key, lim); found {
+			lim = prev
+		}
+	}
+	r := lim.ReserveN(now, 1)
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		return attempt{}, wait
+	}
+	return attempt{r, now}, 0
+}
+
+// throttledError is a 429 with the Retry-After the client should honour.
+type throttledError struct {
+	err   *domain.Error
+	after time.Duration
+}
+
+func (e *throttledError) Error() string { return e.err.Error() }
+func (e *throttledError) Unwrap() error { return e.err }
+
+func throttled(wait time.Duration, what string) error {
+	return &throttledError{err: domain.Errorf(domain.ETHROTTLED, "too many failed logins %s: retry later", what), after: wait}
+}
+
+// retryAfterHeader is a wait in whole seconds, at least one.
+func retryAfterHeader(d time.Duration) string {
+	return fmt.Sprint(max(1, int(math.Ceil(d.Seconds()))))
+}
+
+// addressKey is the throttle's key for a client address: IPv4 as is, IPv6 by its /64 (one
+// subscriber's network; a single host can use every address in it).
+func addressKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
