@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -247,6 +248,17 @@ func (c *conn) failed(err error) {
 // release ends the handler's ownership of the writes (after the upgrade and any resume): the
 // frames that queued meanwhile go to the writers.
 func (c *conn) release() { c.next() }
+
+// writePage sends frames, each its own message, as one batch on the wire, and waits until they
+// are written (the handler's goroutine, during resume).
+func (c *conn) writePage(frames []*frame) error {
+	c.wire.begin()
+	if err := c.writeFrames(frames, math.MinInt64); err != nil { // skip nothing
+		_, _ = c.wire.end(nil)
+		return err
+	}
+	return c.wire.endAndWait()
+}
 
 // write sends one frame and waits until it is written (the handler's goroutine, which owns the
 // writes during the upgrade and resume, may block).

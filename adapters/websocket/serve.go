@@ -154,14 +154,14 @@ func (c *conn) resume(since int64) error {
 		if err != nil {
 			return err
 		}
-		for _, b := range page {
-			f, err := parseFrame(b)
-			if err != nil {
+		frames := make([]*frame, len(page))
+		for i, b := range page {
+			if frames[i], err = parseFrame(b); err != nil {
 				return err
 			}
-			if err := c.write(f); err != nil {
-				return err
-			}
+		}
+		if err := c.writePage(frames); err != nil { // a page per write(2), not a frame
+			return err
 		}
 		sent += len(page)
 		after = max(after, last)
