@@ -180,7 +180,9 @@ type fanoutTrial struct {
 	BurstAPI   float64       `json:"burst_api_cpu_s_per_1000"`
 	Direct     *phaseResult  `json:"direct_burst,omitempty"`
 	DirectCPU  float64       `json:"direct_realtime_cpu_s_per_1000"`
-	SocketsCut int64         `json:"sockets_cut"` // closed by the server (or broken) after the memory reading
+	// DirectClientCPU is this process's CPU (the 1,000 reading sockets) per 1,000 deliveries.
+	DirectClientCPU float64 `json:"direct_client_cpu_s_per_1000"`
+	SocketsCut      int64   `json:"sockets_cut"` // closed by the server (or broken) after the memory reading
 	// MachineBusy is the whole machine's busy share during the trial (others' work shows here).
 	MachineBusyPct float64 `json:"machine_busy_pct"`
 }
@@ -344,15 +346,18 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	if fc.Direct > 0 && ctx.Err() == nil {
 		cfg.progress("direct burst: %d frames for %d subscribers", fc.Direct, fc.Subscribers)
 		before := sampler.snapshot()
+		_, selfBefore, _ := readProc(os.Getpid())
 		ph, err := directBurst(ctx, l, sys, w, fc.Direct, centrifugoMode)
 		if err != nil {
 			return t, fmt.Errorf("direct burst: %w", err)
 		}
 		l.drain(ctx, lag)
 		after := sampler.snapshot()
+		_, selfAfter, _ := readProc(os.Getpid())
 		r := l.finish(ctx, ph, lag, sampler)
 		t.Direct = &r
 		if r.Frames > 0 {
+			t.DirectClientCPU = (selfAfter - selfBefore) / float64(r.Frames) * 1000
 			for name := range sys.realtimePIDs() {
 				t.DirectCPU += (after.cpu[name] - before.cpu[name]) / float64(r.Frames) * 1000
 			}
@@ -461,6 +466,7 @@ func (r *fanoutReport) markdown(systems []string) string {
 	}
 	row(fmt.Sprintf("deliveries/s, %d frames handed over at once (no api, no database write)", c.Direct), "%.0f", direct(func(t *fanoutTrial) float64 { return t.Direct.DeliveriesPerSec }))
 	row("realtime CPU-s per 1,000 deliveries, frames handed over at once", "%.4f", direct(func(t *fanoutTrial) float64 { return t.DirectCPU }))
+	row("the client's CPU-s per 1,000 deliveries, frames handed over at once", "%.4f", direct(func(t *fanoutTrial) float64 { return t.DirectClientCPU }))
 	row("e2e p99 of the frames handed over at once, ms", "%.0f", direct(func(t *fanoutTrial) float64 { return t.Direct.E2E.P99 }))
 	row("frames missing, handed over at once", "%.0f", direct(func(t *fanoutTrial) float64 { return float64(t.Direct.Missing) }))
 	row("frames missing in the burst", "%.0f", burst(func(t *fanoutTrial) float64 { return float64(t.Burst.Missing) }))
