@@ -19,7 +19,7 @@ endif
 export TEST_AMQP_URL
 FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e lint
+.PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e bench-fanout lint
 
 ## run: migrate and start api + dispatcher + realtime + web page on :8080
 run:
@@ -71,3 +71,8 @@ bench-ws: test-broker
 E2E_FLAGS ?= --find-max --out bench-results/e2e
 bench-e2e: test-broker
 	$(GO) run ./cmd/socialbench e2e --amqp-url $(TEST_AMQP_URL) $(E2E_FLAGS)
+
+## bench-fanout: realtime fan-out figures of issue #15; FANOUT_FLAGS="--centrifugo /path/to/centrifugo" adds Centrifugo beside ours
+FANOUT_FLAGS ?=
+bench-fanout: test-broker
+	$(GO) run ./cmd/socialbench fanout --amqp-url $(TEST_AMQP_URL) $(FANOUT_FLAGS)

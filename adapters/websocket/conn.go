@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -19,14 +20,16 @@ const (
 	statusServiceRestart websocket.StatusCode = 1012
 )
 
-// conn is one local socket. An idle socket costs no goroutine of ours: the only one parked per
-// socket is coder/websocket's CloseRead reader (pongs, close handshake, a client that leaves). A
-// writer goroutine runs only while frames are queued and exits when the queue is drained; pings
-// and token expiry are timers.
+// conn is one local socket. An idle socket costs one goroutine, its reader (readUntilClosed:
+// pongs, the close handshake, a client that leaves).
+// Frames are written by the hub's writers (writers.go), a few goroutines shared by every socket,
+// in batches: one round takes what is queued, up to maxBatchBytes, and the socket's wire writes
+// it with one syscall. Pings and token expiry are timers.
 type conn struct {
 	h    *Hub
 	user string
 	ws   *websocket.Conn // nil until the upgrade
+	wire *wire           // under ws: holds a batch until one write(2)
 	// kinds are the frame kinds this socket forwards (?types=; defaultKinds), fixed at the
 	// handshake: live frames of other kinds are not queued and resume does not read them.
 	kinds []string
@@ -39,8 +42,9 @@ type conn struct {
 	// queued is the body bytes of queue[head:], held under Config.SendQueueBytes.
 	queued int
 	last   *frame // last enqueued: Deliver passes a frame once even if a user is named twice
-	// writing is true while a goroutine owns the socket's writes: the handler (upgrade, resume)
-	// or a drain started by enqueue or kick. Only the owner writes or closes.
+	// writing is true while someone owns the socket's writes: the handler (upgrade, resume), a
+	// writer round, the run queue (the socket waits in it for a round) or the wire's drain of an
+	// unfinished batch. Only the owner writes or closes.
 	writing bool
 	closed  bool // the socket ended: nothing more is written
 	kicked  bool
@@ -53,6 +57,12 @@ type conn struct {
 	expiry      *time.Timer
 }
 
+// maxBatchBytes bounds one round's frames (one write(2) when the kernel takes it all): enough to
+// make a burst cheap, small enough that every socket's next round comes soon. A round's frames
+// leave the queue's byte count; what the kernel did not take of them waits on the wire, so a
+// socket holds at most SendQueueBytes queued plus one round.
+const maxBatchBytes = 64 << 10
+
 // accepts reports whether the socket forwards f (its ?types=).
 func (c *conn) accepts(f *frame) bool { return slices.Contains(c.kinds, f.kind) }
 
@@ -60,17 +70,23 @@ func (c *conn) accepts(f *frame) bool { return slices.Contains(c.kinds, f.kind) 
 // closed with 1013 and reconnects with ?since= rather than slowing the consumer and every other
 // socket on this instance.
 func (c *conn) enqueue(f *frame) {
+	if c.enqueueFrame(f) {
+		c.h.writers.push(c)
+	}
+}
+
+// enqueueFrame queues f and reports whether c must be handed to the writers (it was idle).
+func (c *conn) enqueueFrame(f *frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.kicked || c.last == f {
-		return
+		return false
 	}
 	c.last = f
 	// An empty queue takes any frame: a socket with nothing waiting is not behind.
 	if c.queued > 0 && c.queued+len(f.body) > c.h.cfg.SendQueueBytes {
 		c.h.metrics.slow.Inc()
-		c.kickLocked(websocket.StatusTryAgainLater, "too slow: reconnect with since")
-		return
+		return c.kickLocked(websocket.StatusTryAgainLater, "too slow: reconnect with since")
 	}
 	if c.queue == nil {
 		c.queue = make([]*frame, 0, 4)
@@ -82,82 +98,177 @@ func (c *conn) enqueue(f *frame) {
 	}
 	c.queue = append(c.queue, f)
 	c.queued += len(f.body)
-	c.startLocked()
+	return c.claimLocked()
 }
 
 // kick asks for the socket to be closed with code (the first reason wins); queued frames are
 // dropped.
 func (c *conn) kick(code websocket.StatusCode, reason string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.kickLocked(code, reason)
+	schedule := c.kickLocked(code, reason)
+	c.mu.Unlock()
+	if schedule {
+		c.h.writers.push(c)
+	}
 }
 
-func (c *conn) kickLocked(code websocket.StatusCode, reason string) {
+func (c *conn) kickLocked(code websocket.StatusCode, reason string) bool {
 	if c.kicked || c.closed {
-		return
+		return false
 	}
 	c.kicked, c.code, c.reason = true, code, reason
-	c.startLocked()
+	return c.claimLocked()
 }
 
-// startLocked starts a drain unless a goroutine already owns the writes (it will see the new
-// frame or the kick before it lets go).
-func (c *conn) startLocked() {
+// claimLocked takes the writes for the writers unless someone owns them already (the owner
+// will see the new frame or the kick before it lets go).
+func (c *conn) claimLocked() bool {
 	if c.writing {
-		return
+		return false
 	}
 	c.writing = true
-	go c.drain()
+	return true
 }
 
-// drain writes queued frames in order and returns when the queue is empty (or closes the socket
-// after a kick). The caller must own the writes (writing == true); drain gives them up.
-func (c *conn) drain() {
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
-			c.mu.Unlock()
-			return
-		}
-		if c.kicked {
-			// Keep writing = true: nobody writes after the close frame.
-			code, reason := c.code, c.reason
-			c.queue, c.head, c.queued = nil, 0, 0
-			c.mu.Unlock()
-			c.close(code, reason)
-			return
-		}
-		if c.head == len(c.queue) {
-			c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
-			c.mu.Unlock()
-			return
-		}
-		f := c.queue[c.head]
-		c.queue[c.head] = nil
-		c.head++
-		c.queued -= len(f.body)
-		skip := f.position <= c.resumedUpTo
+// round writes one batch of queued frames, or closes the socket after a kick. The caller is a
+// writer that took c from the run queue (c.writing is true); when the batch is on the wire, c
+// goes back to the run queue if more waits, else it is released. A batch the kernel did not take
+// whole finishes on the wire's drain, which continues from there (conn.drained). scratch is the
+// writer's buffer for the batch, returned for the next round.
+func (c *conn) round(scratch []*frame) []*frame {
+	c.mu.Lock()
+	if c.closed {
+		c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
 		c.mu.Unlock()
-		if skip {
+		return scratch
+	}
+	if c.kicked {
+		// Keep writing = true: nobody writes after the close frame. The close handshake waits
+		// for the peer, so it runs on its own goroutine, not on a shared writer.
+		code, reason := c.code, c.reason
+		c.queue, c.head, c.queued = nil, 0, 0
+		c.mu.Unlock()
+		go c.close(code, reason)
+		return scratch
+	}
+	batch := c.takeLocked(scratch[:0])
+	upTo := c.resumedUpTo
+	c.mu.Unlock()
+
+	c.wire.begin()
+	err := c.writeFrames(batch, upTo)
+	clear(batch)
+	pending, endErr := c.wire.end(c)
+	if err == nil {
+		err = endErr
+	}
+	if err != nil {
+		c.failed(err)
+	} else if !pending {
+		c.next()
+	}
+	return batch
+}
+
+// takeLocked moves the next batch from the queue to dst: every frame waiting, up to
+// maxBatchBytes (at least one).
+func (c *conn) takeLocked(dst []*frame) []*frame {
+	size := 0
+	for _, f := range c.queue[c.head:] {
+		if len(dst) > 0 && size+len(f.body) > maxBatchBytes {
+			break
+		}
+		dst = append(dst, f)
+		size += len(f.body)
+	}
+	clear(c.queue[c.head : c.head+len(dst)])
+	c.head += len(dst)
+	c.queued -= size
+	if c.head == len(c.queue) {
+		c.queue, c.head = c.queue[:0], 0 // the array is dropped when the socket goes idle (next)
+	}
+	return dst
+}
+
+// writeFrames writes each frame as its own websocket message (the wire only holds the bytes).
+func (c *conn) writeFrames(batch []*frame, upTo int64) error {
+	var now time.Time
+	sent := 0
+	for _, f := range batch {
+		if f.position <= upTo {
 			continue
 		}
-		if err := c.write(f); err != nil {
-			c.h.log.Debug("write frame", slog.String("user_id", c.user), slog.Any("err", err))
-			c.ws.CloseNow()
-			c.mu.Lock()
-			c.closed, c.writing, c.queue, c.head, c.queued = true, false, nil, 0, 0
-			c.mu.Unlock()
-			return
+		// Background: no timer per frame. The write cannot block (the wire holds the batch); a
+		// peer that does not drain its socket is bounded by the wire's timeout.
+		if err := c.ws.Write(context.Background(), websocket.MessageText, f.body); err != nil {
+			return err
+		}
+		sent++
+		if f.live && !f.createdAt.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			c.h.metrics.latency.Observe(now.Sub(f.createdAt).Seconds())
 		}
 	}
+	c.h.metrics.framesSent.Add(float64(sent))
+	return nil
 }
 
+// drained is called by the wire when a batch it could not write at once is written.
+func (c *conn) drained(err error) {
+	if err != nil {
+		c.failed(err)
+		return
+	}
+	c.next()
+}
+
+// next hands c back to the run queue if frames (or a kick) wait, else releases its writes.
+func (c *conn) next() {
+	c.mu.Lock()
+	if c.head < len(c.queue) || c.kicked || c.closed {
+		c.mu.Unlock()
+		c.h.writers.push(c)
+		return
+	}
+	c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
+	c.mu.Unlock()
+}
+
+// failed ends a socket whose write failed (the peer is gone or did not drain it in time).
+func (c *conn) failed(err error) {
+	c.h.log.Debug("write frame", slog.String("user_id", c.user), slog.Any("err", err))
+	c.ws.CloseNow()
+	c.mu.Lock()
+	c.closed, c.writing, c.queue, c.head, c.queued = true, false, nil, 0, 0
+	c.mu.Unlock()
+}
+
+// release ends the handler's ownership of the writes (after the upgrade and any resume): the
+// frames that queued meanwhile go to the writers.
+func (c *conn) release() { c.next() }
+
+// writePage sends frames, each its own message, as one batch on the wire, and waits until they
+// are written (the handler's goroutine, during resume).
+func (c *conn) writePage(frames []*frame) error {
+	c.wire.begin()
+	if err := c.writeFrames(frames, math.MinInt64); err != nil { // skip nothing
+		_, _ = c.wire.end(nil)
+		return err
+	}
+	return c.wire.endAndWait()
+}
+
+// write sends one frame and waits until it is written (the handler's goroutine, which owns the
+// writes during the upgrade and resume, may block).
 func (c *conn) write(f *frame) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.WriteTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, f.body); err != nil {
+	c.wire.begin()
+	if err := c.ws.Write(context.Background(), websocket.MessageText, f.body); err != nil {
+		_, _ = c.wire.end(nil)
+		return err
+	}
+	if err := c.wire.endAndWait(); err != nil {
 		return err
 	}
 	c.h.metrics.framesSent.Inc()
@@ -204,6 +315,30 @@ func (c *conn) keepalive() {
 	if !c.closed {
 		c.ping.Reset(c.h.cfg.PingInterval)
 	}
+}
+
+// readUntilClosed is the socket's reader, as websocket.Conn.CloseRead but with no context of its
+// own (a context, its cancel and an AfterFunc on it cost ~1 KiB per idle socket): coder/websocket
+// handles control frames inside Reader, which returns only on a data message (refused with 1008)
+// or the end of the connection. Then the socket leaves the hub.
+func (c *conn) readUntilClosed() {
+	if _, _, err := c.ws.Reader(context.Background()); err == nil {
+		c.ws.Close(websocket.StatusPolicyViolation, "unexpected data message")
+	}
+	c.ws.CloseNow()
+	c.ended()
+	c.h.metrics.connections.Dec()
+	// Done before the unbind: a shutdown waits for sockets, not for the broker (the instance's
+	// exclusive queue goes with its connection anyway).
+	c.h.active.Done()
+	c.h.unregister(c)
+}
+
+// ending reports whether the socket's reader has seen its end.
+func (c *conn) ending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // ended marks the socket closed (its reader saw the end) and stops the timers.

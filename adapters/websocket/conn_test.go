@@ -138,13 +138,14 @@ func acceptedConn(t *testing.T, h *Hub) (*conn, *websocket.Conn) {
 	t.Helper()
 	accepted := make(chan *conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(smallBuffers{w}, r, nil)
+		sb := &smallBuffers{ResponseWriter: w, timeout: h.cfg.WriteTimeout, writes: h.metrics.writes}
+		ws, err := websocket.Accept(sb, r, nil)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		ws.CloseRead(context.Background())
-		accepted <- &conn{h: h, user: "u", ws: ws}
+		accepted <- &conn{h: h, user: "u", ws: ws, wire: sb.wire}
 	}))
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

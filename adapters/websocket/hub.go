@@ -32,6 +32,9 @@ type Binder interface {
 // a typical post (under 300 bytes), or 100 of the longest (10,000 characters).
 const DefaultSendQueueBytes = 4 << 20
 
+// DefaultMaxSocketsPerUser is Config.MaxSocketsPerUser when unset.
+const DefaultMaxSocketsPerUser = 16
+
 // Config configures a Hub. Tokens and Binder are required.
 type Config struct {
 	// Tokens verifies the bearer token before the upgrade.
@@ -76,6 +79,12 @@ type Config struct {
 	// sent {"type":"resync","position":P} and the socket is closed: it reloads through REST and
 	// reconnects with since=P. Default 1,000 (DefaultResumeMax).
 	ResumeMax int
+	// MaxSocketsPerUser bounds one user's sockets on this instance (tabs, devices); the next
+	// handshake is answered 429 with Retry-After, before any binding or upgrade. Default 16
+	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
+	MaxSocketsPerUser int
+	// Writers is how many goroutines write frames for all sockets (writers.go). Default GOMAXPROCS.
+	Writers int
 }
 
 // DefaultResumeMax is the most frames one resume sends by default.
@@ -107,6 +116,9 @@ func (c *Config) setDefaults() {
 	if c.ResumePageBytes <= 0 {
 		c.ResumePageBytes = 1 << 20
 	}
+	if c.MaxSocketsPerUser <= 0 {
+		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
+	}
 }
 
 // Validate reports missing required fields.
@@ -130,6 +142,8 @@ type Hub struct {
 	mu    sync.RWMutex
 	users map[string][]*conn // a user's sockets (usually one: a slice is smaller than a set)
 
+	writers writers // the goroutines that write frames, shared by every socket
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	active    sync.WaitGroup // one per admitted socket, until it is closed
@@ -142,13 +156,22 @@ func NewHub(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		users: make(map[string][]*conn), closing: make(chan struct{})}, nil
+		users: make(map[string][]*conn), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
 }
+
+// errTooManySockets: the user already holds Config.MaxSocketsPerUser sockets here.
+var errTooManySockets = errors.New("too many sockets for this user")
 
 // register adds c to the hub, then waits for the user's binding: from its return on, every frame
 // for the user reaches c's queue (c is listed before the binding can exist, so none is missed).
+// A user at Config.MaxSocketsPerUser gets errTooManySockets (counted and added in one step, so
+// concurrent handshakes cannot pass the bound together).
 func (h *Hub) register(ctx context.Context, c *conn) error {
 	h.mu.Lock()
+	if len(h.users[c.user]) >= h.cfg.MaxSocketsPerUser {
+		h.mu.Unlock()
+		return errTooManySockets
+	}
 	h.users[c.user] = append(h.users[c.user], c)
 	h.mu.Unlock()
 	if err := h.cfg.Binder.Bind(ctx, c.user); err != nil {
@@ -199,15 +222,25 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 		return
 	}
 	f.live = true
+	// Sockets that were idle go to the writers in groups (one lock of the run queue each), the
+	// first socket at once: its write starts while the rest are still being queued.
+	var ready [64]*conn
+	n, group := 0, 1
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	for _, r := range recipients {
 		for _, c := range h.users[r] {
-			if c.accepts(f) {
-				c.enqueue(f)
+			if !c.accepts(f) || !c.enqueueFrame(f) {
+				continue
+			}
+			ready[n] = c
+			if n++; n == group {
+				h.writers.push(ready[:n]...)
+				n, group = 0, len(ready)
 			}
 		}
 	}
+	h.mu.RUnlock()
+	h.writers.push(ready[:n]...)
 }
 
 // Reconnected is told by the consumer that its broker connection was (re)established: frames

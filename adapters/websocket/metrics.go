@@ -5,7 +5,9 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	connections prometheus.Gauge
 	framesSent  prometheus.Counter
+	writes      prometheus.Counter
 	slow        prometheus.Counter
+	refused     prometheus.Counter
 	latency     prometheus.Histogram
 	resyncs     prometheus.Counter
 }
@@ -18,8 +20,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		framesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_frames_sent_total", Help: "Feed frames written to websockets (live and resumed).",
 		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_writes_total", Help: "write(2) calls on feed websockets (frames sent ÷ writes = frames per syscall).",
+		}),
 		slow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_slow_client_disconnects_total", Help: "Websockets closed because their send queue exceeded its byte bound.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_too_many_sockets_total", Help: "Websocket handshakes refused with 429: the user held the most sockets allowed on this instance.",
 		}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_resyncs_total", Help: "Resumes ended with a resync frame (more missed than one resume sends, or since above the newest position).",
@@ -31,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.slow, m.latency, m.resyncs)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs)
 	}
 	return m
 }

@@ -3,6 +3,8 @@ package websocket
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -65,6 +67,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bindCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	err = h.register(bindCtx, c)
 	cancel()
+	if errors.Is(err, errTooManySockets) {
+		h.active.Done()
+		h.metrics.refused.Inc()
+		log.Info("refusing a websocket: the user holds the most sockets allowed", slog.Int("max", h.cfg.MaxSocketsPerUser))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per user", h.cfg.MaxSocketsPerUser))
+		return
+	}
 	if err != nil {
 		// No upgrade without a confirmed binding: a socket opened now would receive nothing
 		// (its frames are unroutable) and look healthy. 503 + Retry-After; the client retries.
@@ -80,7 +89,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if viaSubprotocol {
 		opts.Subprotocols = []string{subprotocolBearer}
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, opts)
+	sb := &smallBuffers{ResponseWriter: w, timeout: h.cfg.WriteTimeout, writes: h.metrics.writes}
+	ws, err := websocket.Accept(sb, r, opts)
 	if err != nil {
 		log.Debug("websocket upgrade failed", slog.Any("err", err))
 		c.ended()
@@ -88,21 +98,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.active.Done()
 		return
 	}
-	c.ws = ws
+	c.ws, c.wire = ws, sb.wire
 	h.metrics.connections.Inc()
-	// Push-only: CloseRead answers pings and the close handshake; a data message from the client
-	// closes the socket with 1008. Its goroutine is the only one this socket keeps; when it ends
-	// (client left, connection broken, or our close completed) the socket is cleaned up.
-	readCtx := ws.CloseRead(context.Background())
-	context.AfterFunc(readCtx, func() {
-		ws.CloseNow()
-		c.ended()
-		h.metrics.connections.Dec()
-		// Done before the unbind: a shutdown waits for sockets, not for the broker (the
-		// instance's exclusive queue goes with its connection anyway).
-		h.active.Done()
-		h.unregister(c)
-	})
+	// Push-only: one reader goroutine answers pings and the close handshake; a data message from
+	// the client closes the socket with 1008. It is the only goroutine this socket keeps; when it
+	// ends (client left, connection broken, or our close completed) the socket is cleaned up.
+	go c.readUntilClosed()
 	select {
 	case <-h.closing:
 		c.kick(websocket.StatusGoingAway, "server shutting down")
@@ -112,14 +113,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log.Debug("websocket connected", slog.Int64("since", since))
 
 	if since >= 0 {
-		if err := c.resume(since); err != nil && readCtx.Err() == nil { // not just the client leaving mid-resume
+		if err := c.resume(since); err != nil && !c.ending() { // not just the client leaving mid-resume
 			log.Warn("resume failed", slog.Any("err", err))
 			c.kick(websocket.StatusInternalError, "resume failed: reconnect with since")
 		}
 	}
-	// Write what queued up meanwhile, then return: the HTTP handler's goroutine, its stack and
-	// net/http's connection state are released; the socket lives on in the hub.
-	c.drain()
+	// Hand what queued up meanwhile to the hub's writers, then return: the HTTP handler's
+	// goroutine, its stack and net/http's connection state are released; the socket lives on in
+	// the hub.
+	c.release()
 }
 
 // resume sends the frames after since of the socket's kinds (?types=) from PostgreSQL, page by
@@ -152,14 +154,14 @@ func (c *conn) resume(since int64) error {
 		if err != nil {
 			return err
 		}
-		for _, b := range page {
-			f, err := parseFrame(b)
-			if err != nil {
+		frames := make([]*frame, len(page))
+		for i, b := range page {
+			if frames[i], err = parseFrame(b); err != nil {
 				return err
 			}
-			if err := c.write(f); err != nil {
-				return err
-			}
+		}
+		if err := c.writePage(frames); err != nil { // a page per write(2), not a frame
+			return err
 		}
 		sent += len(page)
 		after = max(after, last)

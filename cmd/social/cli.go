@@ -34,6 +34,7 @@ var envDocs = map[string]string{
 	"DISPATCHER_ADDR":             "listen address of the dispatcher's health and metrics",
 	"WS_ALLOWED_ORIGINS":          "extra browser origins allowed to open the websocket, comma-separated",
 	"WS_SEND_QUEUE_BYTES":         "frame bytes queued per websocket before it is closed with 1013",
+	"WS_MAX_SOCKETS_PER_USER":     "websockets one user may hold on this instance; the next gets 429",
 	"WS_RESUME_MAX_FRAMES":        "most frames one resume (?since=) sends before a resync frame",
 	"LOG_LEVEL":                   "debug, info, warn or error",
 	"DB_MAX_CONNS":                "PostgreSQL pool size",
@@ -64,7 +65,7 @@ var (
 		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
 		"HTTP_TRUSTED_PROXIES"}
 	envRelay      = []string{"AMQP_URL", "AMQP_EXCHANGE", "RELAY_FOLLOWERS_PER_MESSAGE", "RELAY_PUBLISH_LANES", "RELAY_INLINE_FOLLOWERS"}
-	envWebsocket  = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES"}
+	envWebsocket  = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}
 	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR"}
 	envDispatcher = []string{"DISPATCHER_ADDR"}

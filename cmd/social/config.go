@@ -97,6 +97,9 @@ type Config struct {
 	// WSResumeMaxFrames is the most frames one resume (?since=) sends; a client that missed more
 	// gets a resync frame (design.md §4).
 	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES" envDefault:"1000"`
+	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
+	// handshake gets 429 with Retry-After.
+	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 }
@@ -125,6 +128,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
+	}
+	if cfg.WSMaxSocketsPerUser < 1 {
+		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))
 	}
 	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
 		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))

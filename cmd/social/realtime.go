@@ -67,14 +67,15 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		return nil, nil, nil, err
 	}
 	hub, err = websocket.NewHub(websocket.Config{
-		Tokens:         tokens,
-		Binder:         consumer,
-		Missed:         outbox.NewResume(pool),
-		AllowedOrigins: a.cfg.WSAllowedOrigins,
-		SendQueueBytes: a.cfg.WSSendQueueBytes,
-		ResumeMax:      a.cfg.WSResumeMaxFrames,
-		Logger:         log,
-		Registerer:     reg,
+		Tokens:            tokens,
+		Binder:            consumer,
+		Missed:            outbox.NewResume(pool),
+		AllowedOrigins:    a.cfg.WSAllowedOrigins,
+		SendQueueBytes:    a.cfg.WSSendQueueBytes,
+		ResumeMax:         a.cfg.WSResumeMaxFrames,
+		MaxSocketsPerUser: a.cfg.WSMaxSocketsPerUser,
+		Logger:            log,
+		Registerer:        reg,
 	})
 	if err != nil {
 		return nil, nil, nil, err

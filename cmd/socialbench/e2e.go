@@ -40,7 +40,14 @@ type e2eConfig struct {
 	Baselines      bool
 	Bin            string // a prebuilt social binary (default: go build)
 	Quiet          bool
-	log            io.Writer
+	// APIOnly starts only `social api` (socialbench fanout's Centrifugo runs: the api's post
+	// transaction feeds Centrifugo's outbox, no dispatcher or realtime).
+	APIOnly bool
+	// Proto is the websocket protocol of the fleet: "" (ours, design.md §4) or "centrifugo".
+	Proto string
+	// CentrifugoToken mints a Centrifugo connection token for a user id (Proto "centrifugo").
+	CentrifugoToken func(userID string) (string, error)
+	log             io.Writer
 }
 
 func parseE2EFlags(args []string, stderr io.Writer) (e2eConfig, error) {

@@ -53,6 +53,8 @@ type phaseResult struct {
 	// connected followers) and everyone else's.
 	E2ECelebrity latencySummary `json:"end_to_end_celebrity_posts"`
 	E2EOthers    latencySummary `json:"end_to_end_other_posts"`
+	// FirstSocket is, per post, the time to the first socket that received it.
+	FirstSocket latencySummary `json:"first_socket"`
 
 	Expected         int     `json:"frames_expected"`
 	Frames           int     `json:"frames_received"`
@@ -96,6 +98,7 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 	defer l.mu.Unlock()
 	var e2e, celeb, others []float64
 	var last int64
+	first := map[*postRec]int64{}
 	for _, s := range l.fleet.socks {
 		frames, bad := s.take()
 		r.Unknown += bad
@@ -126,6 +129,13 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 			}
 			r.e2e = append(r.e2e, sample{at: p.sched, ms: ms})
 			last = max(last, f.at)
+			if t, ok := first[p]; !ok || f.at < t {
+				first[p] = f.at
+			}
+			if p.first == 0 || f.at < p.first {
+				p.first = f.at
+			}
+			p.last = max(p.last, f.at)
 		}
 	}
 	ph.mu.Lock()
@@ -137,6 +147,11 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 		}
 	}
 	ph.mu.Unlock()
+	firsts := make([]float64, 0, len(first))
+	for p, at := range first {
+		firsts = append(firsts, float64(at-p.sched)/1e6)
+	}
+	r.FirstSocket = summarize(firsts)
 	r.E2E = summarize(e2e)
 	r.E2ECelebrity, r.E2EOthers = summarize(celeb), summarize(others)
 	if span := float64(last-ph.start.UnixNano()) / 1e9; span > 0 {

@@ -20,8 +20,11 @@ import (
 type fleet struct {
 	socks    []*sock
 	received atomic.Int64 // frames received by all sockets
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// ended counts sockets the server closed (or that broke) while the fleet was still reading.
+	ended      atomic.Int64
+	centrifugo bool // the Centrifugo client protocol (JSON, protocol v2) instead of ours
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 type sock struct {
@@ -40,7 +43,7 @@ type frameRec struct {
 }
 
 func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world) (*fleet, error) {
-	f := &fleet{}
+	f := &fleet{centrifugo: cfg.Proto == "centrifugo"}
 	for u, on := range w.connected {
 		if !on {
 			continue
@@ -54,12 +57,15 @@ func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world)
 	for _, s := range f.socks {
 		g.Go(func() error {
 			u := strings.Replace(wsURLs[s.instance], "http", "ws", 1) + "/post/feed/posted"
+			opts := &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + w.tokens[s.user]}}}
+			if f.centrifugo {
+				u = strings.Replace(wsURLs[s.instance], "http", "ws", 1) + "/connection/websocket"
+				opts = nil
+			}
 			// Generous: each first socket of a user waits for a queue.bind, slow on a busy broker.
 			dctx, cancel := context.WithTimeout(gctx, 2*time.Minute)
 			defer cancel()
-			c, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{
-				HTTPHeader: http.Header{"Authorization": {"Bearer " + w.tokens[s.user]}},
-			})
+			c, resp, err := websocket.Dial(dctx, u, opts)
 			if err != nil {
 				status := 0
 				if resp != nil {
@@ -69,6 +75,11 @@ func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world)
 			}
 			c.SetReadLimit(1 << 20)
 			s.ws = c
+			if f.centrifugo {
+				if err := centrifugoConnect(dctx, c, cfg, w.ids[s.user]); err != nil {
+					return fmt.Errorf("centrifugo connect (user %d): %w", s.user, err)
+				}
+			}
 			return nil
 		})
 	}
@@ -88,39 +99,90 @@ func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world)
 	return f, nil
 }
 
-var postIDKey = []byte(`"postId":"`)
+var postIDKey = []byte(`"postId"`)
 
-// read records every frame until the socket or the fleet closes. Parsing is a byte search for
-// the postId, not a JSON decode, to keep the client's share of the 2 CPUs small.
+// postIDOf finds the postId of one frame with a byte search, not a JSON decode (to keep the
+// client's share of the 2 CPUs small); it allows spaces around the colon (PostgreSQL's JSON
+// output, which the Centrifugo runs forward as is).
+func postIDOf(b []byte) (uuid.UUID, bool) {
+	i := bytes.Index(b, postIDKey)
+	if i < 0 {
+		return uuid.UUID{}, false
+	}
+	b = bytes.TrimLeft(b[i+len(postIDKey):], " ")
+	if len(b) == 0 || b[0] != ':' {
+		return uuid.UUID{}, false
+	}
+	b = bytes.TrimLeft(b[1:], " ")
+	if len(b) < 38 || b[0] != '"' {
+		return uuid.UUID{}, false
+	}
+	id, err := uuid.ParseBytes(b[1:37])
+	return id, err == nil
+}
+
+// read records every frame until the socket or the fleet closes. A Centrifugo message may carry
+// several replies, one per line; its pings ({}) are answered with a pong ({}).
 func (f *fleet) read(ctx context.Context, s *sock) {
 	var buf bytes.Buffer
 	for {
 		_, r, err := s.ws.Reader(ctx)
 		if err != nil {
+			if ctx.Err() == nil {
+				f.ended.Add(1)
+			}
 			return
 		}
 		buf.Reset()
 		if _, err := buf.ReadFrom(r); err != nil {
+			if ctx.Err() == nil {
+				f.ended.Add(1)
+			}
 			return
 		}
 		at := time.Now().UnixNano()
 		b := buf.Bytes()
-		var id uuid.UUID
-		i := bytes.Index(b, postIDKey)
-		ok := i >= 0 && len(b) >= i+len(postIDKey)+36
-		if ok {
-			id, err = uuid.ParseBytes(b[i+len(postIDKey) : i+len(postIDKey)+36])
-			ok = err == nil
+		if !f.centrifugo {
+			f.record(s, b, at)
+			continue
 		}
-		s.mu.Lock()
-		if ok {
-			s.frames = append(s.frames, frameRec{post: id, at: at})
-		} else {
-			s.bad++
+		for line := range bytes.Lines(b) {
+			line = bytes.TrimSpace(line)
+			if len(line) == 2 && line[0] == '{' && line[1] == '}' {
+				_ = s.ws.Write(ctx, websocket.MessageText, line) // pong
+				continue
+			}
+			if bytes.Contains(line, []byte(`"push"`)) {
+				f.record(s, line, at)
+			}
 		}
-		s.mu.Unlock()
-		f.received.Add(1)
 	}
+}
+
+func (f *fleet) record(s *sock, b []byte, at int64) {
+	id, ok := postIDOf(b)
+	s.mu.Lock()
+	if ok {
+		s.frames = append(s.frames, frameRec{post: id, at: at})
+	} else {
+		s.bad++
+	}
+	s.mu.Unlock()
+	f.received.Add(1)
+}
+
+// closeSome closes the sockets of users for which keep is false (after the memory reading).
+func (f *fleet) closeSome(keep func(user int32) bool) {
+	var kept []*sock
+	for _, s := range f.socks {
+		if keep(s.user) {
+			kept = append(kept, s)
+			continue
+		}
+		f.ended.Add(-1) // its reader will count it as ended
+		s.ws.CloseNow()
+	}
+	f.socks = kept
 }
 
 // take returns and forgets the frames s received so far.

@@ -32,10 +32,13 @@ type load struct {
 
 // postRec is one accepted post.
 type postRec struct {
-	ph       *phase
-	sched    int64 // scheduled send time (unix ns): latencies count from here
-	expected int32
-	got      int32 // distinct sockets that received it (set by analysis)
+	ph    *phase
+	sched int64 // scheduled send time (unix ns): latencies count from here
+	done  int64 // the 200's arrival (unix ns)
+	// first and last are the arrivals of its first and last frame (set by analysis).
+	first, last int64
+	expected    int32
+	got         int32 // distinct sockets that received it (set by analysis)
 	// celebrity marks a post of the celebrity (user 0): its latencies are reported apart, since
 	// one such post is most of a phase's frames and its path differs (one message, many keys).
 	celebrity bool
@@ -113,7 +116,7 @@ func (l *load) post(ctx context.Context, ph *phase, sched time.Time) {
 	if status != "200" {
 		return
 	}
-	p := &postRec{ph: ph, sched: sched.UnixNano(), expected: int32(l.w.expectedFrames(a, l.cfg.Tabs)), celebrity: a == 0}
+	p := &postRec{ph: ph, sched: sched.UnixNano(), done: done.UnixNano(), expected: int32(l.w.expectedFrames(a, l.cfg.Tabs)), celebrity: a == 0}
 	l.expected.Add(int64(p.expected))
 	l.mu.Lock()
 	l.posts[id] = p
@@ -174,6 +177,26 @@ func (l *load) closedLoop(ctx context.Context, name string, workers int, dur tim
 		}()
 	}
 	wg.Wait()
+	return ph
+}
+
+// burst sends posts requests from workers, each the next as soon as the previous answered: a
+// burst of posts, as fast as the API takes them.
+func (l *load) burst(ctx context.Context, name string, workers, posts int) *phase {
+	ph := newPhase(name, 0, workers, 0)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && next.Add(1) <= int64(posts) {
+				l.post(ctx, ph, time.Now())
+			}
+		}()
+	}
+	wg.Wait()
+	ph.dur = time.Since(ph.start)
 	return ph
 }
 

@@ -211,7 +211,16 @@ type lagStats struct {
 	MaxAgeMs   float64 `json:"max_age_ms"`
 }
 
+// outboxLagQuery reads our outbox's backlog: pending rows and the age of the oldest (ms).
+const outboxLagQuery = `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)) * 1000, 0)::float8
+	FROM outbox WHERE status = 'pending'`
+
 func startOutboxLag(ctx context.Context, dbURL string) *outboxLag {
+	return startLagQuery(ctx, dbURL, outboxLagQuery)
+}
+
+// startLagQuery polls query (a count and an age in ms) every 100 ms.
+func startLagQuery(ctx context.Context, dbURL, query string) *outboxLag {
 	l := &outboxLag{done: make(chan struct{}), last: -1}
 	ctx, l.cancel = context.WithCancel(ctx)
 	go func() {
@@ -230,8 +239,7 @@ func startOutboxLag(ctx context.Context, dbURL string) *outboxLag {
 			}
 			if conn != nil {
 				var p lagPoint
-				err := conn.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)) * 1000, 0)::float8
-					FROM outbox WHERE status = 'pending'`).Scan(&p.pending, &p.ageMs)
+				err := conn.QueryRow(ctx, query).Scan(&p.pending, &p.ageMs)
 				p.at = time.Now()
 				l.mu.Lock()
 				if err == nil {

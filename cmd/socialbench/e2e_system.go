@@ -108,12 +108,15 @@ func startSystem(ctx context.Context, cfg e2eConfig) (*system, error) {
 		if err := s.spawn(bin, "api", env, "HTTP_ADDR="+api); err != nil {
 			return nil, err
 		}
-		if err := s.spawn(bin, "dispatcher", env, "DISPATCHER_ADDR="+disp); err != nil {
-			return nil, err
-		}
 		s.apiURL = "http://" + api
-		ready = append(ready, s.apiURL, "http://"+disp)
-		for range cfg.Realtime {
+		ready = append(ready, s.apiURL)
+		if !cfg.APIOnly {
+			if err := s.spawn(bin, "dispatcher", env, "DISPATCHER_ADDR="+disp); err != nil {
+				return nil, err
+			}
+			ready = append(ready, "http://"+disp)
+		}
+		for range cfg.Realtime * boolInt(!cfg.APIOnly) {
 			ws := freeAddr()
 			if err := s.spawn(bin, "realtime", env, "WS_ADDR="+ws); err != nil {
 				return nil, err
@@ -131,9 +134,21 @@ func startSystem(ctx context.Context, cfg e2eConfig) (*system, error) {
 	return s, nil
 }
 
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (s *system) spawn(bin, role string, env []string, extra ...string) error {
 	cmd := exec.Command(bin, role)
 	cmd.Env = append(append([]string(nil), env...), extra...)
+	return s.spawnCmd(role, cmd)
+}
+
+// spawnCmd starts cmd as one of the system's processes (stopped with the others).
+func (s *system) spawnCmd(role string, cmd *exec.Cmd) error {
 	logs := &bytes.Buffer{}
 	var out io.Writer = &limitedWriter{buf: logs, max: 64 << 10}
 	// SOCIALBENCH_LOGS=DIR keeps every process's whole log in DIR/ROLE-N.log, for a run whose
@@ -223,7 +238,7 @@ func (s *system) realtimePIDs() map[string]int {
 	out := map[string]int{}
 	i := 0
 	for _, p := range s.procs {
-		if p.role == "realtime" || p.role == "all" {
+		if p.role == "realtime" || p.role == "all" || p.role == "centrifugo" {
 			out[fmt.Sprintf("%s#%d", p.role, i)] = p.cmd.Process.Pid
 			i++
 		}

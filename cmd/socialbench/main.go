@@ -4,6 +4,7 @@
 //	socialbench relay   outbox relay throughput vs raw amqp091-go one-message-per-follower
 //	socialbench ws      idle websocket capacity and delivery latency vs a bare coder/websocket server
 //	socialbench e2e     the whole system under open-loop load
+//	socialbench fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	const usage = "usage: socialbench relay|ws|e2e [flags] (-h for each)"
+	const usage = "usage: socialbench relay|ws|e2e|fanout [flags] (-h for each)"
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -29,7 +30,8 @@ func main() {
 		fmt.Println(usage + "\n\n" +
 			"  relay   outbox relay throughput vs raw amqp091-go one-message-per-follower\n" +
 			"  ws      idle websocket capacity and delivery latency vs a bare coder/websocket server\n" +
-			"  e2e     the whole system under open-loop load")
+			"  e2e     the whole system under open-loop load\n" +
+			"  fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo")
 		return
 	}
 	var err error
@@ -40,8 +42,10 @@ func main() {
 		err = runWS(ctx, args)
 	case "e2e":
 		err = runE2E(ctx, args)
+	case "fanout":
+		err = runFanout(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws or e2e)\n", cmd)
+		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e or fanout)\n", cmd)
 		os.Exit(2)
 	}
 	if errors.Is(err, flag.ErrHelp) {

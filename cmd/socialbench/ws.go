@@ -233,8 +233,11 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 			return res, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB, +%d goroutines\n", kind, b.conns, res.connectDuration.Round(time.Millisecond),
-		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20), res.goroutines)
+	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB, +%d goroutines; per socket: heap in use %.1f KiB (%.1f objects, %.1f KiB live), stacks %.1f KiB (a new goroutine's stack: %d bytes)\n",
+		kind, b.conns, res.connectDuration.Round(time.Millisecond),
+		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20), res.goroutines,
+		perSocketKiB(m0, m, "heap_inuse", b.conns), float64(m["heap_objects"]-m0["heap_objects"])/float64(b.conns),
+		perSocketKiB(m0, m, "heap_alloc", b.conns), perSocketKiB(m0, m, "stack_inuse", b.conns), m["stack_start"])
 
 	// Latency phase: keep one socket for each of the first b.users users.
 	closeStart := time.Now()
@@ -381,6 +384,10 @@ func (l *latencies) percentiles() (p50, p99, mx time.Duration) {
 	slices.Sort(s)
 	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
 	return at(0.50), at(0.99), s[len(s)-1]
+}
+
+func perSocketKiB(before, after map[string]int, key string, n int) float64 {
+	return float64(after[key]-before[key]) / float64(n) / 1024
 }
 
 func stats(base string, gc bool) (map[string]int, error) {

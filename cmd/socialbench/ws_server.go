@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"time"
@@ -90,8 +91,14 @@ func serveWS(ctx context.Context, f wsServerFlags) error {
 			runtime.GC()
 			debug.FreeOSMemory()
 		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		start := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+		metrics.Read(start)
 		_ = json.NewEncoder(w).Encode(map[string]int{"connections": count(), "goroutines": runtime.NumGoroutine(),
-			"bindings_pending": pending()})
+			"bindings_pending": pending(), "heap_inuse": int(ms.HeapInuse), "stack_inuse": int(ms.StackInuse),
+			"heap_alloc": int(ms.HeapAlloc), "heap_objects": int(ms.HeapObjects),
+			"stack_start": int(start[0].Value.Uint64())})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
