@@ -5,10 +5,12 @@ import (
 	"sync"
 )
 
-// corkMax is how many bytes a corked connection holds before it writes them anyway: a group of
-// 256 messages with 1,000-key CC headers is ~10 MB, which must not sit in memory to save syscalls
-// that are already few per byte at that size.
-const corkMax = 128 << 10
+// corkMax is how many bytes a corked connection holds before it writes them anyway. Small enough
+// that the broker starts on a group's first messages while the rest are being encoded (holding a
+// whole 256-message group would leave it idle meanwhile), and that a group of 1,000-key CC
+// messages (~40 KB each, ~10 MB per group) never sits in memory; large enough that one write
+// carries ~100 one-follower messages.
+const corkMax = 32 << 10
 
 // corkConn lets the publisher write a group of messages with a few syscalls instead of one per
 // message. amqp091-go flushes its buffer after every publish, so each message is a write(2) on the
