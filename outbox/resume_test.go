@@ -92,8 +92,7 @@ func TestResumePageIsBoundedInBytes(t *testing.T) {
 	for range 5 {
 		e.post(author, text)
 	}
-	e.db.Exec(t, `UPDATE outbox o SET position = s.pos, status = 'relayed', relayed_at = now()
-		FROM (SELECT id, nextval('outbox_position_seq') AS pos FROM (SELECT id FROM outbox ORDER BY id) q) s WHERE o.id = s.id`)
+	opsRelayAll(t, e.db)
 	r := outbox.NewResume(e.db.Pool)
 	frames, last, more, err := r.Missed(context.Background(), follower, 0, 100, 15_000, nil)
 	if err != nil {

@@ -89,14 +89,7 @@ func messageRelayed(t testing.TB, db *pgtest.DB, from, to, text string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pos int64
-	err = db.Pool.QueryRow(ctx, `
-		UPDATE outbox o SET position = nextval('outbox_position_seq'), status = 'relayed', relayed_at = now()
-		FROM events e WHERE e.id = o.event_id AND e.aggregate_id = $1
-		RETURNING o.position`, m.ID).Scan(&pos)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pos, _ := relayAggregate(t, db, m.ID)
 	return pos
 }
 

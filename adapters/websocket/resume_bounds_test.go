@@ -119,10 +119,7 @@ func TestResumeSendsOnlyWhatIsTrueNow(t *testing.T) {
 	if err := posts.Update(ctx, author, edited.ID, "as published"); err != nil {
 		t.Fatal(err)
 	}
-	// Relay the four rows in id order, as the dispatcher would have.
-	db.Exec(t, `UPDATE outbox o SET position = s.pos, status = 'relayed', relayed_at = now()
-		FROM (SELECT id, nextval('outbox_position_seq') AS pos FROM (SELECT id FROM outbox WHERE status = 'pending' ORDER BY id) q) s
-		WHERE o.id = s.id`)
+	relayPending(t, db) // the four rows, in id order
 	kept := postRelayed(t, db, author, "kept")
 	if err := postgres.NewFriendService(db.Pool).Set(ctx, reader, author); err != nil {
 		t.Fatal(err)

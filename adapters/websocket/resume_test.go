@@ -47,16 +47,32 @@ func postRelayed(t testing.TB, db *pgtest.DB, author, text string) domain.FeedFr
 	if err != nil {
 		t.Fatal(err)
 	}
+	pos, at := relayAggregate(t, db, p.ID)
+	return domain.NewFeedFrame(domain.EventPostCreated, domain.PostChanged{PostID: p.ID, AuthorUserID: author, Text: text}, pos, at)
+}
+
+// relayAggregate relays the outbox row of aggregate id's event the way the dispatcher does
+// (position from the sequence, status relayed) and returns its position and event time.
+func relayAggregate(t testing.TB, db *pgtest.DB, id string) (int64, time.Time) {
+	t.Helper()
 	var pos int64
 	var at time.Time
-	err = db.Pool.QueryRow(ctx, `
+	err := db.Pool.QueryRow(context.Background(), `
 		UPDATE outbox o SET position = nextval('outbox_position_seq'), status = 'relayed', relayed_at = now()
 		FROM events e WHERE e.id = o.event_id AND e.aggregate_id = $1
-		RETURNING o.position, e.created_at`, p.ID).Scan(&pos, &at)
+		RETURNING o.position, e.created_at`, id).Scan(&pos, &at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return domain.NewFeedFrame(domain.EventPostCreated, domain.PostChanged{PostID: p.ID, AuthorUserID: author, Text: text}, pos, at)
+	return pos, at
+}
+
+// relayPending relays every pending outbox row in id order, as the dispatcher would.
+func relayPending(t testing.TB, db *pgtest.DB) {
+	t.Helper()
+	db.Exec(t, `UPDATE outbox o SET position = s.pos, status = 'relayed', relayed_at = now()
+		FROM (SELECT id, nextval('outbox_position_seq') AS pos FROM (SELECT id FROM outbox WHERE status = 'pending' ORDER BY id) q) s
+		WHERE o.id = s.id`)
 }
 
 // duringResume runs fn before the first page of a resume is read.
