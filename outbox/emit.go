@@ -298,7 +298,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		p, ok := firsts[rw.author]
 		if rw.recipients != nil {
 			// Explicit recipients: one page, never a big fan-out (domain.MaxRecipients).
-			p, ok = newPage(rw.recipients, 0, r.split), true
+			p, ok = newPage(rw.recipients, 0, r.split, 0), true
 		}
 		first, inline := true, 0
 		for ok {
@@ -320,7 +320,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			}
 			if len(later) > 0 {
 				// On the bulk lanes, behind what it must not overtake.
-				e.enqueue(&continuation{b: b, row: i, ids: later, msgs: newPage(later, 0, r.bulkSplit).msgs})
+				e.enqueue(&continuation{b: b, row: i, ids: later, msgs: newPage(later, 0, r.bulkSplit, 0).msgs})
 			}
 			if !p.full {
 				break
@@ -411,7 +411,11 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 		if len(later) == 0 {
 			return p, nil, nil
 		}
-		np := newPage(now, 0, e.r.split)
+		lead := 0
+		if first {
+			lead = leadFollowers
+		}
+		np := newPage(now, 0, e.r.split, lead)
 		np.full, np.last = p.full, p.last
 		return np, later, nil
 	}
