@@ -48,8 +48,12 @@ type conn struct {
 	writing bool
 	closed  bool // the socket ended: nothing more is written
 	kicked  bool
-	code    websocket.StatusCode
-	reason  string
+	// lines: the client asked for ?batch=lines (batch.go): each round's frames go out as one
+	// websocket message, one JSON object per line, instead of one message each. Fixed at the
+	// handshake (kept here, beside the flags under mu, only to share their word).
+	lines  bool
+	code   websocket.StatusCode
+	reason string
 	// resumedUpTo is the highest position sent by resume: live frames at or below it were
 	// already sent from PostgreSQL and are dropped (no duplicate across the switch).
 	resumedUpTo int64
@@ -190,8 +194,14 @@ func (c *conn) takeLocked(dst []*frame) []*frame {
 	return dst
 }
 
-// writeFrames writes each frame as its own websocket message (the wire only holds the bytes).
+// writeFrames writes each frame as its own websocket message, or, for a ?batch=lines socket, all
+// of them as lines of as few messages as maxBatchBytes allows (the wire only holds the bytes).
 func (c *conn) writeFrames(batch []*frame, upTo int64) error {
+	var ls *lineMessage
+	if c.lines {
+		ls = getLineMessage()
+		defer ls.put()
+	}
 	var now time.Time
 	sent := 0
 	for _, f := range batch {
@@ -200,7 +210,13 @@ func (c *conn) writeFrames(batch []*frame, upTo int64) error {
 		}
 		// Background: no timer per frame. The write cannot block (the wire holds the batch); a
 		// peer that does not drain its socket is bounded by the wire's timeout.
-		if err := c.ws.Write(context.Background(), websocket.MessageText, f.body); err != nil {
+		var err error
+		if ls != nil {
+			err = ls.add(c.ws, f.body)
+		} else {
+			err = c.ws.Write(context.Background(), websocket.MessageText, f.body)
+		}
+		if err != nil {
 			return err
 		}
 		sent++
@@ -209,6 +225,11 @@ func (c *conn) writeFrames(batch []*frame, upTo int64) error {
 				now = time.Now()
 			}
 			c.h.metrics.latency.Observe(now.Sub(f.createdAt).Seconds())
+		}
+	}
+	if ls != nil {
+		if err := ls.flush(c.ws); err != nil {
+			return err
 		}
 	}
 	c.h.metrics.framesSent.Add(float64(sent))

@@ -52,6 +52,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	lines, err := parseBatch(r.URL.Query()["batch"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !h.acquire() {
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
@@ -60,7 +65,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
 	// done: live frames meanwhile wait in the queue.
-	c := &conn{h: h, user: claims.UserID, kinds: kinds, writing: true}
+	c := &conn{h: h, user: claims.UserID, kinds: kinds, lines: lines, writing: true}
 	// Bind before anything is read from PostgreSQL: from here on every frame for this user
 	// reaches c's queue, so a resume that reads the database afterwards leaves no gap. The
 	// request context may carry the API's request timeout (in `all`): the socket outlives it.

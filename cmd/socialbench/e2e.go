@@ -43,7 +43,9 @@ type e2eConfig struct {
 	// APIOnly starts only `social api` (socialbench fanout's Centrifugo runs: the api's post
 	// transaction feeds Centrifugo's outbox, no dispatcher or realtime).
 	APIOnly bool
-	// Proto is the websocket protocol of the fleet: "" (ours, design.md §4) or "centrifugo".
+	// Proto is the websocket protocol of the fleet: "" (ours, design.md §4: one frame per
+	// message), "lines" (ours with ?batch=lines: several frames per message, one per line) or
+	// "centrifugo".
 	Proto string
 	// CentrifugoToken mints a Centrifugo connection token for a user id (Proto "centrifugo").
 	CentrifugoToken func(userID string) (string, error)

@@ -23,6 +23,7 @@ type fleet struct {
 	// ended counts sockets the server closed (or that broke) while the fleet was still reading.
 	ended      atomic.Int64
 	centrifugo bool // the Centrifugo client protocol (JSON, protocol v2) instead of ours
+	lines      bool // ours with ?batch=lines: a message may carry several frames, one per line
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 }
@@ -43,7 +44,7 @@ type frameRec struct {
 }
 
 func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world) (*fleet, error) {
-	f := &fleet{centrifugo: cfg.Proto == "centrifugo"}
+	f := &fleet{centrifugo: cfg.Proto == "centrifugo", lines: cfg.Proto == "lines"}
 	for u, on := range w.connected {
 		if !on {
 			continue
@@ -57,6 +58,9 @@ func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world)
 	for _, s := range f.socks {
 		g.Go(func() error {
 			u := strings.Replace(wsURLs[s.instance], "http", "ws", 1) + "/post/feed/posted"
+			if f.lines {
+				u += "?batch=lines"
+			}
 			opts := &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + w.tokens[s.user]}}}
 			if f.centrifugo {
 				u = strings.Replace(wsURLs[s.instance], "http", "ws", 1) + "/connection/websocket"
@@ -142,6 +146,12 @@ func (f *fleet) read(ctx context.Context, s *sock) {
 		}
 		at := time.Now().UnixNano()
 		b := buf.Bytes()
+		if f.lines {
+			for line := range bytes.SplitSeq(b, []byte("\n")) {
+				f.record(s, line, at)
+			}
+			continue
+		}
 		if !f.centrifugo {
 			f.record(s, b, at)
 			continue

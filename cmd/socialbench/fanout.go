@@ -26,7 +26,8 @@ exchange, processes) and measures, in order:
      then the same at half of it
   4. a burst of --burst posts from --publishers closed-loop clients: deliveries/s, realtime CPU-s
      per 1,000 deliveries, sockets cut, frames missing
-Systems: ours (social api + dispatcher + one realtime, RabbitMQ --amqp-url) and, with
+Systems: ours (social api + dispatcher + one realtime, RabbitMQ --amqp-url; its client reads one
+frame per message, "social", and/or asks for ?batch=lines, "social-lines": --social-modes) and, with
 --centrifugo BIN, Centrifugo fed by the same api's post transaction through its PostgreSQL outbox
 consumer (--centrifugo-modes publish: one channel per author; broadcast: per-recipient personal
 channels). The same client (coder/websocket) and load generator for all; runs alternate the
@@ -47,6 +48,7 @@ type fanoutConfig struct {
 	Burst           int
 	Direct          int
 	Publishers      int
+	SocialModes     string
 	Centrifugo      string
 	CentrifugoModes string
 	AMQPURL         string
@@ -72,6 +74,7 @@ func runFanout(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Burst, "burst", 1000, "posts in the burst phase (0 to skip it)")
 	fs.IntVar(&c.Publishers, "publishers", 16, "closed-loop publishers of the burst")
 	fs.IntVar(&c.Direct, "direct", 1000, "frames handed to the realtime side at once, without the api (ours: straight to RabbitMQ; Centrifugo: its outbox in one transaction); 0 to skip")
+	fs.StringVar(&c.SocialModes, "social-modes", "otus,lines", "comma-separated: otus (one frame per websocket message, the OTUS channel), lines (?batch=lines: a write round's frames in one message, one per line)")
 	fs.StringVar(&c.Centrifugo, "centrifugo", "", "path of a Centrifugo binary (built outside this repository) to measure beside ours")
 	fs.StringVar(&c.CentrifugoModes, "centrifugo-modes", "publish", "comma-separated: publish (a channel per author), broadcast (personal channels)")
 	fs.StringVar(&c.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5673/", "RabbitMQ (4.x: scripts/rabbitmq4)")
@@ -90,7 +93,17 @@ func runFanout(ctx context.Context, args []string) error {
 		return errors.New("need --runs, --subscribers, --rate and --publishers ≥ 1")
 	}
 	raiseNoFile()
-	systems := []string{"social"}
+	var systems []string
+	for _, m := range strings.Split(c.SocialModes, ",") {
+		switch m = strings.TrimSpace(m); m {
+		case "otus":
+			systems = append(systems, "social")
+		case "lines":
+			systems = append(systems, "social-lines")
+		default:
+			return fmt.Errorf("--social-modes: %q is neither otus nor lines", m)
+		}
+	}
 	if c.Centrifugo != "" {
 		for _, m := range strings.Split(c.CentrifugoModes, ",") {
 			if m = strings.TrimSpace(m); m != "publish" && m != "broadcast" {
@@ -218,6 +231,9 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 		centrifugoMode = ""
 	}
 	cfg.APIOnly = isCentrifugo
+	if sysName == "social-lines" {
+		cfg.Proto = "lines"
+	}
 	t := &fanoutTrial{System: sysName, Run: run}
 	sys, err := startSystem(ctx, cfg)
 	if err != nil {

@@ -11,19 +11,30 @@ import (
 // TestFanoutSmoke runs one trial of `socialbench fanout` for ours in a tiny configuration — the
 // memory reading, the rate phase with its broker probe, the burst through the api and the frames
 // handed over at once (the realtime process stopped and continued) — to prove it works. Nothing
-// about speed is asserted. (The Centrifugo side needs a binary this repository does not hold.)
+// about speed is asserted. Ours both ways: one frame per message, and ?batch=lines (a message per
+// write round, one frame per line). (The Centrifugo side needs a binary this repository does not
+// hold.)
 func TestFanoutSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real system")
 	}
 	t.Parallel()
+	for _, sys := range []string{"social", "social-lines"} {
+		t.Run(sys, func(t *testing.T) {
+			t.Parallel()
+			fanoutSmoke(t, sys)
+		})
+	}
+}
+
+func fanoutSmoke(t *testing.T, sys string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tr, err := runFanoutTrial(ctx, fanoutConfig{
 		Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, RateFor: time.Second, StepFor: time.Second,
 		Burst: 30, Publishers: 4, Direct: 30, MaxP99: 250 * time.Millisecond, Quiet: true,
 		AMQPURL: amqptest.URL(), AdminURL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-	}, "social", 1)
+	}, sys, 1)
 	if err != nil {
 		t.Fatalf("fanout: %v", err)
 	}
@@ -44,7 +55,7 @@ func TestFanoutSmoke(t *testing.T) {
 	if tr.SocketsCut != 0 {
 		t.Errorf("%d sockets cut", tr.SocketsCut)
 	}
-	if md := (&fanoutReport{Config: fanoutConfig{Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, Burst: 30, Publishers: 4, Direct: 30}, Trials: []fanoutTrial{*tr}}).markdown([]string{"social"}); len(md) < 500 {
+	if md := (&fanoutReport{Config: fanoutConfig{Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, Burst: 30, Publishers: 4, Direct: 30}, Trials: []fanoutTrial{*tr}}).markdown([]string{sys}); len(md) < 500 {
 		t.Errorf("summary too short:\n%s", md)
 	}
 }
