@@ -65,6 +65,9 @@ function connect() {
   const url = new URL("/post/feed/posted", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("types", [...handlers.keys()].join(","));
+  // Several frames per message when several are ready (one JSON object per line): a resume or a
+  // burst costs the page one message event per batch, not per frame.
+  url.searchParams.set("batch", "lines");
   if (since) url.searchParams.set("since", since);
   setState("connecting", "connecting…");
   const ws = new WebSocket(url, ["bearer", s.token]);
@@ -77,26 +80,7 @@ function connect() {
     if (!since) for (const h of handlers.values()) h.reload(); // no position to resume from: catch up through REST
   };
   ws.onmessage = (ev) => {
-    let f;
-    try {
-      f = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (f.type === "resync") {
-      // More was missed than one resume sends, or the server's newest position is below ours
-      // (its database was restored): reload through REST and go on from the server's position,
-      // even if it is lower than ours. The server closes the socket; we reconnect at once.
-      store.set("since." + s.id, String(f.position));
-      retryDelay = 0;
-      for (const h of handlers.values()) h.reload(); // every screen that shows frames
-      return;
-    }
-    if (typeof f.position === "number" && f.position > Number(store.get("since." + s.id) || 0)) {
-      store.set("since." + s.id, String(f.position));
-    }
-    const h = handlers.get(kindOf(f.type));
-    if (h) h.frame(f);
+    for (const line of String(ev.data).split("\n")) onFrame(s, line);
   };
   ws.onclose = (ev) => {
     if (socket !== ws) return;
@@ -108,6 +92,30 @@ function connect() {
     if (!opened) checkSession(s);
     retry();
   };
+}
+
+// onFrame handles one frame (one line of a message).
+function onFrame(s, line) {
+  let f;
+  try {
+    f = JSON.parse(line);
+  } catch {
+    return;
+  }
+  if (f.type === "resync") {
+    // More was missed than one resume sends, or the server's newest position is below ours
+    // (its database was restored): reload through REST and go on from the server's position,
+    // even if it is lower than ours. The server closes the socket; we reconnect at once.
+    store.set("since." + s.id, String(f.position));
+    retryDelay = 0;
+    for (const h of handlers.values()) h.reload(); // every screen that shows frames
+    return;
+  }
+  if (typeof f.position === "number" && f.position > Number(store.get("since." + s.id) || 0)) {
+    store.set("since." + s.id, String(f.position));
+  }
+  const h = handlers.get(kindOf(f.type));
+  if (h) h.frame(f);
 }
 
 // checkSession asks the API whether it still accepts the token; a 401 signs out (api.js).
