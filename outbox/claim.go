@@ -41,6 +41,13 @@ type row struct {
 // flight in this leader, which stay pending until marked. Replayed rows keep their position and
 // are not recorded in flight (outbox already has it).
 //
+// The same statement reads the first page of followers ($3: a page and one more, so that an
+// author with exactly a page is not taken for a big fan-out) of every author whose rows go to
+// followers (recipients NULL: domain.AudienceFollowers), one index range scan of
+// friendships_followers per author, returned with the author's first row only. It used to be a
+// query of its own in the emitter, after the claim: 1.2 ms more between a post's commit and its
+// first message (docs/performance.md).
+//
 // nextval in the outer select of an ordered subquery is evaluated in the subquery's order; the
 // relay still checks that positions grow with ids (claimBatch) rather than trusting it blindly.
 // numbered is referenced twice, hence materialized: each row gets one nextval.
@@ -49,9 +56,11 @@ type row struct {
 // OFFSET 0 fences keep the per-row index lookups (events by id, earlier waiting rows of the author
 // by outbox_retrying): the planner, misled by the CTE's row estimate, otherwise picked
 // hash joins over sequential scans of events and outbox — 20 ms per claim at 20,000 rows, growing.
+// The follower page orders by the uuid column, never the text output (see nextPageSQL).
 const claimSQL = `
 WITH claimed AS (
-    SELECT o.id, o.position, o.event_id, o.author_user_id, o.attempts, o.created_at FROM outbox o
+    SELECT o.id, o.position, o.event_id, o.author_user_id, o.attempts, o.created_at, o.recipients IS NULL AS to_followers
+    FROM outbox o
     WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND o.id <> ALL($2::bigint[])
       AND NOT EXISTS (
           SELECT 1 FROM outbox w
@@ -68,27 +77,45 @@ WITH claimed AS (
     FROM numbered
     HAVING count(*) > 0
     RETURNING batch
+), firsts AS (
+    SELECT a.author_user_id, a.first_id,
+           (SELECT array_agg(f.user_id::text ORDER BY f.user_id) FROM (
+                SELECT user_id FROM friendships WHERE friend_id = a.author_user_id ORDER BY user_id LIMIT $3) f) AS followers
+    FROM (SELECT author_user_id, min(id) AS first_id FROM claimed WHERE to_followers GROUP BY author_user_id) a
 )
 SELECT c.id, c.event_id::text, c.author_user_id::text, COALESCE(n.pos, c.position), n.pos IS NOT NULL,
        c.attempts, c.created_at, e.type, e.payload, e.created_at, COALESCE((SELECT batch FROM inflight), 0),
-       cur.text
+       cur.text, fi.followers
 FROM claimed c
 CROSS JOIN LATERAL (SELECT type, payload, created_at, aggregate_id FROM events WHERE id = c.event_id OFFSET 0) e
 LEFT JOIN LATERAL (SELECT text FROM aggregate_now WHERE aggregate_id = e.aggregate_id OFFSET 0) cur ON true
 LEFT JOIN numbered n ON n.id = c.id
+LEFT JOIN firsts fi ON fi.first_id = c.id
 ORDER BY c.id`
 
-// claimBatch claims up to limit rows on the leader's connection and encodes their frames. inflight
-// is the batch's outbox_inflight row (0 when no row got a fresh position).
-func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64) (rows []*row, inflight int64, err error) {
+// claim is what one claimBatch took.
+type claim struct {
+	rows []*row
+	// inflight is the batch's outbox_inflight row (0 when no row got a fresh position).
+	inflight int64
+	// firsts is the first page of followers of every author of rows that go to followers;
+	// authors without followers are absent. Later pages of big authors are streamed by
+	// readPage, never held all at once.
+	firsts map[string]page
+}
+
+// claimBatch claims up to limit rows on the leader's connection, encodes their frames and cuts
+// their authors' first follower pages into messages (sp).
+func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64, sp split) (claim, error) {
 	if inFlight == nil {
 		inFlight = []int64{}
 	}
-	res, err := conn.Query(ctx, claimSQL, limit, inFlight)
+	res, err := conn.Query(ctx, claimSQL, limit, inFlight, readPageSize+1)
 	if err != nil {
-		return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
+		return claim{}, fmt.Errorf("claim outbox rows: %w", err)
 	}
 	defer res.Close()
+	var c claim
 	var lastFresh int64 // the last position numbered by this claim
 	for res.Next() {
 		r := &row{}
@@ -97,8 +124,9 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		var at time.Time
 		var fresh bool
 		var now *string
-		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &inflight, &now); err != nil {
-			return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
+		var followers []string
+		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &c.inflight, &now, &followers); err != nil {
+			return claim{}, fmt.Errorf("claim outbox rows: %w", err)
 		}
 		// The domain encodes every relayed type's frame and names its recipients. A row it
 		// refuses (an event type this dispatcher does not know, e.g. written by a newer API
@@ -120,16 +148,22 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		// positions, which need not follow id order, so they are not checked.
 		if fresh {
 			if r.position <= lastFresh {
-				return nil, 0, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", r.position, lastFresh)
+				return claim{}, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", r.position, lastFresh)
 			}
 			lastFresh = r.position
 		}
-		rows = append(rows, r)
+		if len(followers) > 0 {
+			if c.firsts == nil {
+				c.firsts = make(map[string]page)
+			}
+			c.firsts[r.author] = firstPage(followers, sp)
+		}
+		c.rows = append(c.rows, r)
 	}
 	if err := res.Err(); err != nil {
-		return nil, 0, fmt.Errorf("claim outbox rows: %w", err)
+		return claim{}, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	return rows, inflight, nil
+	return c, nil
 }
 
 // nowOf is domain.Now from aggregate_now's text (NULL: no row, e.g. a deleted post).

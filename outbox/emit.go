@@ -231,24 +231,11 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	e.out <- sent{b: b, start: true}
 	defer e.endMain(b)
 
-	// Rows go to the followers of their author (read here) or to the recipients their event
-	// names (domain.Route, decoded by the claim): the relay knows no event type.
-	authors := make([]string, 0, len(b.rows))
-	seen := make(map[string]bool, len(b.rows))
-	for _, rw := range b.rows {
-		if rw.recipients == nil && rw.refuse == "" && !rw.superseded && !seen[rw.author] {
-			seen[rw.author] = true
-			authors = append(authors, rw.author)
-		}
-	}
-	var firsts map[string]page
+	// Rows go to the followers of their author (the claim read their first pages) or to the
+	// recipients their event names (domain.Route, decoded by the claim): the relay knows no event
+	// type.
+	firsts := b.firsts
 	var err error
-	if len(authors) > 0 {
-		if firsts, err = firstPages(ctx, r.cfg.Pool, authors, r.split); err != nil {
-			b.stopErr = err
-			return
-		}
-	}
 	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
 	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
 	// checked before each group instead.

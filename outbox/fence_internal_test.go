@@ -35,7 +35,8 @@ func TestLateMarkOfAForgottenBatchChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer oldLeader.Release()
-	rows, inflight, err := claimBatch(ctx, oldLeader.Conn(), 10, nil)
+	first, err := claimBatch(ctx, oldLeader.Conn(), 10, nil, split{size: 1000, lanes: 1})
+	rows, inflight := first.rows, first.inflight
 	if err != nil || len(rows) != 3 || inflight == 0 {
 		t.Fatalf("claim: %d rows, inflight batch %d, %v", len(rows), inflight, err)
 	}
@@ -63,7 +64,8 @@ func TestLateMarkOfAForgottenBatchChangesNothing(t *testing.T) {
 		t.Fatalf("after the late mark %d of 3 rows are still pending without a position", n)
 	}
 
-	again, inflight2, err := claimBatch(ctx, newLeader.Conn(), 10, nil)
+	second, err := claimBatch(ctx, newLeader.Conn(), 10, nil, split{size: 1000, lanes: 1})
+	again, inflight2 := second.rows, second.inflight
 	if err != nil || len(again) != 3 {
 		t.Fatalf("claim again: %d rows, %v", len(again), err)
 	}

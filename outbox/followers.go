@@ -108,53 +108,17 @@ func appendMessages(msgs []recipients, ids []string, size, lane int) []recipient
 	return msgs
 }
 
-// firstPages reads the first page of followers of every author in one query (an index range scan
-// of friendships(friend_id, user_id) per author). Authors without followers are absent. Later
-// pages of big authors are streamed by nextPage, never held all at once.
-func firstPages(ctx context.Context, pool *pgxpool.Pool, authors []string, sp split) (map[string]page, error) {
-	rows, err := pool.Query(ctx, `
-		SELECT a.author::text, f.user_id::text
-		FROM unnest($1::uuid[]) AS a(author)
-		CROSS JOIN LATERAL (
-			SELECT user_id FROM friendships WHERE friend_id = a.author ORDER BY user_id LIMIT $2
-		) f
-		ORDER BY a.author, f.user_id`, authors, readPageSize+1)
-	if err != nil {
-		return nil, fmt.Errorf("read followers: %w", err)
+// firstPage is an author's first page from the claim (claimSQL), which reads one follower more
+// than a page: an author with exactly readPageSize followers is not taken for a big fan-out
+// (whose pages continue on the bulk lanes). The first message is short (leadFollowers).
+func firstPage(ids []string, sp split) page {
+	more := len(ids) > readPageSize
+	if more {
+		ids = ids[:readPageSize]
 	}
-	defer rows.Close()
-	out := make(map[string]page, len(authors))
-	var cur string
-	var ids []string
-	// One follower more than a page is read, so that an author with exactly readPageSize
-	// followers is not taken for a big fan-out (whose pages continue on the bulk lanes).
-	emit := func() {
-		if cur != "" {
-			more := len(ids) > readPageSize
-			if more {
-				ids = ids[:readPageSize]
-			}
-			p := newPage(ids, readPageSize, sp, leadFollowers)
-			p.full = more
-			out[cur] = p
-		}
-	}
-	for rows.Next() {
-		var author, user string
-		if err := rows.Scan(&author, &user); err != nil {
-			return nil, fmt.Errorf("read followers: %w", err)
-		}
-		if author != cur {
-			emit()
-			cur, ids = author, ids[:0:0]
-		}
-		ids = append(ids, user)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read followers: %w", err)
-	}
-	emit()
-	return out, nil
+	p := newPage(ids, readPageSize, sp, leadFollowers)
+	p.full = more
+	return p
 }
 
 // nextPageSQL is one keyset page of an author's followers: an index range scan of

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -63,6 +64,66 @@ func TestFollowerPageIsAnIndexRangeScan(t *testing.T) {
 		got := strings.Join(nodes, " > ")
 		if got != "Limit > Index Only Scan" && got != "Limit > Index Scan" {
 			t.Errorf("%s: follower page plan is %q, want a Limit over an index range scan", mode, got)
+		}
+	}
+}
+
+// The claim reads each author's first follower page (claimSQL): a range of the index that stops
+// after a page and one, not all of an author's followers, whatever plan PostgreSQL keeps.
+func TestClaimReadsOnlyTheFirstFollowerPage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	author := uuid.Must(uuid.NewV7()).String()
+	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		SELECT gen_random_uuid(), 'F', 'S', '2000-01-01', '', 'C', 'x', 1 FROM generate_series(1, 20000)`)
+	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		VALUES ($1, 'A', 'B', '2000-01-01', '', 'C', 'x', 1)`, author)
+	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) SELECT id, $1 FROM users WHERE id <> $1`, author)
+	event := uuid.Must(uuid.NewV7()).String()
+	db.Exec(t, `INSERT INTO events (id, aggregate_id, aggregate_version, type, payload)
+		VALUES ($1, gen_random_uuid(), 1, 'post.created', '{}')`, event)
+	db.Exec(t, `INSERT INTO outbox (event_id, author_user_id) VALUES ($1, $2)`, event, author)
+	db.Exec(t, `ANALYZE`)
+
+	for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) // the claim's insert and positions with it (also when a check fails)
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		// Named per mode: a prepared statement outlives the transaction on its connection.
+		if _, err := tx.Exec(ctx, "PREPARE claim_"+mode+"(int, bigint[], int) AS "+claimSQL); err != nil {
+			t.Fatal(err)
+		}
+		var plan []byte
+		if err := tx.QueryRow(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_%s(500, '{}', %d)`, mode, readPageSize+1)).Scan(&plan); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var top []map[string]any
+		if err := json.Unmarshal(plan, &top); err != nil {
+			t.Fatal(err)
+		}
+		read := -1.0
+		var walk func(n map[string]any)
+		walk = func(n map[string]any) {
+			if n["Relation Name"] == "friendships" {
+				read = n["Actual Rows"].(float64) * n["Actual Loops"].(float64)
+			}
+			kids, _ := n["Plans"].([]any)
+			for _, k := range kids {
+				walk(k.(map[string]any))
+			}
+		}
+		walk(top[0]["Plan"].(map[string]any))
+		if read < 0 || read > readPageSize+1 {
+			t.Errorf("%s: the claim read %v of the author's 20,000 followers, want at most %d", mode, read, readPageSize+1)
 		}
 	}
 }

@@ -28,6 +28,8 @@ type batch struct {
 	rows []*row
 	// inflight is the batch's outbox_inflight row (0: no fresh positions); the mark deletes it.
 	inflight int64
+	// firsts are the first follower pages the claim read (claim.firsts).
+	firsts map[string]page
 	// claimedAfter is the seq of the last batch whose mark had committed when this batch was
 	// claimed: the claim saw the outcomes of batches up to it, and none after (they were in
 	// flight and excluded from it).

@@ -234,7 +234,8 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		for id := range inFlight {
 			ids = append(ids, id)
 		}
-		rows, inflight, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids)
+		c, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids, r.split)
+		rows := c.rows
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -270,7 +271,7 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			continue
 		}
 		seq++
-		b := &batch{seq: seq, rows: rows, inflight: inflight, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
+		b := &batch{seq: seq, rows: rows, inflight: c.inflight, firsts: c.firsts, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
 		for _, rw := range rows {
 			inFlight[rw.id] = struct{}{}
 		}
