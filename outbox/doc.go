@@ -13,7 +13,8 @@
 //   - One relay at a time is leader (session advisory lock). It claims pending rows in id order,
 //     skipping authors whose earlier row waits for a retry (order per author), and gives each
 //     claimed row without a position the next value of outbox_position_seq, recording the batch's
-//     positions in one outbox_inflight row and committing before it publishes. Positions
+//     positions in one outbox_inflight row and committing before it publishes (the same
+//     statement reads each author's first page of followers). Positions
 //     therefore grow in relay order, and a reader that saw position P never sees a smaller one
 //     later: this is what realtime `?since=` resume relies on (it reads in-flight positions too).
 //   - After the broker confirmed every message of a row, the row becomes 'relayed' with its
