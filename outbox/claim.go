@@ -44,9 +44,12 @@ type row struct {
 // The same statement reads the first page of followers ($3: a page and one more, so that an
 // author with exactly a page is not taken for a big fan-out) of every author whose rows go to
 // followers (recipients NULL: domain.AudienceFollowers), one index range scan of
-// friendships_followers per author, returned with the author's first row only. It used to be a
-// query of its own in the emitter, after the claim: 1.2 ms more between a post's commit and its
-// first message (docs/performance.md).
+// friendships_followers per author, returned with the author's first row that goes to followers.
+// It used to be a query of its own in the emitter, after the claim: 1.2 ms more between a post's
+// commit and its first message (docs/performance.md). Authors whose rows turn out refused or
+// superseded have their page read too (the statement cannot know), which a backlog of deleted
+// posts pays for. A failed follower read now fails the claim, like any claim error: the leader
+// reconnects and claims again (nothing was published).
 //
 // nextval in the outer select of an ordered subquery is evaluated in the subquery's order; the
 // relay still checks that positions grow with ids (claimBatch) rather than trusting it blindly.
@@ -85,7 +88,7 @@ WITH claimed AS (
 )
 SELECT c.id, c.event_id::text, c.author_user_id::text, COALESCE(n.pos, c.position), n.pos IS NOT NULL,
        c.attempts, c.created_at, e.type, e.payload, e.created_at, COALESCE((SELECT batch FROM inflight), 0),
-       cur.text, fi.followers
+       cur.text, fi.followers, c.to_followers
 FROM claimed c
 CROSS JOIN LATERAL (SELECT type, payload, created_at, aggregate_id FROM events WHERE id = c.event_id OFFSET 0) e
 LEFT JOIN LATERAL (SELECT text FROM aggregate_now WHERE aggregate_id = e.aggregate_id OFFSET 0) cur ON true
@@ -125,7 +128,8 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		var fresh bool
 		var now *string
 		var followers []string
-		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &c.inflight, &now, &followers); err != nil {
+		var toFollowers bool
+		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &c.inflight, &now, &followers, &toFollowers); err != nil {
 			return claim{}, fmt.Errorf("claim outbox rows: %w", err)
 		}
 		// The domain encodes every relayed type's frame and names its recipients. A row it
@@ -144,6 +148,12 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 			r.refuse = fmt.Sprintf("event %s: %v", r.eventID, derr)
 		}
 		r.frame, r.recipients = frame, route.Recipients
+		if derr == nil && r.recipients == nil && !toFollowers {
+			// The row names explicit recipients but its event goes to followers: the two rules
+			// (domain.OutboxRoute at insert, domain.Route here) disagree. Sent as it is it would
+			// reach nobody and be marked relayed; refused, it ends dead and visible instead.
+			r.refuse = fmt.Sprintf("event %s: the outbox row names recipients, the event goes to followers", r.eventID)
+		}
 		// Positions numbered by this claim must grow with id. Replayed rows keep their old
 		// positions, which need not follow id order, so they are not checked.
 		if fresh {

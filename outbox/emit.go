@@ -234,7 +234,6 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	// Rows go to the followers of their author (the claim read their first pages) or to the
 	// recipients their event names (domain.Route, decoded by the claim): the relay knows no event
 	// type.
-	firsts := b.firsts
 	var err error
 	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
 	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
@@ -259,7 +258,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		msgs, owners = make([]broker.Message, 0, r.cfg.PublishGroup), make([]int32, 0, r.cfg.PublishGroup)
 		return true
 	}
-	held := e.heldBack(ctx, b, firsts)
+	held := e.heldBack(ctx, b, b.firsts)
 	// The bound counts follower deliveries, whatever the message shape: with one message per
 	// follower (RabbitMQ 3.10) a message bound cut nearly every batch, and each cut row released
 	// its author's later rows already delivered (per-author order), which went out again.
@@ -282,7 +281,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			st.complete, st.at = true, time.Now()
 			continue
 		}
-		p, ok := firsts[rw.author]
+		p, ok := b.firsts[rw.author]
 		if rw.recipients != nil {
 			// Explicit recipients: one page, never a big fan-out (domain.MaxRecipients).
 			p, ok = newPage(rw.recipients, 0, r.split, 0), true
@@ -291,7 +290,11 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 		for ok {
 			now, later := p, []string(nil)
 			if held != nil {
-				if now, later, err = held(p, first); err != nil {
+				lead := 0
+				if first && rw.recipients == nil {
+					lead = leadFollowers // a first follower page keeps its short first message
+				}
+				if now, later, err = held(p, first, lead); err != nil {
 					b.stopErr = err
 					break
 				}
@@ -329,7 +332,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			e.fl.bigs[big] = struct{}{}
 			e.fl.mu.Unlock()
 			e.enqueue(&continuation{b: b, row: i, big: big, cursor: p.last})
-			held = e.heldBack(ctx, b, firsts) // later rows are checked against it too
+			held = e.heldBack(ctx, b, b.firsts) // later rows are checked against it too
 			break
 		}
 		if err != nil {
@@ -350,7 +353,7 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 // first page into the recipients who may have the row now and those who must wait behind it (nil
 // when nothing is in flight). Big rows are checked in one query per batch for all the batch's
 // first-page recipients: an index lookup of friendships' primary key per recipient.
-func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page) func(p page, first bool) (page, []string, error) {
+func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page) func(p page, first bool, lead int) (page, []string, error) {
 	e.fl.mu.Lock()
 	bigs := make([]*bigRow, 0, len(e.fl.bigs))
 	for g := range e.fl.bigs {
@@ -373,7 +376,7 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 		}
 		named, namedErr = namedByBigRows(ctx, e.r.cfg.Pool, bigs, ids)
 	}
-	return func(p page, first bool) (page, []string, error) {
+	return func(p page, first bool, lead int) (page, []string, error) {
 		if namedErr != nil {
 			return page{}, nil, namedErr
 		}
@@ -397,10 +400,6 @@ func (e *emitter) heldBack(ctx context.Context, b *batch, firsts map[string]page
 		e.fl.mu.Unlock()
 		if len(later) == 0 {
 			return p, nil, nil
-		}
-		lead := 0
-		if first {
-			lead = leadFollowers
 		}
 		np := newPage(now, 0, e.r.split, lead)
 		np.full, np.last = p.full, p.last

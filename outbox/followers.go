@@ -45,7 +45,7 @@ type split struct {
 // (docs/performance.md, "Where a post's time goes"). A short first message puts the first
 // hundred sockets ~3 ms sooner on screen; the rest of the page follows in full-size messages on
 // the same channel, so the order per follower is unchanged and the cost is one message more per
-// post with over 100 followers.
+// lane for each post with over 100 followers there.
 const leadFollowers = 100
 
 // laneOf maps a follower to a publisher lane (FNV-1a of the id). Every message naming a follower

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/socialnet/social/adapters/postgres/pgtest"
+	"github.com/socialnet/social/domain"
 )
 
 // A follower page must be an index range scan that stops after LIMIT rows, on the plan PostgreSQL
@@ -125,5 +126,68 @@ func TestClaimReadsOnlyTheFirstFollowerPage(t *testing.T) {
 		if read < 0 || read > readPageSize+1 {
 			t.Errorf("%s: the claim read %v of the author's 20,000 followers, want at most %d", mode, read, readPageSize+1)
 		}
+	}
+}
+
+// The claim hands each author's first follower page to the emitter once, with full set when more
+// followers remain; authors without followers have none; a row whose outbox recipients disagree
+// with its event's audience is refused, not sent to nobody.
+func TestClaimReadsEachAuthorsFirstPageOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	newUser := func() string {
+		id := uuid.Must(uuid.NewV7()).String()
+		db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+			VALUES ($1, 'A', 'B', '2000-01-01', '', 'C', 'x', 1)`, id)
+		return id
+	}
+	big, small, lonely := newUser(), newUser(), newUser()
+	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		SELECT gen_random_uuid(), 'F', 'S', '2000-01-01', '', 'C', 'x', 1 FROM generate_series(1, 1500)`)
+	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) SELECT id, $1 FROM users WHERE id NOT IN ($1, $2, $3)`, big, small, lonely)
+	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) SELECT id, $1 FROM users WHERE id NOT IN ($1, $2, $3) ORDER BY id LIMIT 3`, small, big, lonely)
+	post := func(author string, recipients []string) {
+		id, event := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+		payload, _ := json.Marshal(domain.PostChanged{PostID: id, AuthorUserID: author, Text: "hello"})
+		db.Exec(t, `INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) VALUES ($1, $2, 'hello', now(), now(), 1)`, id, author)
+		db.Exec(t, `INSERT INTO events (id, aggregate_id, aggregate_version, type, payload) VALUES ($1, $2, 1, 'post.created', $3)`, event, id, payload)
+		db.Exec(t, `INSERT INTO outbox (event_id, author_user_id, recipients) VALUES ($1, $2, $3)`, event, author, recipients)
+	}
+	post(big, []string{small}) // first in id order, and inconsistent: refused
+	post(big, nil)
+	post(small, nil)
+	post(big, nil)
+	post(lonely, nil)
+
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	c, err := claimBatch(ctx, conn.Conn(), 10, nil, split{size: 1000, lanes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.rows) != 5 {
+		t.Fatalf("claimed %d rows, want 5", len(c.rows))
+	}
+	if c.rows[0].refuse == "" {
+		t.Error("a post row naming explicit recipients was not refused")
+	}
+	for _, r := range c.rows[1:] {
+		if r.refuse != "" || r.superseded {
+			t.Errorf("row %d: refused %q, superseded %v", r.id, r.refuse, r.superseded)
+		}
+	}
+	if len(c.firsts) != 2 {
+		t.Fatalf("first pages for %d authors, want 2 (the lonely author has no followers)", len(c.firsts))
+	}
+	if p := c.firsts[big]; len(p.ids) != readPageSize || !p.full || len(p.msgs) != 2 || len(p.msgs[0].cc) != leadFollowers-1 {
+		t.Errorf("big author's page: %d followers, full %v, %d messages; want %d, full, a %d-follower lead and the rest",
+			len(p.ids), p.full, len(p.msgs), readPageSize, leadFollowers)
+	}
+	if p := c.firsts[small]; len(p.ids) != 3 || p.full || len(p.msgs) != 1 {
+		t.Errorf("small author's page: %d followers, full %v, %d messages; want 3, not full, one message", len(p.ids), p.full, len(p.msgs))
 	}
 }

@@ -304,7 +304,7 @@ const inFlightPoll = 10 * time.Millisecond
 //
 // The drop never waits. It used to wait 1 ms for each further notification, and any wait below a
 // millisecond costs one anyway (an idle Go runtime sleeps in epoll_wait, whose timeout is in
-// milliseconds): 1.1 ms of every post's path to its followers, measured (docs/performance.md).
+// milliseconds): 1.1–1.2 ms of every post's path to its followers, measured (docs/performance.md).
 // Notifications still unread on the socket wake the next wait at once: one more claim, which may
 // find nothing; never a row left behind (the claim after this call sees every row committed
 // before it). That claim's round trip reads them into pgx's buffer, and the drop after the next

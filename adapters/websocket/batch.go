@@ -17,8 +17,8 @@ import (
 // our client at twice Centrifugo's per delivery, whose protocol packs several replies into one
 // message). A client that asks with ?batch=lines gets the frames of a round in one message, one
 // JSON object per line ('\n' between them, none after the last; JSON text never holds a raw
-// newline, so splitting on '\n' is exact), at most maxBatchBytes per message unless a single frame
-// is larger. Order, positions, resume and the resync frame are unchanged: a message with one line
+// newline, so splitting on '\n' is exact), at most maxBatchBytes of frames per message (a round's
+// bound, so a round is one message) unless a single frame is larger. Order, positions, resume and the resync frame are unchanged: a message with one line
 // is exactly the frame an OTUS client gets.
 
 // batchLines is the only value ?batch= takes.
@@ -37,8 +37,12 @@ func parseBatch(values []string) (bool, error) {
 	}
 }
 
-// lineMessage assembles one batched message.
-type lineMessage struct{ b []byte }
+// lineMessage assembles one batched message. n counts its frames: the cap is on frame bytes, as
+// a round's (takeLocked), so a round's frames make one message and the separators come on top.
+type lineMessage struct {
+	b []byte
+	n int
+}
 
 var linePool = sync.Pool{New: func() any { return &lineMessage{b: make([]byte, 0, 16<<10)} }}
 
@@ -49,31 +53,33 @@ func (m *lineMessage) put() {
 	if cap(m.b) > 4*maxBatchBytes {
 		return
 	}
-	m.b = m.b[:0]
+	m.b, m.n = m.b[:0], 0
 	linePool.Put(m)
 }
 
-// add appends body as a line, first writing out what is held if body would take the message past
-// maxBatchBytes.
+// add appends body as a line, first writing out what is held if body would take the message's
+// frames past maxBatchBytes.
 func (m *lineMessage) add(ws *websocket.Conn, body []byte) error {
-	if len(m.b) > 0 && len(m.b)+1+len(body) > maxBatchBytes {
+	if m.n > 0 && len(m.b)-(m.n-1)+len(body) > maxBatchBytes {
 		if err := m.flush(ws); err != nil {
 			return err
 		}
 	}
-	if len(m.b) > 0 {
+	if m.n > 0 {
 		m.b = append(m.b, '\n')
 	}
 	m.b = append(m.b, body...)
+	m.n++
 	return nil
 }
 
-// flush writes what is held as one message.
+// flush writes what is held as one message. The buffer is reused at once: ws.Write returns once
+// the frame is on the wire, which copies what it is given (wire.appendLocked).
 func (m *lineMessage) flush(ws *websocket.Conn) error {
-	if len(m.b) == 0 {
+	if m.n == 0 {
 		return nil
 	}
 	err := ws.Write(context.Background(), websocket.MessageText, m.b)
-	m.b = m.b[:0]
+	m.b, m.n = m.b[:0], 0
 	return err
 }

@@ -270,8 +270,8 @@ func (c *conn) failed(err error) {
 // frames that queued meanwhile go to the writers.
 func (c *conn) release() { c.next() }
 
-// writePage sends frames, each its own message, as one batch on the wire, and waits until they
-// are written (the handler's goroutine, during resume).
+// writePage sends frames (each its own message, or lines of a few for ?batch=lines) as one batch
+// on the wire, and waits until they are written (the handler's goroutine, during resume).
 func (c *conn) writePage(frames []*frame) error {
 	c.wire.begin()
 	if err := c.writeFrames(frames, math.MinInt64); err != nil { // skip nothing

@@ -17,7 +17,8 @@ import (
 //
 //   - during a batch (begin … end), by the socket's owner, frames are only appended: the batch
 //     goes out with one write(2) at end, however many frames (each still its own websocket
-//     message: coder/websocket framed them one by one);
+//     message, as coder/websocket framed them one by one, unless the client asked for line
+//     batches: batch.go);
 //   - outside a batch (coder/websocket's pongs, pings and close frames), at once.
 //
 // No write on the wire ever waits for the peer: each is one non-blocking write(2) (through the

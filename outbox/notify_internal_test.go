@@ -1,0 +1,42 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/socialnet/social/adapters/postgres/pgtest"
+)
+
+// One wake-up takes every notification pgx has received (here: read with a query's answer): the
+// relay does not claim once per queued NOTIFY, and the drop does not wait for more.
+func TestWaitNotificationDrainsWhatQueued(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	conn, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN social_outbox"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		db.Exec(t, "SELECT pg_notify('social_outbox', $1)", fmt.Sprint(i))
+	}
+	// A query on the listening connection: the server has sent the notifications before its
+	// answer, so they are on this side when the wait starts.
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if notified, err := waitNotification(ctx, conn, 10*time.Second); err != nil || !notified {
+		t.Fatalf("first wait: notified %v, err %v", notified, err)
+	}
+	if notified, err := waitNotification(ctx, conn, 20*time.Millisecond); err != nil || notified {
+		t.Fatalf("second wait: notified %v (a queued notification was left), err %v", notified, err)
+	}
+}
