@@ -13,6 +13,19 @@ import (
 	"github.com/socialnet/social/domain"
 )
 
+// authorWithFollowers creates an author followed by n new users: enough, at 20,000, for the
+// planner to prefer an index over anything else when the plan is right.
+func authorWithFollowers(t *testing.T, db *pgtest.DB, n int) string {
+	t.Helper()
+	author := uuid.Must(uuid.NewV7()).String()
+	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		SELECT gen_random_uuid(), 'F', 'S', '2000-01-01', '', 'C', 'x', 1 FROM generate_series(1, $1)`, n)
+	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		VALUES ($1, 'A', 'B', '2000-01-01', '', 'C', 'x', 1)`, author)
+	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) SELECT id, $1 FROM users WHERE id <> $1`, author)
+	return author
+}
+
 // A follower page must be an index range scan that stops after LIMIT rows, on the plan PostgreSQL
 // keeps for a prepared statement (generic, after five runs) as well as on a fresh one. A Sort in
 // the plan means every page reads all of the author's remaining followers: that made a
@@ -21,14 +34,7 @@ func TestFollowerPageIsAnIndexRangeScan(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	author := uuid.Must(uuid.NewV7()).String()
-	// Enough followers for the planner to prefer an index over anything else when the plan is
-	// right: 20,000 of one author, a few of others.
-	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
-		SELECT gen_random_uuid(), 'F', 'S', '2000-01-01', '', 'C', 'x', 1 FROM generate_series(1, 20000)`)
-	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
-		VALUES ($1, 'A', 'B', '2000-01-01', '', 'C', 'x', 1)`, author)
-	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) SELECT id, $1 FROM users WHERE id <> $1`, author)
+	author := authorWithFollowers(t, db, 20000)
 	db.Exec(t, `ANALYZE friendships`)
 
 	conn, err := db.Pool.Acquire(ctx)
@@ -75,12 +81,7 @@ func TestClaimReadsOnlyTheFirstFollowerPage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	author := uuid.Must(uuid.NewV7()).String()
-	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
-		SELECT gen_random_uuid(), 'F', 'S', '2000-01-01', '', 'C', 'x', 1 FROM generate_series(1, 20000)`)
-	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
-		VALUES ($1, 'A', 'B', '2000-01-01', '', 'C', 'x', 1)`, author)
-	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) SELECT id, $1 FROM users WHERE id <> $1`, author)
+	author := authorWithFollowers(t, db, 20000)
 	event := uuid.Must(uuid.NewV7()).String()
 	db.Exec(t, `INSERT INTO events (id, aggregate_id, aggregate_version, type, payload)
 		VALUES ($1, gen_random_uuid(), 1, 'post.created', '{}')`, event)
