@@ -240,6 +240,35 @@ func TestBrowserFollowerSeesPostLive(t *testing.T) {
 		t.Errorf("after reload the post says %q: want its author and time", meta)
 	}
 
+	// Away and back: the posts made meanwhile come by resume (?since=), several frames in one
+	// websocket message (the page asks for ?batch=lines). The page must read every line: its
+	// resume position then moves to the last post's. (The feed itself also reloads through
+	// REST on return, so the position is what shows whether the frames were read.)
+	do(t, reader, "reader leaves", chromedp.Navigate("about:blank"))
+	for i := range 3 {
+		away := fmt.Sprintf("While you were away, %d", i)
+		do(t, author, "author posts again",
+			script(`document.querySelector("#post-text").value = ""`),
+			chromedp.SendKeys(chromedp.CSS("#post-text"), away),
+			chromedp.Click(chromedp.CSS("#post-submit")),
+			poll(fmt.Sprintf(`[...document.querySelectorAll("#feed li.mine .text")].some(e => e.textContent === %q)`, away)))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.db.Count(t, "outbox", "status = 'relayed'") != 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("the three posts made while the reader was away were not relayed within 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var newest int64
+	if err := s.db.Pool.QueryRow(context.Background(), "SELECT max(position) FROM outbox").Scan(&newest); err != nil {
+		t.Fatal(err)
+	}
+	do(t, reader, "reader comes back and resumes",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#signed-in")),
+		poll(fmt.Sprintf(`localStorage.getItem(%q) === "%d"`, "social.since."+readerID, newest)))
+
 	// Log out: the login field keeps the id.
 	do(t, reader, "reader logs out",
 		chromedp.Click(chromedp.CSS("#logout")),
