@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
@@ -190,5 +191,75 @@ func TestClaimReadsEachAuthorsFirstPageOnce(t *testing.T) {
 	}
 	if p := c.firsts[small]; len(p.ids) != 3 || p.full || len(p.msgs) != 1 {
 		t.Errorf("small author's page: %d followers, full %v, %d messages; want 3, not full, one message", len(p.ids), p.full, len(p.msgs))
+	}
+}
+
+// The leader's claim reads every table by index whatever the statistics say (leaderConfig): its
+// plan is made on an outbox analyzed empty, as on a fresh system, and run after a burst of 2,000
+// rows by 200 authors that no ANALYZE has seen. No sequential scan, and one follower page per
+// author, not per row. Without enable_seqscan = off, the generic plan made on the empty outbox
+// reads outbox, events, posts and friendships sequentially (this test then fails).
+func TestClaimPlanReadsByIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	db.Exec(t, `ANALYZE`)
+	conn, err := pgx.ConnectConfig(ctx, leaderConfig(db.Pool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "PREPARE claim_t(int, bigint[], int) AS "+claimSQL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`EXECUTE claim_t(500, '{}', %d)`, readPageSize+1)); err != nil {
+		t.Fatal(err) // on the empty outbox: the plan is made here
+	}
+	const authors, posts = 200, 2000
+	db.Exec(t, `INSERT INTO users (id, first_name, second_name, birthdate, biography, city, password_hash, version)
+		SELECT gen_random_uuid(), 'F', 'S', '2000-01-01', '', 'C', 'x', 1 FROM generate_series(1, $1)`, authors*6)
+	db.Exec(t, `CREATE TABLE bench_authors AS SELECT id, row_number() OVER (ORDER BY id) AS n FROM users ORDER BY id LIMIT $1`, authors)
+	db.Exec(t, `INSERT INTO friendships (user_id, friend_id)
+		SELECT f.id, a.id FROM bench_authors a
+		CROSS JOIN LATERAL (SELECT id FROM users WHERE id NOT IN (SELECT id FROM bench_authors) ORDER BY md5(id::text || a.id::text) LIMIT 5) f`)
+	db.Exec(t, `WITH p AS (SELECT gen_random_uuid() AS post, gen_random_uuid() AS event, a.id AS author, g AS n
+			FROM generate_series(1, $1) g JOIN bench_authors a ON a.n = 1 + g % $2),
+		ev AS (INSERT INTO events (id, aggregate_id, aggregate_version, type, payload)
+			SELECT event, post, 1, 'post.created', jsonb_build_object('postId', post, 'authorUserId', author, 'text', 'p') FROM p),
+		ps AS (INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version) SELECT post, author, 'p', now(), now(), 1 FROM p)
+		INSERT INTO outbox (event_id, author_user_id) SELECT event, author FROM p ORDER BY n`, posts, authors)
+
+	var plan []byte
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_t(500, '{}', %d)`, readPageSize+1)).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var top []map[string]any
+	if err := json.Unmarshal(plan, &top); err != nil {
+		t.Fatal(err)
+	}
+	var seq []string
+	pageReads := 0.0
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		rel, _ := n["Relation Name"].(string)
+		if n["Node Type"] == "Seq Scan" && rel != "outbox_inflight" {
+			seq = append(seq, rel)
+		}
+		if rel == "friendships" {
+			pageReads += n["Actual Loops"].(float64)
+		}
+		kids, _ := n["Plans"].([]any)
+		for _, k := range kids {
+			walk(k.(map[string]any))
+		}
+	}
+	walk(top[0]["Plan"].(map[string]any))
+	if len(seq) > 0 {
+		t.Errorf("the claim reads %v sequentially", seq)
+	}
+	// 500 rows claimed, of 200 authors: 200 page reads (the claim takes rows in id order, and
+	// each author has rows in the first 500).
+	if pageReads > authors {
+		t.Errorf("the claim read a follower page %v times for %d authors", pageReads, authors)
 	}
 }
