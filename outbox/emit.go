@@ -231,9 +231,6 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 	e.out <- sent{b: b, start: true}
 	defer e.endMain(b)
 
-	// Rows go to the followers of their author (the claim read their first pages) or to the
-	// recipients their event names (domain.Route, decoded by the claim): the relay knows no event
-	// type.
 	var err error
 	// Sends survive cancellation of ctx: a group already sent is waited for (bounded by the
 	// publisher's progress watchdog) so its rows can be marked instead of sent again. ctx is
@@ -281,6 +278,9 @@ func (e *emitter) emitBatch(ctx context.Context, b *batch) {
 			st.complete, st.at = true, time.Now()
 			continue
 		}
+		// Rows go to the followers of their author (the claim read their first pages) or to the
+		// recipients their event names (domain.Route, decoded by the claim): the relay knows no
+		// event type.
 		p, ok := b.firsts[rw.author]
 		if rw.recipients != nil {
 			// Explicit recipients: one page, never a big fan-out (domain.MaxRecipients).

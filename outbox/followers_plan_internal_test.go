@@ -27,6 +27,24 @@ func authorWithFollowers(t *testing.T, db *pgtest.DB, n int) string {
 	return author
 }
 
+// walkPlan calls visit on every node of an EXPLAIN (FORMAT JSON) plan, parents first.
+func walkPlan(t *testing.T, plan []byte, visit func(node map[string]any)) {
+	t.Helper()
+	var top []map[string]any
+	if err := json.Unmarshal(plan, &top); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		visit(n)
+		kids, _ := n["Plans"].([]any)
+		for _, k := range kids {
+			walk(k.(map[string]any))
+		}
+	}
+	walk(top[0]["Plan"].(map[string]any))
+}
+
 // A follower page must be an index range scan that stops after LIMIT rows, on the plan PostgreSQL
 // keeps for a prepared statement (generic, after five runs) as well as on a fresh one. A Sort in
 // the plan means every page reads all of the author's remaining followers: that made a
@@ -56,19 +74,7 @@ func TestFollowerPageIsAnIndexRangeScan(t *testing.T) {
 			t.Fatal(err)
 		}
 		var nodes []string
-		var walk func(n map[string]any)
-		walk = func(n map[string]any) {
-			nodes = append(nodes, n["Node Type"].(string))
-			kids, _ := n["Plans"].([]any)
-			for _, k := range kids {
-				walk(k.(map[string]any))
-			}
-		}
-		var top []map[string]map[string]any
-		if err := json.Unmarshal(plan, &top); err != nil {
-			t.Fatal(err)
-		}
-		walk(top[0]["Plan"])
+		walkPlan(t, plan, func(n map[string]any) { nodes = append(nodes, n["Node Type"].(string)) })
 		got := strings.Join(nodes, " > ")
 		if got != "Limit > Index Only Scan" && got != "Limit > Index Scan" {
 			t.Errorf("%s: follower page plan is %q, want a Limit over an index range scan", mode, got)
@@ -109,22 +115,12 @@ func TestClaimReadsOnlyTheFirstFollowerPage(t *testing.T) {
 		if err := tx.Rollback(ctx); err != nil {
 			t.Fatal(err)
 		}
-		var top []map[string]any
-		if err := json.Unmarshal(plan, &top); err != nil {
-			t.Fatal(err)
-		}
 		read := -1.0
-		var walk func(n map[string]any)
-		walk = func(n map[string]any) {
+		walkPlan(t, plan, func(n map[string]any) {
 			if n["Relation Name"] == "friendships" {
 				read = n["Actual Rows"].(float64) * n["Actual Loops"].(float64)
 			}
-			kids, _ := n["Plans"].([]any)
-			for _, k := range kids {
-				walk(k.(map[string]any))
-			}
-		}
-		walk(top[0]["Plan"].(map[string]any))
+		})
 		if read < 0 || read > readPageSize+1 {
 			t.Errorf("%s: the claim read %v of the author's 20,000 followers, want at most %d", mode, read, readPageSize+1)
 		}
@@ -233,14 +229,9 @@ func TestClaimPlanReadsByIndex(t *testing.T) {
 	if err := conn.QueryRow(ctx, fmt.Sprintf(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_t(500, '{}', %d)`, readPageSize+1)).Scan(&plan); err != nil {
 		t.Fatal(err)
 	}
-	var top []map[string]any
-	if err := json.Unmarshal(plan, &top); err != nil {
-		t.Fatal(err)
-	}
 	var seq []string
 	pageReads := 0.0
-	var walk func(n map[string]any)
-	walk = func(n map[string]any) {
+	walkPlan(t, plan, func(n map[string]any) {
 		rel, _ := n["Relation Name"].(string)
 		if n["Node Type"] == "Seq Scan" && rel != "outbox_inflight" {
 			seq = append(seq, rel)
@@ -248,12 +239,7 @@ func TestClaimPlanReadsByIndex(t *testing.T) {
 		if rel == "friendships" {
 			pageReads += n["Actual Loops"].(float64)
 		}
-		kids, _ := n["Plans"].([]any)
-		for _, k := range kids {
-			walk(k.(map[string]any))
-		}
-	}
-	walk(top[0]["Plan"].(map[string]any))
+	})
 	if len(seq) > 0 {
 		t.Errorf("the claim reads %v sequentially", seq)
 	}

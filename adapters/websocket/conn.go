@@ -281,24 +281,6 @@ func (c *conn) writePage(frames []*frame) error {
 	return c.wire.endAndWait()
 }
 
-// write sends one frame and waits until it is written (the handler's goroutine, which owns the
-// writes during the upgrade and resume, may block).
-func (c *conn) write(f *frame) error {
-	c.wire.begin()
-	if err := c.ws.Write(context.Background(), websocket.MessageText, f.body); err != nil {
-		_, _ = c.wire.end(nil)
-		return err
-	}
-	if err := c.wire.endAndWait(); err != nil {
-		return err
-	}
-	c.h.metrics.framesSent.Inc()
-	if f.live && !f.createdAt.IsZero() {
-		c.h.metrics.latency.Observe(time.Since(f.createdAt).Seconds())
-	}
-	return nil
-}
-
 // close runs the close handshake (coder/websocket waits up to 5 s for the peer's close frame).
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	if code == websocket.StatusTryAgainLater {

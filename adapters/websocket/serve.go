@@ -189,7 +189,7 @@ func (c *conn) resync(position int64) error {
 	if err != nil {
 		return err
 	}
-	if err := c.write(&frame{position: position, body: b}); err != nil {
+	if err := c.writePage([]*frame{{position: position, body: b}}); err != nil {
 		return err
 	}
 	c.h.metrics.resyncs.Inc()

@@ -93,24 +93,17 @@ func runFanout(ctx context.Context, args []string) error {
 		return errors.New("need --runs, --subscribers, --rate and --publishers ≥ 1")
 	}
 	raiseNoFile()
-	var systems []string
-	for _, m := range strings.Split(c.SocialModes, ",") {
-		switch m = strings.TrimSpace(m); m {
-		case "otus":
-			systems = append(systems, "social")
-		case "lines":
-			systems = append(systems, "social-lines")
-		default:
-			return fmt.Errorf("--social-modes: %q is neither otus nor lines", m)
-		}
+	systems, err := modeSystems("social-modes", c.SocialModes, map[string]string{"otus": "social", "lines": "social-lines"}, "otus nor lines")
+	if err != nil {
+		return err
 	}
 	if c.Centrifugo != "" {
-		for _, m := range strings.Split(c.CentrifugoModes, ",") {
-			if m = strings.TrimSpace(m); m != "publish" && m != "broadcast" {
-				return fmt.Errorf("--centrifugo-modes: %q is neither publish nor broadcast", m)
-			}
-			systems = append(systems, "centrifugo-"+strings.TrimSpace(m))
+		cs, err := modeSystems("centrifugo-modes", c.CentrifugoModes,
+			map[string]string{"publish": "centrifugo-publish", "broadcast": "centrifugo-broadcast"}, "publish nor broadcast")
+		if err != nil {
+			return err
 		}
+		systems = append(systems, cs...)
 	}
 	if c.Bin == "" {
 		tmp, err := os.MkdirTemp("", "socialbench-fanout-")
@@ -216,6 +209,21 @@ func (t *fanoutTrial) oneLine() string {
 	}
 	fmt.Fprintf(&b, " sockets cut %d; machine busy %.0f%%", t.SocketsCut, t.MachineBusyPct)
 	return b.String()
+}
+
+// modeSystems maps a comma-separated --flag list of modes to the systems they run, in the order
+// given.
+func modeSystems(flag, list string, systems map[string]string, choices string) ([]string, error) {
+	var out []string
+	for _, m := range strings.Split(list, ",") {
+		m = strings.TrimSpace(m)
+		name, ok := systems[m]
+		if !ok {
+			return nil, fmt.Errorf("--%s: %q is neither %s", flag, m, choices)
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }
 
 func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run int) (*fanoutTrial, error) {
