@@ -13,6 +13,10 @@ type relayMetrics struct {
 	publishErrors     prometheus.Counter
 	deadRows          prometheus.Counter
 	latency           prometheus.Histogram
+	// claims by what they found: rows, or nothing (a wasted round trip and database time).
+	claims      *prometheus.CounterVec
+	claimsRows  prometheus.Counter
+	claimsEmpty prometheus.Counter
 }
 
 func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
@@ -38,17 +42,26 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 			Help:    "Time from the outbox row's creation to the broker's confirm of its last message.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "social_outbox_claims_total",
+			Help: "Claims by the leader, by whether they found rows (found=\"rows\") or nothing (found=\"none\").",
+		}, []string{"found"}),
 	}
-	if reg == nil {
-		return m, nil
+	if reg != nil {
+		var err error
+		m.relayedRows = register(reg, m.relayedRows, &err)
+		m.publishedMessages = register(reg, m.publishedMessages, &err)
+		m.publishErrors = register(reg, m.publishErrors, &err)
+		m.deadRows = register(reg, m.deadRows, &err)
+		m.latency = register(reg, m.latency, &err)
+		m.claims = register(reg, m.claims, &err)
+		if err != nil {
+			return m, err
+		}
 	}
-	var err error
-	m.relayedRows = register(reg, m.relayedRows, &err)
-	m.publishedMessages = register(reg, m.publishedMessages, &err)
-	m.publishErrors = register(reg, m.publishErrors, &err)
-	m.deadRows = register(reg, m.deadRows, &err)
-	m.latency = register(reg, m.latency, &err)
-	return m, err
+	m.claimsRows = m.claims.WithLabelValues("rows")
+	m.claimsEmpty = m.claims.WithLabelValues("none")
+	return m, nil
 }
 
 // register registers c, or returns the equal collector registered before (a second relay in the

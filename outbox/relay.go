@@ -187,6 +187,18 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		inFlight        = map[int64]struct{}{} // ids of rows claimed and not yet marked
 		brokerFailures  int
 		markErr         error
+		// more says a claim may find rows no notification will announce: at the start (rows
+		// from before this leader), after a full claim (LIMIT left some), after a batch that
+		// gave rows back (released or refused rows, a broker failure) or relayed a retried row
+		// (its author's later rows waited behind it), and every PollInterval
+		// (a retry falling due, a lost notification). Otherwise the leader claims only when
+		// notified. It used to claim after every claim and every mark: at a steady 100 posts/s,
+		// 1,692 claims for 1,028 rows, 40 % of them finding nothing (a round trip each, cheap
+		// for the database; social_outbox_claims_total counts both kinds). No row waits for
+		// the poll this way: the commit that notifies follows the row's insert, so a claim that
+		// starts after the notification arrived sees the row.
+		more      = true
+		lastClaim time.Time
 	)
 	// mark takes a batch the confirmer marked (or failed to mark).
 	mark := func(b *batch) {
@@ -201,6 +213,10 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			delete(inFlight, rw.id)
 		}
 		lastMarked = b.seq
+		if b.err != nil || !allRelayed(b.results) || retried(b.rows) {
+			// Rows to take again, or an author's later rows that waited behind a retried one.
+			more = true
+		}
 		if b.err != nil && ctx.Err() == nil {
 			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
 			brokerFailures++
@@ -248,10 +264,39 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			}
 			continue
 		}
+		if !more && time.Since(lastClaim) >= r.cfg.PollInterval {
+			more = true
+		}
+		if !more {
+			if outstanding > 0 {
+				// A batch is still in flight — a big fan-out may be for a while. Rows committed
+				// meanwhile must not wait for it (their NOTIFY wakes a claim at once), nor the
+				// batch's mark for a NOTIFY: wait for either, checking the batch every
+				// inFlightPoll.
+				select {
+				case b := <-doneCh:
+					mark(b)
+				default:
+					notified, err := waitNotification(ctx, conn, inFlightPoll)
+					if err != nil {
+						return err
+					}
+					more = more || notified
+				}
+				continue
+			}
+			if _, err := waitNotification(ctx, conn, r.cfg.PollInterval-time.Since(lastClaim)); err != nil {
+				return err
+			}
+			// Notified, or the poll is due.
+			more = true
+			continue
+		}
 		ids = ids[:0]
 		for id := range inFlight {
 			ids = append(ids, id)
 		}
+		lastClaim = time.Now()
 		c, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids, r.split)
 		rows := c.rows
 		if err != nil {
@@ -260,34 +305,12 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 			}
 			return err
 		}
+		more = len(rows) >= r.cfg.BatchSize
 		if len(rows) == 0 {
-			if outstanding > 0 {
-				// A batch is still in flight — a big fan-out may be for a while. Rows committed
-				// meanwhile must not wait for it (their NOTIFY wakes a claim at once), nor the
-				// batch's mark for a NOTIFY: wait for either, checking the batch every
-				// inFlightPoll.
-				for ctx.Err() == nil {
-					select {
-					case b := <-doneCh:
-						mark(b)
-					default:
-						notified, err := waitNotification(ctx, conn, inFlightPoll)
-						if err != nil {
-							return err
-						}
-						if !notified {
-							continue
-						}
-					}
-					break
-				}
-				continue
-			}
-			if _, err := waitNotification(ctx, conn, r.cfg.PollInterval); err != nil {
-				return err
-			}
+			r.metrics.claimsEmpty.Inc()
 			continue
 		}
+		r.metrics.claimsRows.Inc()
 		seq++
 		b := &batch{seq: seq, rows: rows, inflight: c.inflight, firsts: c.firsts, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
 		for _, rw := range rows {
@@ -300,6 +323,27 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 		return nil
 	}
 	return markErr
+}
+
+// retried says a batch had a row that had failed before: later rows of its author were skipped
+// while it waited, and no notification will announce them.
+func retried(rows []*row) bool {
+	for _, rw := range rows {
+		if rw.attempts > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// allRelayed says every row of a batch was relayed: none stays pending for a claim to take again.
+func allRelayed(results []result) bool {
+	for _, res := range results {
+		if res.outcome != relayed {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Relay) observe(results []result, dead int) {
