@@ -57,6 +57,7 @@ type fanoutConfig struct {
 	Out             string
 	Quiet           bool
 	PGWaits         bool
+	Stages          bool
 }
 
 func runFanout(ctx context.Context, args []string) error {
@@ -82,6 +83,7 @@ func runFanout(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Bin, "bin", "", "prebuilt social binary (default: go build ./cmd/social once)")
 	fs.StringVar(&c.Out, "out", "", "folder for fanout.json and fanout.md")
 	fs.BoolVar(&c.Quiet, "quiet", false, "less progress output")
+	fs.BoolVar(&c.Stages, "stages", true, "split the rate phase's posts at the broker (ours: a raw consumer whose queue takes a copy of every message while that phase runs)")
 	fs.BoolVar(&c.PGWaits, "pg-waits", false, "sample pg_stat_activity every 5 ms in the rate phase and print what the bench database's backends wait for")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -297,7 +299,7 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	l.analyzeFrames(&phase{}, &phaseResult{})
 
 	var probe *brokerProbe
-	if !isCentrifugo {
+	if !isCentrifugo && fc.Stages {
 		if probe, err = startBrokerProbe(fc.AMQPURL, sys.exchange, w.ids[w.connFollowers[0][0]]); err != nil {
 			return nil, fmt.Errorf("broker probe: %w", err)
 		}
