@@ -475,6 +475,42 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row(fmt.Sprintf("time to the first socket p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.FirstSocket.P50 }))
 	row(fmt.Sprintf("POST /post/create p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P50 }))
 	row(fmt.Sprintf("POST /post/create p99 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P99 }))
+	// Where the cores go at that rate: the system's processes by role, and the rest of the machine
+	// (PostgreSQL, RabbitMQ, this client; ours and Centrifugo's alike).
+	cores := func(prefix string) func(t *fanoutTrial) (float64, bool) {
+		return func(t *fanoutTrial) (float64, bool) {
+			if t.AtRate == nil {
+				return 0, false
+			}
+			var sum float64
+			found := false
+			for _, ps := range t.AtRate.Procs {
+				if strings.HasPrefix(ps.Name, prefix) {
+					sum, found = sum+ps.CPUPct/100, true
+				}
+			}
+			return sum, found
+		}
+	}
+	row(fmt.Sprintf("cores at %.0f posts/s: realtime (Centrifugo: its process)", c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
+		if v, ok := cores("realtime")(t); ok {
+			return v, true
+		}
+		return cores("centrifugo")(t)
+	})
+	row(fmt.Sprintf("cores at %.0f posts/s: dispatcher (ours)", c.Rate), "%.2f", cores("dispatcher"))
+	row(fmt.Sprintf("cores at %.0f posts/s: api", c.Rate), "%.2f", cores("api"))
+	row(fmt.Sprintf("cores at %.0f posts/s: the rest of the machine (database, broker, client)", c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
+		all, ok := cores("machine")(t)
+		if !ok {
+			return 0, false
+		}
+		for _, role := range []string{"realtime", "centrifugo", "dispatcher", "api"} {
+			v, _ := cores(role)(t)
+			all -= v
+		}
+		return all, true
+	})
 	stage := func(get func(s *pathStages) float64) func(t *fanoutTrial) (float64, bool) {
 		return func(t *fanoutTrial) (float64, bool) {
 			return ifOK(t.Stages != nil, func() float64 { return get(t.Stages) })

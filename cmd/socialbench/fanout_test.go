@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func fanoutSmoke(t *testing.T, sys string) {
 	defer cancel()
 	tr, err := runFanoutTrial(ctx, fanoutConfig{
 		Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, RateFor: time.Second, StepFor: time.Second,
-		Burst: 30, Publishers: 4, Direct: 30, MaxP99: 250 * time.Millisecond, Quiet: true,
+		Burst: 30, Publishers: 4, Direct: 30, MaxP99: 250 * time.Millisecond, Quiet: true, Stages: true,
 		AMQPURL: amqptest.URL(), AdminURL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 	}, sys, 1)
 	if err != nil {
@@ -55,7 +56,14 @@ func fanoutSmoke(t *testing.T, sys string) {
 	if tr.SocketsCut != 0 {
 		t.Errorf("%d sockets cut", tr.SocketsCut)
 	}
-	if md := (&fanoutReport{Config: fanoutConfig{Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, Burst: 30, Publishers: 4, Direct: 30}, Trials: []fanoutTrial{*tr}}).markdown([]string{sys}); len(md) < 500 {
+	md := (&fanoutReport{Config: fanoutConfig{Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, Burst: 30, Publishers: 4, Direct: 30}, Trials: []fanoutTrial{*tr}}).markdown([]string{sys})
+	if len(md) < 500 {
 		t.Errorf("summary too short:\n%s", md)
+	}
+	// The rate phase's cores by process: a number, not a dash, for the realtime and the api.
+	for _, r := range []string{"cores at 20 posts/s: realtime", "cores at 20 posts/s: api"} {
+		if i := strings.Index(md, r); i < 0 || strings.HasPrefix(strings.SplitN(md[i:], "| ", 2)[1], "–") {
+			t.Errorf("no figure for %q in:\n%s", r, md)
+		}
 	}
 }
