@@ -196,7 +196,10 @@ broker's version; serves /healthz, /readyz and /metrics on DISPATCHER_ADDR. Seve
 once. Refuses an outdated schema (run 'social migrate'). Stops gracefully on SIGINT/SIGTERM.`,
 		Args:        noArgs,
 		Annotations: map[string]string{envAnnotation: envList(envServer, envRelay, envDispatcher)},
-		RunE:        a.configured(environ, info, func(cmd *cobra.Command, _ []string) error { return a.runDispatcher(cmd.Context()) }),
+		RunE: a.configured(environ, info, func(cmd *cobra.Command, _ []string) error {
+			relaxDispatcherGC(environ)
+			return a.runDispatcher(cmd.Context())
+		}),
 	})
 	root.AddCommand(&cobra.Command{
 		Use:   "realtime",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,6 @@ import (
 // runDispatcher relays the outbox to RabbitMQ until ctx ends (SIGINT/SIGTERM), serving /healthz,
 // /readyz and /metrics on DISPATCHER_ADDR. It refuses an outdated schema.
 func (a *app) runDispatcher(ctx context.Context) error {
-	relaxDispatcherGC()
 	pool, err := a.openPool(ctx, true)
 	if err != nil {
 		return err
@@ -48,8 +46,10 @@ func (a *app) runDispatcher(ctx context.Context) error {
 // (docs/performance.md). `social all` keeps the default: there the realtime's sockets are the heap.
 const dispatcherGCPercent = 400
 
-func relaxDispatcherGC() {
-	if _, set := os.LookupEnv("GOGC"); !set {
+// relaxDispatcherGC sets dispatcherGCPercent unless environ (the process environment, which the
+// runtime read GOGC from) sets GOGC.
+func relaxDispatcherGC(environ map[string]string) {
+	if _, set := environ["GOGC"]; !set {
 		debug.SetGCPercent(dispatcherGCPercent)
 	}
 }
