@@ -13,26 +13,8 @@ import (
 // claims reads social_outbox_claims_total by its found label.
 func claims(t *testing.T, reg *prometheus.Registry) (rows, none float64) {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "social_outbox_claims_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				switch {
-				case l.GetName() == "found" && l.GetValue() == "rows":
-					rows = m.GetCounter().GetValue()
-				case l.GetName() == "found" && l.GetValue() == "none":
-					none = m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return rows, none
+	return metricValue(t, reg, "social_outbox_claims_total", "found", "rows"),
+		metricValue(t, reg, "social_outbox_claims_total", "found", "none")
 }
 
 // At a trickle, each post relayed before the next, the leader claims when notified and not again

@@ -13,7 +13,7 @@ type relayMetrics struct {
 	publishErrors     prometheus.Counter
 	deadRows          prometheus.Counter
 	latency           prometheus.Histogram
-	// claims by what they found: rows, or nothing (a wasted round trip and database time).
+	// claims by what they found: rows, or nothing (a round trip for no row).
 	claims      *prometheus.CounterVec
 	claimsRows  prometheus.Counter
 	claimsEmpty prometheus.Counter

@@ -281,7 +281,7 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
 					if err != nil {
 						return err
 					}
-					more = more || notified
+					more = notified
 				}
 				continue
 			}

@@ -477,7 +477,7 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row(fmt.Sprintf("POST /post/create p99 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P99 }))
 	// Where the cores go at that rate: the system's processes by role, and the rest of the machine
 	// (PostgreSQL, RabbitMQ, this client; ours and Centrifugo's alike).
-	cores := func(prefix string) func(t *fanoutTrial) (float64, bool) {
+	cores := func(prefixes ...string) func(t *fanoutTrial) (float64, bool) {
 		return func(t *fanoutTrial) (float64, bool) {
 			if t.AtRate == nil {
 				return 0, false
@@ -485,31 +485,22 @@ func (r *fanoutReport) markdown(systems []string) string {
 			var sum float64
 			found := false
 			for _, ps := range t.AtRate.Procs {
-				if strings.HasPrefix(ps.Name, prefix) {
-					sum, found = sum+ps.CPUPct/100, true
+				for _, p := range prefixes {
+					if strings.HasPrefix(ps.Name, p) {
+						sum, found = sum+ps.CPUPct/100, true
+					}
 				}
 			}
 			return sum, found
 		}
 	}
-	row(fmt.Sprintf("cores at %.0f posts/s: realtime (Centrifugo: its process)", c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
-		if v, ok := cores("realtime")(t); ok {
-			return v, true
-		}
-		return cores("centrifugo")(t)
-	})
+	row(fmt.Sprintf("cores at %.0f posts/s: realtime (Centrifugo: its process)", c.Rate), "%.2f", cores("realtime", "centrifugo"))
 	row(fmt.Sprintf("cores at %.0f posts/s: dispatcher (ours)", c.Rate), "%.2f", cores("dispatcher"))
 	row(fmt.Sprintf("cores at %.0f posts/s: api", c.Rate), "%.2f", cores("api"))
 	row(fmt.Sprintf("cores at %.0f posts/s: the rest of the machine (database, broker, client)", c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
 		all, ok := cores("machine")(t)
-		if !ok {
-			return 0, false
-		}
-		for _, role := range []string{"realtime", "centrifugo", "dispatcher", "api"} {
-			v, _ := cores(role)(t)
-			all -= v
-		}
-		return all, true
+		named, _ := cores("realtime", "centrifugo", "dispatcher", "api")(t)
+		return all - named, ok
 	})
 	stage := func(get func(s *pathStages) float64) func(t *fanoutTrial) (float64, bool) {
 		return func(t *fanoutTrial) (float64, bool) {
