@@ -264,7 +264,14 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 		cfg.Proto, cfg.CentrifugoToken = "centrifugo", mint
 		lagQuery = centrifugoLagQuery
 	}
-	sampler := newProcSampler(sys.realtimePIDs(), sys.otherPIDs())
+	// The rest of the machine split where it can be: RabbitMQ (ours only; Centrifugo's path has no
+	// broker) and this process, the load generator with its 1,000 reading sockets.
+	others := sys.otherPIDs()
+	others["client"] = os.Getpid()
+	if pid := brokerPID(fc.AMQPURL); pid != 0 && !isCentrifugo {
+		others["broker"] = pid
+	}
+	sampler := newProcSampler(sys.realtimePIDs(), others)
 	time.Sleep(time.Second) // let the processes settle after start-up
 	idle := sampler.snapshot()
 	cfg.progress("connecting %d sockets", connected)
@@ -497,9 +504,11 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row(fmt.Sprintf("cores at %.0f posts/s: realtime (Centrifugo: its process)", c.Rate), "%.2f", cores("realtime", "centrifugo"))
 	row(fmt.Sprintf("cores at %.0f posts/s: dispatcher (ours)", c.Rate), "%.2f", cores("dispatcher"))
 	row(fmt.Sprintf("cores at %.0f posts/s: api", c.Rate), "%.2f", cores("api"))
-	row(fmt.Sprintf("cores at %.0f posts/s: the rest of the machine (database, broker, client)", c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
+	row(fmt.Sprintf("cores at %.0f posts/s: RabbitMQ (ours)", c.Rate), "%.2f", cores("broker"))
+	row(fmt.Sprintf("cores at %.0f posts/s: the load generator (this process, its sockets)", c.Rate), "%.2f", cores("client"))
+	row(fmt.Sprintf("cores at %.0f posts/s: the rest of the machine (PostgreSQL, other processes)", c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
 		all, ok := cores("machine")(t)
-		named, _ := cores("realtime", "centrifugo", "dispatcher", "api")(t)
+		named, _ := cores("realtime", "centrifugo", "dispatcher", "api", "broker", "client")(t)
 		return all - named, ok
 	})
 	stage := func(get func(s *pathStages) float64) func(t *fanoutTrial) (float64, bool) {

@@ -39,17 +39,24 @@ type cpuParties struct {
 }
 
 func newCPUParties(pool *pgxpool.Pool, db, amqpURL string) *cpuParties {
-	p := &cpuParties{pool: pool, db: db}
-	if u, err := url.Parse(amqpURL); err == nil {
-		port := u.Port()
-		if port == "" {
-			port = "5672"
-		}
-		if n, err := strconv.Atoi(port); err == nil {
-			p.broker = listenerPID(n)
-		}
+	return &cpuParties{pool: pool, db: db, broker: brokerPID(amqpURL)}
+}
+
+// brokerPID is the pid of the process listening on the AMQP URL's port on this machine, or 0.
+func brokerPID(amqpURL string) int {
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		return 0
 	}
-	return p
+	port := u.Port()
+	if port == "" {
+		port = "5672"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	return listenerPID(n)
 }
 
 type cpuAccount struct{ db, broker, self cpuSample }
