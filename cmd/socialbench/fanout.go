@@ -268,8 +268,10 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	// broker) and this process, the load generator with its 1,000 reading sockets.
 	others := sys.otherPIDs()
 	others["client"] = os.Getpid()
-	if pid := brokerPID(fc.AMQPURL); pid != 0 && !isCentrifugo {
-		others["broker"] = pid
+	if !isCentrifugo {
+		if pid := brokerPID(fc.AMQPURL); pid != 0 { // a scan of /proc: only where it is reported
+			others["broker"] = pid
+		}
 	}
 	sampler := newProcSampler(sys.realtimePIDs(), others)
 	time.Sleep(time.Second) // let the processes settle after start-up
@@ -482,8 +484,8 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row(fmt.Sprintf("time to the first socket p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.FirstSocket.P50 }))
 	row(fmt.Sprintf("POST /post/create p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P50 }))
 	row(fmt.Sprintf("POST /post/create p99 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P99 }))
-	// Where the cores go at that rate: the system's processes by role, and the rest of the machine
-	// (PostgreSQL, RabbitMQ, this client; ours and Centrifugo's alike).
+	// Where the cores go at that rate: the system's processes by role, RabbitMQ (ours), this
+	// client, and the rest of the machine (PostgreSQL and anything else, ours and Centrifugo's alike).
 	cores := func(prefixes ...string) func(t *fanoutTrial) (float64, bool) {
 		return func(t *fanoutTrial) (float64, bool) {
 			if t.AtRate == nil {
