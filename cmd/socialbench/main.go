@@ -5,6 +5,7 @@
 //	socialbench ws      idle websocket capacity and delivery latency vs a bare coder/websocket server
 //	socialbench e2e     the whole system under open-loop load
 //	socialbench fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo
+//	socialbench broker  RabbitMQ's own CPU per post for the contract's message and alternatives
 package main
 
 import (
@@ -20,7 +21,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	const usage = "usage: socialbench relay|ws|e2e|fanout [flags] (-h for each)"
+	const usage = "usage: socialbench relay|ws|e2e|fanout|broker [flags] (-h for each)"
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -31,7 +32,8 @@ func main() {
 			"  relay   outbox relay throughput vs raw amqp091-go one-message-per-follower\n" +
 			"  ws      idle websocket capacity and delivery latency vs a bare coder/websocket server\n" +
 			"  e2e     the whole system under open-loop load\n" +
-			"  fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo")
+			"  fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo\n" +
+			"  broker  RabbitMQ's own CPU per post for the contract's message and alternatives")
 		return
 	}
 	var err error
@@ -44,8 +46,10 @@ func main() {
 		err = runE2E(ctx, args)
 	case "fanout":
 		err = runFanout(ctx, args)
+	case "broker":
+		err = runBroker(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e or fanout)\n", cmd)
+		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e, fanout or broker)\n", cmd)
 		os.Exit(2)
 	}
 	if errors.Is(err, flag.ErrHelp) {

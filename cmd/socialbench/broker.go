@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/adapters/amqp"
+)
+
+// runBroker measures what RabbitMQ itself spends per post, with no code of ours on the path: raw
+// amqp091-go publishes one post's messages at a steady rate (pipelined confirms, as the relay),
+// one exclusive queue bound with every follower's id consumes them (auto-ack, as realtime), and
+// the broker's CPU comes from /proc. Each shape is a way of addressing the same followers:
+//
+//	cc      routing key + CC naming the others: the message design.md §3 prescribes
+//	lead    the same split 100 + the rest: what the relay sends for a post's first page
+//	header  one routing key, the others in a header the broker does not route on: the cost of
+//	        routing per realtime instance, which the contract does not allow (for comparison)
+//	bare    one routing key, no header: the broker's cost per message, whatever it names
+//
+// The shapes alternate within each run, so a noisy machine moves them alike.
+//
+//	go run ./cmd/socialbench broker --amqp-url amqp://guest:guest@127.0.0.1:5673/
+func runBroker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	cfg := brokerConfig{}
+	fs.StringVar(&cfg.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5673/", "RabbitMQ, on this machine (its CPU is read from /proc)")
+	fs.IntVar(&cfg.Followers, "followers", 1000, "followers per post, all bound to the queue (≤ 1,000: one CC message per post)")
+	fs.Float64Var(&cfg.Rate, "rate", 101, "posts/s")
+	fs.DurationVar(&cfg.For, "for", 15*time.Second, "length of each shape's run")
+	fs.IntVar(&cfg.Runs, "runs", 3, "runs of every shape, alternating")
+	shapes := fs.String("shapes", strings.Join(brokerShapes, ","), "comma-separated: "+strings.Join(brokerShapes, ", "))
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Shapes = strings.Split(*shapes, ",")
+	res, err := runBrokerBench(ctx, cfg, func(r brokerTrial) {
+		fmt.Printf("broker: run %d %-6s %6.1f posts/s  broker %.3f cores, %.2f ms CPU per post\n",
+			r.Run, r.Shape, r.PostsPerSec, r.Cores, r.MsPerPost)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Print(res.markdown())
+	return nil
+}
+
+var brokerShapes = []string{"cc", "lead", "header", "bare"}
+
+// brokerLead is the relay's first message size (outbox.leadFollowers).
+const brokerLead = 100
+
+type brokerConfig struct {
+	AMQPURL   string
+	Followers int
+	Rate      float64
+	For       time.Duration
+	Runs      int
+	Shapes    []string
+}
+
+type brokerTrial struct {
+	Run         int
+	Shape       string
+	Posts       int
+	Messages    int
+	Consumed    int64
+	PostsPerSec float64
+	Cores       float64 // the broker's CPU over the run (until the last message was consumed)
+	MsPerPost   float64
+}
+
+type brokerResult struct {
+	Config brokerConfig
+	Trials []brokerTrial
+}
+
+func runBrokerBench(ctx context.Context, cfg brokerConfig, progress func(brokerTrial)) (*brokerResult, error) {
+	for _, s := range cfg.Shapes {
+		if !strings.Contains(","+strings.Join(brokerShapes, ",")+",", ","+s+",") {
+			return nil, fmt.Errorf("--shapes: unknown shape %q", s)
+		}
+	}
+	if cfg.Followers < 2 || cfg.Followers > 1000 {
+		return nil, errors.New("--followers must be 2..1000")
+	}
+	if cfg.Rate <= 0 || cfg.Runs < 1 {
+		return nil, errors.New("--rate and --runs must be positive")
+	}
+	pid := brokerPID(cfg.AMQPURL)
+	if pid == 0 {
+		return nil, errors.New("no process on this machine listens on --amqp-url's port: the broker's CPU cannot be read")
+	}
+	res := &brokerResult{Config: cfg}
+	for run := 1; run <= cfg.Runs; run++ {
+		for _, shape := range cfg.Shapes {
+			t, err := brokerTrialRun(ctx, cfg, pid, shape)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", shape, err)
+			}
+			t.Run = run
+			res.Trials = append(res.Trials, *t)
+			if progress != nil {
+				progress(*t)
+			}
+		}
+	}
+	return res, nil
+}
+
+// brokerTopology is a fresh auto-delete exchange and an exclusive queue bound with the followers.
+type brokerTopology struct {
+	conn     *amqp091.Connection
+	exchange string
+	ids      []string
+}
+
+func newBrokerTopology(url string, followers int) (*brokerTopology, <-chan amqp091.Delivery, error) {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := &brokerTopology{conn: conn, exchange: "socialbench.broker." + uuid.NewString()[:8]}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = ch.ExchangeDeclare(t.exchange, "direct", false, true, false, false, nil)
+	}
+	var q amqp091.Queue
+	if err == nil {
+		q, err = ch.QueueDeclare("", false, true, true, false, nil)
+	}
+	for i := 0; err == nil && i < followers; i++ {
+		id := uuid.NewString()
+		t.ids = append(t.ids, id)
+		err = ch.QueueBind(q.Name, id, t.exchange, false, nil)
+	}
+	var deliveries <-chan amqp091.Delivery
+	if err == nil {
+		deliveries, err = ch.Consume(q.Name, "", true, true, false, false, nil)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("topology: %w", err)
+	}
+	return t, deliveries, nil
+}
+
+// messages is one post's messages in shape.
+func (t *brokerTopology) messages(shape string, body []byte) []amqp091.Publishing {
+	msg := func(key string, headers amqp091.Table) amqp091.Publishing {
+		return amqp091.Publishing{Headers: headers, ContentType: "application/json", DeliveryMode: amqp091.Transient,
+			MessageId: key, Body: body}
+	}
+	others := func(ids []string) []interface{} {
+		l := make([]interface{}, len(ids))
+		for i, id := range ids {
+			l[i] = id
+		}
+		return l
+	}
+	ids := t.ids
+	switch shape {
+	case "lead":
+		n := min(brokerLead, len(ids)-1)
+		return []amqp091.Publishing{
+			msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:n])}),
+			msg(ids[n], amqp091.Table{amqp.HeaderCC: others(ids[n+1:])}),
+		}
+	case "header":
+		return []amqp091.Publishing{msg(ids[0], amqp091.Table{"x-recipients": others(ids[1:])})}
+	case "bare":
+		return []amqp091.Publishing{msg(ids[0], nil)}
+	default: // cc
+		return []amqp091.Publishing{msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:])})}
+	}
+}
+
+// brokerTrialRun publishes one shape at cfg.Rate for cfg.For, waits until every message was
+// consumed and reads the broker's CPU over that time.
+func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string) (*brokerTrial, error) {
+	top, deliveries, err := newBrokerTopology(cfg.AMQPURL, cfg.Followers)
+	if err != nil {
+		return nil, err
+	}
+	defer top.conn.Close()
+	var consumed atomic.Int64
+	go func() {
+		for range deliveries {
+			consumed.Add(1)
+		}
+	}()
+	ch, err := top.conn.Channel()
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 1<<16))
+	msgs := top.messages(shape, sampleFrame())
+
+	_, cpu0, _ := readProc(pid)
+	start := time.Now()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+	defer tick.Stop()
+	posts, published, acked := 0, 0, 0
+	for time.Since(start) < cfg.For {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		for _, m := range msgs {
+			if err := ch.PublishWithContext(ctx, top.exchange, m.MessageId, false, false, m); err != nil {
+				return nil, fmt.Errorf("publish: %w", err)
+			}
+			published++
+		}
+		posts++
+		for drained := false; !drained; {
+			select {
+			case c := <-confirms:
+				if !c.Ack {
+					return nil, fmt.Errorf("broker nacked message %d", c.DeliveryTag)
+				}
+				acked++
+			default:
+				drained = true
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	deadline := time.Now().Add(30 * time.Second)
+	for acked < published || consumed.Load() < int64(published) {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d confirmed, %d consumed after 30 s", acked, published, consumed.Load())
+		}
+		select {
+		case c := <-confirms:
+			if !c.Ack {
+				return nil, fmt.Errorf("broker nacked message %d", c.DeliveryTag)
+			}
+			acked++
+		case <-time.After(time.Millisecond):
+		}
+	}
+	// The run ends with its last delivery; the broker's CPU is taken over the same time.
+	busy := time.Since(start)
+	_, cpu1, ok := readProc(pid)
+	if !ok {
+		return nil, errors.New("the broker's process went away")
+	}
+	cpu := cpu1 - cpu0
+	_ = ch.Close()
+	return &brokerTrial{Shape: shape, Posts: posts, Messages: published, Consumed: consumed.Load(),
+		PostsPerSec: float64(posts) / elapsed.Seconds(), Cores: cpu / busy.Seconds(), MsPerPost: cpu * 1e3 / float64(posts)}, nil
+}
+
+func (r *brokerResult) markdown() string {
+	var b strings.Builder
+	c := r.Config
+	fmt.Fprintf(&b, "\n### socialbench broker: RabbitMQ's own CPU per post, %d followers online, %.0f posts/s\n\n", c.Followers, c.Rate)
+	fmt.Fprintf(&b, "Raw amqp091-go, no code of ours; %d runs per shape, alternating; median (min–max).\n\n", c.Runs)
+	b.WriteString("| shape | messages per post | broker cores | broker CPU ms per post | ÷ cc |\n|---|---|---|---|---|\n")
+	byShape := func(shape string, get func(brokerTrial) float64) []float64 {
+		var v []float64
+		for _, t := range r.Trials {
+			if t.Shape == shape {
+				v = append(v, get(t))
+			}
+		}
+		return v
+	}
+	ms := func(t brokerTrial) float64 { return t.MsPerPost }
+	ccMs := byShape("cc", ms)
+	for _, s := range c.Shapes {
+		var perPost float64
+		for _, t := range r.Trials {
+			if t.Shape == s {
+				perPost = float64(t.Messages) / float64(t.Posts)
+				break
+			}
+		}
+		ratio := "–"
+		if vals := byShape(s, ms); len(ccMs) == len(vals) && s != "cc" {
+			rs := make([]float64, len(vals))
+			for i := range vals {
+				rs[i] = vals[i] / ccMs[i] // paired: the same run
+			}
+			ratio = spread(rs, "%.2f")
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s |\n", s, perPost,
+			spread(byShape(s, func(t brokerTrial) float64 { return t.Cores }), "%.3f"), spread(byShape(s, ms), "%.2f"), ratio)
+	}
+	return b.String()
+}
