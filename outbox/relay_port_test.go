@@ -239,3 +239,42 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+// Only the first row of a batch opens with the short lead message: the rows after it wait
+// behind it anyway, so each is one message to all its followers (one message less per post for
+// the broker to take in).
+func TestRelayLeadsOnlyTheBatchsFirstRow(t *testing.T) {
+	t.Parallel()
+	e := newFakeEnv(t)
+	us := e.users(151)
+	author, followers := us[0], us[1:]
+	e.follow(author, followers)
+	for i := range 5 {
+		e.post(author, fmt.Sprint("post ", i)) // all committed before the relay's first claim
+	}
+	pub := newFakeBroker(1)
+	e.relay(outbox.Config{Publisher: pub, BatchSize: 8})
+	waitFor(t, 10*time.Second, "every row relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 5 })
+
+	sizes := map[int64][]int{} // position → recipients per message, in send order
+	var positions []int64
+	for _, m := range pub.messages() {
+		p := m.frame.Position
+		if _, ok := sizes[p]; !ok {
+			positions = append(positions, p)
+		}
+		sizes[p] = append(sizes[p], len(m.recipients()))
+	}
+	if len(positions) != 5 {
+		t.Fatalf("messages for %d posts, want 5: %v", len(positions), sizes)
+	}
+	for i, p := range positions {
+		want := []int{150}
+		if i == 0 {
+			want = []int{100, 50}
+		}
+		if fmt.Sprint(sizes[p]) != fmt.Sprint(want) {
+			t.Errorf("post %d (position %d): messages naming %v followers, want %v", i, p, sizes[p], want)
+		}
+	}
+}
