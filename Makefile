@@ -19,7 +19,7 @@ endif
 export TEST_AMQP_URL
 FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e bench-fanout lint
+.PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e bench-fanout bench-broker lint
 
 ## run: migrate and start api + dispatcher + realtime + web page on :8080
 run:
@@ -76,3 +76,7 @@ bench-e2e: test-broker
 FANOUT_FLAGS ?=
 bench-fanout: test-broker
 	$(GO) run ./cmd/socialbench fanout --amqp-url $(TEST_AMQP_URL) $(FANOUT_FLAGS)
+
+## bench-broker: RabbitMQ's own CPU per post for the contract's CC message and alternatives (raw amqp091-go)
+bench-broker: test-broker
+	$(GO) run ./cmd/socialbench broker --amqp-url $(TEST_AMQP_URL)
