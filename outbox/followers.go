@@ -45,7 +45,7 @@ type split struct {
 // (docs/performance.md, "Where a post's time goes"). A short first message puts the first
 // hundred sockets ~3 ms sooner on screen; the rest of the page follows in full-size messages on
 // the same channel, so the order per follower is unchanged. The cost is one message more per lane
-// for a post with over 100 followers there, about 0.5 ms of the broker's CPU (socialbench
+// for a post with over 100 followers there, about 0.4–0.5 ms of the broker's CPU (socialbench
 // broker), so only the first row of a claimed batch has it (emitBatch).
 const leadFollowers = 100
 
