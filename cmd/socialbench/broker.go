@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -85,7 +86,7 @@ type brokerResult struct {
 
 func runBrokerBench(ctx context.Context, cfg brokerConfig, progress func(brokerTrial)) (*brokerResult, error) {
 	for _, s := range cfg.Shapes {
-		if !strings.Contains(","+strings.Join(brokerShapes, ",")+",", ","+s+",") {
+		if !slices.Contains(brokerShapes, s) {
 			return nil, fmt.Errorf("--shapes: unknown shape %q", s)
 		}
 	}
@@ -153,11 +154,17 @@ func newBrokerTopology(url string, followers int) (*brokerTopology, <-chan amqp0
 	return t, deliveries, nil
 }
 
+// brokerMessage is one message of a post and its routing key.
+type brokerMessage struct {
+	key string
+	pub amqp091.Publishing
+}
+
 // messages is one post's messages in shape.
-func (t *brokerTopology) messages(shape string, body []byte) []amqp091.Publishing {
-	msg := func(key string, headers amqp091.Table) amqp091.Publishing {
-		return amqp091.Publishing{Headers: headers, ContentType: "application/json", DeliveryMode: amqp091.Transient,
-			MessageId: key, Body: body}
+func (t *brokerTopology) messages(shape string, body []byte) []brokerMessage {
+	msg := func(key string, headers amqp091.Table) brokerMessage {
+		return brokerMessage{key, amqp091.Publishing{Headers: headers, ContentType: "application/json",
+			DeliveryMode: amqp091.Transient, Body: body}}
 	}
 	others := func(ids []string) []interface{} {
 		l := make([]interface{}, len(ids))
@@ -170,28 +177,28 @@ func (t *brokerTopology) messages(shape string, body []byte) []amqp091.Publishin
 	switch shape {
 	case "lead":
 		n := min(brokerLead, len(ids)-1)
-		return []amqp091.Publishing{
+		return []brokerMessage{
 			msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:n])}),
 			msg(ids[n], amqp091.Table{amqp.HeaderCC: others(ids[n+1:])}),
 		}
 	case "header":
-		return []amqp091.Publishing{msg(ids[0], amqp091.Table{"x-recipients": others(ids[1:])})}
+		return []brokerMessage{msg(ids[0], amqp091.Table{"x-recipients": others(ids[1:])})}
 	case "bare":
-		return []amqp091.Publishing{msg(ids[0], nil)}
+		return []brokerMessage{msg(ids[0], nil)}
 	default: // cc
-		return []amqp091.Publishing{msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:])})}
+		return []brokerMessage{msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:])})}
 	}
 }
 
 // brokerTrialRun publishes one shape at cfg.Rate for cfg.For, waits until every message was
-// consumed and reads the broker's CPU over that time.
+// confirmed and consumed and reads the broker's CPU over that time.
 func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string) (*brokerTrial, error) {
 	top, deliveries, err := newBrokerTopology(cfg.AMQPURL, cfg.Followers)
 	if err != nil {
 		return nil, err
 	}
 	defer top.conn.Close()
-	var consumed atomic.Int64
+	var consumed, acked, nacked atomic.Int64
 	go func() {
 		for range deliveries {
 			consumed.Add(1)
@@ -204,14 +211,23 @@ func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string
 	if err != nil {
 		return nil, err
 	}
-	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 1<<16))
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 1024))
+	go func() { // pipelined confirms: counted, never waited for one by one
+		for c := range confirms {
+			if c.Ack {
+				acked.Add(1)
+			} else {
+				nacked.Add(1)
+			}
+		}
+	}()
 	msgs := top.messages(shape, sampleFrame())
 
 	_, cpu0, _ := readProc(pid)
 	start := time.Now()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
 	defer tick.Stop()
-	posts, published, acked := 0, 0, 0
+	posts, published := 0, int64(0)
 	for time.Since(start) < cfg.For {
 		select {
 		case <-ctx.Done():
@@ -219,38 +235,23 @@ func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string
 		case <-tick.C:
 		}
 		for _, m := range msgs {
-			if err := ch.PublishWithContext(ctx, top.exchange, m.MessageId, false, false, m); err != nil {
+			if err := ch.PublishWithContext(ctx, top.exchange, m.key, false, false, m.pub); err != nil {
 				return nil, fmt.Errorf("publish: %w", err)
 			}
 			published++
 		}
 		posts++
-		for drained := false; !drained; {
-			select {
-			case c := <-confirms:
-				if !c.Ack {
-					return nil, fmt.Errorf("broker nacked message %d", c.DeliveryTag)
-				}
-				acked++
-			default:
-				drained = true
-			}
-		}
 	}
 	elapsed := time.Since(start)
 	deadline := time.Now().Add(30 * time.Second)
-	for acked < published || consumed.Load() < int64(published) {
+	for acked.Load()+nacked.Load() < published || consumed.Load() < published {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d confirmed, %d consumed after 30 s", acked, published, consumed.Load())
+			return nil, fmt.Errorf("%d of %d confirmed, %d consumed after 30 s", acked.Load(), published, consumed.Load())
 		}
-		select {
-		case c := <-confirms:
-			if !c.Ack {
-				return nil, fmt.Errorf("broker nacked message %d", c.DeliveryTag)
-			}
-			acked++
-		case <-time.After(time.Millisecond):
-		}
+		time.Sleep(time.Millisecond) // polling the counters, with the deadline above
+	}
+	if n := nacked.Load(); n > 0 {
+		return nil, fmt.Errorf("broker nacked %d messages", n)
 	}
 	// The run ends with its last delivery; the broker's CPU is taken over the same time.
 	busy := time.Since(start)
@@ -260,7 +261,7 @@ func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string
 	}
 	cpu := cpu1 - cpu0
 	_ = ch.Close()
-	return &brokerTrial{Shape: shape, Posts: posts, Messages: published, Consumed: consumed.Load(),
+	return &brokerTrial{Shape: shape, Posts: posts, Messages: int(published), Consumed: consumed.Load(),
 		PostsPerSec: float64(posts) / elapsed.Seconds(), Cores: cpu / busy.Seconds(), MsPerPost: cpu * 1e3 / float64(posts)}, nil
 }
 
@@ -282,13 +283,7 @@ func (r *brokerResult) markdown() string {
 	ms := func(t brokerTrial) float64 { return t.MsPerPost }
 	ccMs := byShape("cc", ms)
 	for _, s := range c.Shapes {
-		var perPost float64
-		for _, t := range r.Trials {
-			if t.Shape == s {
-				perPost = float64(t.Messages) / float64(t.Posts)
-				break
-			}
-		}
+		perPost := byShape(s, func(t brokerTrial) float64 { return float64(t.Messages) / float64(t.Posts) })[0]
 		ratio := "–"
 		if vals := byShape(s, ms); len(ccMs) == len(vals) && s != "cc" {
 			rs := make([]float64, len(vals))
