@@ -6,3 +6,6 @@ var (
 	PrefixRange      = prefixRange
 	MaxSearchResults = maxSearchResults
 )
+
+// Writes is how many presence statements p ran.
+func (p *Presence) Writes() int64 { return p.writes.Load() }

@@ -37,6 +37,8 @@ var envDocs = map[string]string{
 	"WS_MAX_SOCKETS_PER_USER":     "websockets one user may hold on this instance; the next gets 429",
 	"WS_RESUME_MAX_FRAMES":        "most frames one resume (?since=) sends before a resync frame",
 	"LOG_LEVEL":                   "debug, info, warn or error",
+	"REALTIME_INSTANCE_ID":        "this realtime instance's routing key; empty: a fresh rt-<uuid> per start",
+	"REALTIME_LEASE":              "how long an instance's registration lives without renewal",
 	"DB_MAX_CONNS":                "PostgreSQL pool size",
 	"REQUEST_TIMEOUT":             "bound of one API request (503 after it)",
 	"BCRYPT_COST":                 "password hashing cost",
@@ -67,7 +69,7 @@ var (
 	envRelay      = []string{"AMQP_URL", "AMQP_EXCHANGE", "RELAY_FOLLOWERS_PER_MESSAGE", "RELAY_PUBLISH_LANES", "RELAY_INLINE_FOLLOWERS"}
 	envWebsocket  = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}
-	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR"}
+	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR", "REALTIME_INSTANCE_ID", "REALTIME_LEASE"}
 	envDispatcher = []string{"DISPATCHER_ADDR"}
 )
 

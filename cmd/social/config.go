@@ -100,6 +100,13 @@ type Config struct {
 	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
 	// handshake gets 429 with Retry-After.
 	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
+	// RealtimeInstanceID is a realtime instance's id: its routing key, its queue's binding and its
+	// presence rows (design.md §3). Empty: a fresh "rt-<uuid>" at every start. Each running
+	// instance needs its own; a fixed one makes logs and the broker's listings stable.
+	RealtimeInstanceID string `env:"REALTIME_INSTANCE_ID"`
+	// RealtimeLease is how long an instance's registration lives without a renewal (renewed every
+	// fifth of it): an instance killed without a goodbye is routed to for at most this long.
+	RealtimeLease time.Duration `env:"REALTIME_LEASE" envDefault:"10s"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 }
@@ -128,6 +135,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.WSSendQueueBytes < 64<<10 {
 		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
+	}
+	if cfg.RealtimeLease < time.Second {
+		errs = append(errs, errors.New("REALTIME_LEASE must be at least 1s"))
 	}
 	if cfg.WSMaxSocketsPerUser < 1 {
 		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))

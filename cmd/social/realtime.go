@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/outbox"
 )
@@ -55,6 +57,15 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		return nil, nil, nil, err
 	}
 	log := a.log.With(slog.String("component", "realtime"))
+	id := a.cfg.RealtimeInstanceID
+	if id == "" {
+		id = "rt-" + uuid.NewString()
+	}
+	log = log.With(slog.String("instance_id", id))
+	presence, err := postgres.NewPresence(postgres.PresenceConfig{Pool: pool, InstanceID: id, Lease: a.cfg.RealtimeLease, Logger: log})
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var hub *websocket.Hub
 	consumer, err := amqpadapter.NewConsumer(amqpadapter.ConsumerConfig{
 		Dialer:      amqpadapter.NewDialer(urls),
@@ -68,7 +79,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 	}
 	hub, err = websocket.NewHub(websocket.Config{
 		Tokens:            tokens,
-		Binder:            consumer,
+		Binder:            presenceAndBinding{presence, consumer},
 		Missed:            outbox.NewResume(pool),
 		AllowedOrigins:    a.cfg.WSAllowedOrigins,
 		SendQueueBytes:    a.cfg.WSSendQueueBytes,
@@ -83,6 +94,8 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 	run = func(ctx context.Context) error {
 		consumed := make(chan error, 1)
 		go func() { consumed <- consumer.Run(ctx) }()
+		registered := make(chan error, 1)
+		go func() { registered <- presence.Run(ctx) }()
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 		defer cancel()
@@ -90,7 +103,33 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		if err != nil {
 			err = fmt.Errorf("realtime: close sockets: %w", err)
 		}
-		return errors.Join(err, <-consumed)
+		return errors.Join(err, <-consumed, <-registered)
 	}
-	return hub, run, consumer.Ready, nil
+	ready = func(ctx context.Context) error {
+		return errors.Join(consumer.Ready(ctx), presence.Ready(ctx))
+	}
+	return hub, run, ready, nil
+}
+
+// presenceAndBinding records a user's presence in PostgreSQL beside the broker binding that
+// still routes their frames.
+type presenceAndBinding struct {
+	presence *postgres.Presence
+	binding  *amqpadapter.Consumer
+}
+
+func (b presenceAndBinding) Bind(ctx context.Context, userID string) error {
+	if err := b.binding.Bind(ctx, userID); err != nil {
+		return err
+	}
+	if err := b.presence.Join(ctx, userID); err != nil {
+		_ = b.binding.Unbind(ctx, userID)
+		return err
+	}
+	return nil
+}
+
+func (b presenceAndBinding) Unbind(ctx context.Context, userID string) error {
+	b.presence.Leave(userID)
+	return b.binding.Unbind(ctx, userID)
 }
