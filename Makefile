@@ -49,7 +49,7 @@ test-floor:
 	@scripts/services postgres rabbitmq
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 9m ./outbox/... ./adapters/amqp/... ./adapters/websocket/...
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 5m ./cmd/social \
-		-run '^(TestSeedScenarioTwoRealtimeInstances|TestRealtime|TestAllServesTheWebsocket|TestDialog)'
+		-run '^(TestSeedScenarioTwoRealtimeInstances|TestRealtime|TestAllServesTheWebsocket|TestDialog|TestDispatcherSendsOneMessagePerInstance|TestHandOverRace)'
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -count=1 -timeout 5m ./cmd/socialbench -run '^TestE2ESmoke$$'
 
 ## fuzz: explore beyond the committed seeds (FUZZTIME per target)

@@ -137,11 +137,10 @@ func (e *statusError) Error() string { return "status " + itoa(e.r.status) + ": 
 // TestBrokerRestartWithAReadingClientLosesNothing restarts the RabbitMQ application of a private
 // node (stop_app, start_app) while posts keep coming and a follower reads all along. The realtime
 // instance's exclusive queue dies with its connection, so frames routed during the outage are
-// lost for it; its socket is then closed with 1012 and the client resumes with ?since=<last
-// position> from PostgreSQL. Either way the client must end with every post (dedupe by id), each
-// connection's frames in position order. Failure modes guarded: a socket kept open across the
-// restart silently missing the outage's frames; a resume that leaves a gap between the database
-// and the live queue; a socket opened during the reconnect before its binding existed.
+// dropped by the broker; when the subscriber is back, the hub fills the open socket's gap from
+// PostgreSQL. The client must end with every post, in position order, on the socket it opened.
+// Failure modes guarded: a socket kept open across the restart silently missing the outage's
+// frames; a refill that leaves a gap or a duplicate between the database and the live queue.
 func TestBrokerRestartWithAReadingClientLosesNothing(t *testing.T) {
 	t.Parallel()
 	node := testinfra.StartRabbitNodes(t, "restart")[0]
@@ -167,6 +166,9 @@ func TestBrokerRestartWithAReadingClientLosesNothing(t *testing.T) {
 	f.waitFor(ids, 30*time.Second)
 	dups, _ := f.exactlyOnce(ids)
 	f.inOrder()
+	if n := f.connectCount(); n != 1 {
+		t.Errorf("%d connections (close codes %v), want the one the client opened", n, f.codes())
+	}
 	t.Logf("%d posts; %d frames, %d duplicates removed by dedupe; %d connections, close codes %v",
 		len(ids), f.frameCount(), dups, f.connectCount(), f.codes())
 }

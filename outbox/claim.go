@@ -33,44 +33,26 @@ type row struct {
 
 // claimSQL takes the next pending rows in id order and numbers those without a position from
 // outbox_position_seq, in id order, in one statement (one implicit transaction, committed
-// synchronously before anything is published), and because only the leader claims, positions grow
-// in relay order. The fresh positions are recorded in ONE outbox_inflight row for the batch (see
-// migrations/0004): resume reads them there until the mark moves them into outbox. A row is skipped
-// while an earlier row of its author waits for a retry (order per author; only refused rows,
-// attempts > 0, ever wait: the partial index outbox_retrying answers it); $2 lists rows still in
-// flight in this leader, which stay pending until marked. Replayed rows keep their position and
-// are not recorded in flight (outbox already has it).
-//
-// The same statement reads the first page of followers ($3: a page and one more, so that an
-// author with exactly a page is not taken for a big fan-out) of every author whose rows go to
-// followers (recipients NULL: domain.AudienceFollowers), one index range scan of
-// friendships_followers per author, returned with the author's first row that goes to followers.
-// It used to be a query of its own in the emitter, after the claim: 1.2 ms more between a post's
-// commit and its first message (docs/performance.md). Authors whose rows turn out refused or
-// superseded have their page read too (the statement cannot know), which a backlog of deleted
-// posts pays for. A failed follower read now fails the claim, like any claim error: the leader
-// reconnects and claims again (nothing was published).
+// synchronously before anything is routed or published). Only the leader claims, and it claims
+// the next batch only after marking the last, so positions grow in relay order. The fresh
+// positions are recorded in ONE outbox_inflight row for the batch (see migrations/0004): resume
+// reads them there until the mark moves them into outbox. A row is skipped while an earlier row
+// of its author waits for a retry (order per author; only refused rows, attempts > 0, ever wait:
+// the partial index outbox_retrying answers it). Replayed rows keep their position and are not
+// recorded in flight (outbox already has it).
 //
 // nextval in the outer select of an ordered subquery is evaluated in the subquery's order; the
 // relay still checks that positions grow with ids (claimBatch) rather than trusting it blindly.
-// numbered is referenced twice, hence materialized: each row gets one nextval.
-// claimed carries every outbox column the relay needs: joining outbox again by id made the
-// planner hash-join a sequential scan of the whole (ever-growing, rows are kept) table. The
-// OFFSET 0 fences keep the per-row index lookups (events by id, earlier waiting rows of the author
-// by outbox_retrying): the planner, misled by the CTE's row estimate, otherwise picked
-// hash joins over sequential scans of events and outbox — 20 ms per claim at 20,000 rows, growing.
-// The rows in flight ($2) are an anti-join, not "o.id <> ALL($2)": PostgreSQL hashes such an
-// array only when it is a constant (a custom plan), and the leader's plans are generic
-// (leaderConfig): a linear search of up to 1,500 ids for every row scanned, 2 ms more per claim.
-// The follower page orders by the uuid column, never the text output (see nextPageSQL). It is a
-// LATERAL read gated by head, so it runs once per author and is never joined: as a CTE joined by
-// the row's id, a generic plan (made on an empty outbox) nested-looped the CTE for every claimed
-// row — 250,000 page reads and 470 ms for 500 rows by 500 authors, inlined; 22 ms materialized.
+// numbered is referenced twice, hence materialized: each row gets one nextval. claimed carries
+// every outbox column the relay needs: joining outbox again by id made the planner hash-join a
+// sequential scan of the whole (ever-growing) table. The OFFSET 0 fences keep the per-row index
+// lookups (events by id, earlier waiting rows of the author by outbox_retrying), whatever the
+// CTE's row estimate.
 const claimSQL = `
 WITH claimed AS (
     SELECT o.id, o.position, o.event_id, o.author_user_id, o.attempts, o.created_at, o.recipients IS NULL AS to_followers
     FROM outbox o
-    WHERE o.status = 'pending' AND o.next_attempt_at <= now() AND NOT EXISTS (SELECT 1 FROM unnest($2::bigint[]) AS f(id) WHERE f.id = o.id)
+    WHERE o.status = 'pending' AND o.next_attempt_at <= now()
       AND NOT EXISTS (
           SELECT 1 FROM outbox w
           WHERE w.status = 'pending' AND w.attempts > 0 AND w.author_user_id = o.author_user_id
@@ -86,20 +68,14 @@ WITH claimed AS (
     FROM numbered
     HAVING count(*) > 0
     RETURNING batch
-), heads AS (
-    -- head: the author's first row that goes to followers; only heads read the follower page.
-    SELECT c.*, c.to_followers AND row_number() OVER (PARTITION BY c.author_user_id, c.to_followers ORDER BY c.id) = 1 AS head
-    FROM claimed c
 )
 SELECT c.id, c.event_id::text, c.author_user_id::text, COALESCE(n.pos, c.position), n.pos IS NOT NULL,
        c.attempts, c.created_at, e.type, e.payload, e.created_at, COALESCE((SELECT batch FROM inflight), 0),
-       cur.text, fi.followers, c.to_followers
-FROM heads c
+       cur.text, c.to_followers
+FROM claimed c
 CROSS JOIN LATERAL (SELECT type, payload, created_at, aggregate_id FROM events WHERE id = c.event_id OFFSET 0) e
 LEFT JOIN LATERAL (SELECT text FROM aggregate_now WHERE aggregate_id = e.aggregate_id OFFSET 0) cur ON true
 LEFT JOIN numbered n ON n.id = c.id
-CROSS JOIN LATERAL (SELECT array_agg(f.user_id::text ORDER BY f.user_id) AS followers FROM (
-    SELECT user_id FROM friendships WHERE c.head AND friend_id = c.author_user_id ORDER BY user_id LIMIT $3) f) fi
 ORDER BY c.id`
 
 // claim is what one claimBatch took.
@@ -107,19 +83,11 @@ type claim struct {
 	rows []*row
 	// inflight is the batch's outbox_inflight row (0 when no row got a fresh position).
 	inflight int64
-	// firsts is the first page of followers of every author of rows that go to followers;
-	// authors without followers are absent. Later pages of big authors are streamed by
-	// readPage, never held all at once.
-	firsts map[string]page
 }
 
-// claimBatch claims up to limit rows on the leader's connection, encodes their frames and cuts
-// their authors' first follower pages into messages (sp).
-func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64, sp split) (claim, error) {
-	if inFlight == nil {
-		inFlight = []int64{}
-	}
-	res, err := conn.Query(ctx, claimSQL, limit, inFlight, readPageSize+1)
+// claimBatch claims up to limit rows on the leader's connection and encodes their frames.
+func claimBatch(ctx context.Context, conn *pgx.Conn, limit int) (claim, error) {
+	res, err := conn.Query(ctx, claimSQL, limit)
 	if err != nil {
 		return claim{}, fmt.Errorf("claim outbox rows: %w", err)
 	}
@@ -133,9 +101,8 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 		var at time.Time
 		var fresh bool
 		var now *string
-		var followers []string
 		var toFollowers bool
-		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &c.inflight, &now, &followers, &toFollowers); err != nil {
+		if err := res.Scan(&r.id, &r.eventID, &r.author, &r.position, &fresh, &r.attempts, &r.createdAt, &typ, &payload, &at, &c.inflight, &now, &toFollowers); err != nil {
 			return claim{}, fmt.Errorf("claim outbox rows: %w", err)
 		}
 		// The domain encodes every relayed type's frame and names its recipients. A row it
@@ -167,12 +134,6 @@ func claimBatch(ctx context.Context, conn *pgx.Conn, limit int, inFlight []int64
 				return claim{}, fmt.Errorf("claim outbox rows: positions out of id order (%d after %d)", r.position, lastFresh)
 			}
 			lastFresh = r.position
-		}
-		if len(followers) > 0 {
-			if c.firsts == nil {
-				c.firsts = make(map[string]page)
-			}
-			c.firsts[r.author] = firstPage(followers, sp)
 		}
 		c.rows = append(c.rows, r)
 	}
@@ -220,7 +181,7 @@ const (
 	// refused: the broker nacked a message of the row; counts as an attempt.
 	refused
 	// released: not (fully) published for a reason that is not the row's fault (broker
-	// unavailable, an earlier row of the author failed, batch bound); no attempt counted.
+	// unavailable, an earlier row of the author failed); no attempt counted.
 	released
 )
 

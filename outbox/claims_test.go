@@ -26,7 +26,7 @@ func TestLeaderClaimsWhenNotifiedNotAfterEveryBatch(t *testing.T) {
 	us := e.users(2)
 	author, follower := us[0], us[1]
 	e.follow(author, []string{follower})
-	c := e.consumer(follower)
+	c := e.connected(follower)
 	reg := prometheus.NewRegistry()
 	// No poll inside the test: every claim is the start's, a notification's or a batch's.
 	e.relay(outbox.Config{Registerer: reg, PollInterval: time.Hour})
@@ -58,13 +58,13 @@ func TestLeaderDrainsABacklogWithoutNotifications(t *testing.T) {
 	us := e.users(2)
 	author, follower := us[0], us[1]
 	e.follow(author, []string{follower})
-	c := e.consumer(follower)
+	c := e.connected(follower)
 	const posts = 23
 	for i := range posts {
 		e.post(author, fmt.Sprintf("%d", i)) // before the relay: their notifications reach no one
 	}
 	reg := prometheus.NewRegistry()
-	e.relay(outbox.Config{Registerer: reg, BatchSize: 4, PublishGroup: 2, PollInterval: time.Hour})
+	e.relay(outbox.Config{Registerer: reg, BatchSize: 4, PollInterval: time.Hour})
 	waitFor(t, 20*time.Second, "the backlog relayed", func() bool { return len(c.deliveries()) >= posts })
 	if got := len(c.deliveries()); got != posts {
 		t.Fatalf("%d deliveries, want %d", got, posts)

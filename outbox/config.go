@@ -8,48 +8,26 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/socialnet/social/outbox/broker"
+	"github.com/ThreeDotsLabs/watermill/message"
 )
 
 // Config configures a Relay. Zero values take the defaults named on each field.
 type Config struct {
-	// Pool serves follower reads and row updates. The relay also opens one dedicated connection
-	// with the pool's settings: it holds the leader lock, LISTENs and claims.
+	// Pool gives the settings of the relay's one dedicated connection, which holds the leader
+	// lock, LISTENs, claims, routes and marks.
 	Pool *pgxpool.Pool
-	// Publisher sends the messages (the relay's port, outbox/broker; adapters/amqp.Publisher
-	// implements it), each follower's on that follower's lane. Its confirms tell which messages
-	// the broker refused (an attempt of the row) and which it did not answer (the broker is
-	// unavailable: no attempt); its own progress timeout must bound every wait.
-	Publisher broker.Publisher
-	// BulkPublisher, when set, publishes the pages after the first of big fan-outs, and the rows
-	// deferred behind them, so that a big fan-out's backlog in the broker (and in the TCP
-	// connection) never delays other rows: give it its own connection. Default: Publisher.
-	BulkPublisher broker.Publisher
-	// Exchange is the topic passed to Publisher: the feed exchange (default "social.feed").
-	Exchange string
+	// Publisher sends each instance's feed messages with topic = the instance's id
+	// (adapters/amqp.Publisher: the direct exchange, routing key = topic). Publish must return
+	// only once the broker confirmed every message, and must bound its own wait.
+	Publisher message.Publisher
+	// Refused says whether a Publish error means the broker refused the messages (a nack): their
+	// rows count an attempt, are retried with backoff and end dead after MaxAttempts. Any other
+	// error is the broker being unavailable: the rows are released with no attempt counted and
+	// the leader backs off. Default: no error is a refusal.
+	Refused func(error) bool
 
 	// BatchSize is how many rows one claim takes (default 500).
 	BatchSize int
-	// PageSize is the number of followers per message, routing key + CC (default and at most
-	// 1,000: about 40 KB of CC header, well under the broker's 128 KB frame). Followers are read
-	// 1,000 per query whatever it is. On RabbitMQ < 3.11 a message with CC costs the broker a scan
-	// of every binding of the exchange per key, a single-key message one lookup: with many
-	// bindings (more than a few thousand online users) PageSize 1 relays a big fan-out faster.
-	PageSize int
-	// InlineFollowers is how many followers of a row go out at once, on Publisher, before its
-	// pages continue on BulkPublisher (default 10,000, at least 1,000). Ten messages, ~25 ms of the
-	// broker's routing on a small machine, are what a big fan-out may put ahead of the next post;
-	// below that a row is not worth a continuation (an author with 1,010 followers would pay a
-	// page read and a bulk confirm round trip per post, and its batch's mark would wait for them).
-	InlineFollowers int
-	// PublishGroup is how many messages go to one Publisher.Publish call, i.e. are in flight
-	// before the relay waits for their confirms (default 256).
-	PublishGroup int
-	// MaxBatchMessages bounds one batch's inline follower deliveries to MaxBatchMessages × 1,000
-	// (default 2,000: 2 million deliveries, 2,000 messages of 1,000 followers), whatever the
-	// message shape. Rows after the bound are released unpublished and taken by the next claim, so
-	// a run of huge fan-outs is committed (marked relayed) step by step.
-	MaxBatchMessages int
 
 	// PollInterval is how often an idle leader looks for rows when no NOTIFY arrives (a lost
 	// notification, rows due for retry). Default 1s. An idle relay sleeps in between.
@@ -71,6 +49,10 @@ type Config struct {
 	// down broker costs next to nothing, and a low cap drains the backlog soon after it returns.
 	ErrorBackoffMin, ErrorBackoffMax time.Duration
 
+	// planCacheMode overrides the leader session's plan_cache_mode (leaderConfig), for tests that
+	// run the relay's statements under both plans.
+	planCacheMode string
+
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the relay metrics; nil registers nothing.
@@ -81,23 +63,11 @@ type Config struct {
 const DefaultLockKey int64 = 0x736f6369616c
 
 func (c *Config) setDefaults() {
-	if c.Exchange == "" {
-		c.Exchange = "social.feed"
+	if c.Refused == nil {
+		c.Refused = func(error) bool { return false }
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
-	}
-	if c.PageSize == 0 {
-		c.PageSize = 1000
-	}
-	if c.InlineFollowers == 0 {
-		c.InlineFollowers = 10 * readPageSize
-	}
-	if c.PublishGroup == 0 {
-		c.PublishGroup = 256
-	}
-	if c.MaxBatchMessages == 0 {
-		c.MaxBatchMessages = 2000
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
@@ -137,14 +107,8 @@ func (c Config) Validate() error {
 	if c.Publisher == nil {
 		errs = append(errs, errors.New("outbox relay: Publisher is required"))
 	}
-	if c.BatchSize < 1 || c.PublishGroup < 1 || c.MaxBatchMessages < 1 || c.MaxAttempts < 1 {
-		errs = append(errs, errors.New("outbox relay: BatchSize, PublishGroup, MaxBatchMessages and MaxAttempts must be positive"))
-	}
-	if c.InlineFollowers < readPageSize {
-		errs = append(errs, errors.New("outbox relay: InlineFollowers must be at least 1000 (one page)"))
-	}
-	if c.PageSize < 1 || c.PageSize > 1000 {
-		errs = append(errs, errors.New("outbox relay: PageSize must be 1..1000 (CC header size)"))
+	if c.BatchSize < 1 || c.MaxAttempts < 1 {
+		errs = append(errs, errors.New("outbox relay: BatchSize and MaxAttempts must be positive"))
 	}
 	if c.PollInterval <= 0 || c.LeaderRetryInterval <= 0 {
 		errs = append(errs, errors.New("outbox relay: PollInterval and LeaderRetryInterval must be positive"))

@@ -35,7 +35,7 @@ func TestLateMarkOfAForgottenBatchChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer oldLeader.Release()
-	first, err := claimBatch(ctx, oldLeader.Conn(), 10, nil, split{size: 1000, lanes: 1})
+	first, err := claimBatch(ctx, oldLeader.Conn(), 10)
 	rows, inflight := first.rows, first.inflight
 	if err != nil || len(rows) != 3 || inflight == 0 {
 		t.Fatalf("claim: %d rows, inflight batch %d, %v", len(rows), inflight, err)
@@ -64,7 +64,7 @@ func TestLateMarkOfAForgottenBatchChangesNothing(t *testing.T) {
 		t.Fatalf("after the late mark %d of 3 rows are still pending without a position", n)
 	}
 
-	second, err := claimBatch(ctx, newLeader.Conn(), 10, nil, split{size: 1000, lanes: 1})
+	second, err := claimBatch(ctx, newLeader.Conn(), 10)
 	again, inflight2 := second.rows, second.inflight
 	if err != nil || len(again) != 3 {
 		t.Fatalf("claim again: %d rows, %v", len(again), err)

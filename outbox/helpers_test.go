@@ -90,7 +90,7 @@ func (e *env) publisher(urls ...string) *amqp.Publisher {
 	}
 	d := amqp.NewDialer(urls)
 	d.Timeout = 2 * time.Second
-	p, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, ReconnectBackoffMin: 20 * time.Millisecond,
+	p, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, Exchange: e.exchange, ReconnectBackoffMin: 20 * time.Millisecond,
 		ReconnectBackoffMax: 200 * time.Millisecond, Logger: quietLogger()})
 	if err != nil {
 		e.t.Fatal(err)
@@ -113,7 +113,9 @@ func (e *env) relay(cfg outbox.Config) (cancel func()) {
 	if cfg.Publisher == nil {
 		cfg.Publisher = e.publisher()
 	}
-	cfg.Exchange = e.exchange
+	if cfg.Refused == nil {
+		cfg.Refused = amqp.IsRefused
+	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 200 * time.Millisecond
 	}
@@ -149,26 +151,35 @@ func (e *env) relay(cfg outbox.Config) (cancel func()) {
 	return stop
 }
 
-// delivery is one message received by a test consumer.
+// online registers instance with a live lease and the users as connected to it (what a realtime
+// instance's Presence writes).
+func (e *env) online(instance string, users ...string) {
+	e.t.Helper()
+	e.db.Exec(e.t, `INSERT INTO realtime_instances (id, lease_until) VALUES ($1, now() + interval '1 hour') ON CONFLICT (id) DO NOTHING`, instance)
+	e.db.Exec(e.t, `INSERT INTO presence (user_id, instance_id) SELECT u, $1 FROM unnest($2::uuid[]) AS u ON CONFLICT DO NOTHING`, instance, users)
+}
+
+// delivery is one frame of a feed message received by a test consumer, with its recipients.
 type delivery struct {
-	key   string
-	cc    []string
-	msgID string
-	frame domain.FeedFrame
-	body  []byte
+	instance string
+	to       []string
+	frame    domain.FeedFrame
+	body     []byte
 }
 
-// recipients returns the routing key plus CC.
-func (d delivery) recipients() []string { return append([]string{d.key}, d.cc...) }
+// recipients are the users the frame is for on its instance.
+func (d delivery) recipients() []string { return d.to }
 
-// consumer is one exclusive queue bound with keys; it collects deliveries.
+// consumer is one instance's exclusive queue, bound with the instance's id as the realtime binds
+// it; it collects the deliveries of every feed message.
 type consumer struct {
-	mu   sync.Mutex
-	got  []delivery
-	errs []string
+	mu       sync.Mutex
+	got      []delivery
+	messages int
+	errs     []string
 }
 
-func (e *env) consumer(keys ...string) *consumer {
+func (e *env) consumer(instance string) *consumer {
 	e.t.Helper()
 	ch, err := e.conn.Channel()
 	if err != nil {
@@ -178,11 +189,8 @@ func (e *env) consumer(keys ...string) *consumer {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for i, k := range keys {
-		// noWait pipelines the bindings; the last one waits, and the channel is ordered.
-		if err := ch.QueueBind(q.Name, k, e.exchange, i < len(keys)-1, nil); err != nil {
-			e.t.Fatal(err)
-		}
+	if err := ch.QueueBind(q.Name, instance, e.exchange, false, nil); err != nil {
+		e.t.Fatal(err)
 	}
 	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
 	if err != nil {
@@ -191,26 +199,22 @@ func (e *env) consumer(keys ...string) *consumer {
 	c := &consumer{}
 	go func() {
 		for d := range ds {
-			dl := delivery{key: d.RoutingKey, msgID: d.MessageId, body: d.Body}
-			if cc, ok := d.Headers[amqp.HeaderCC]; ok {
-				arr, ok := cc.([]interface{})
-				if !ok {
+			var got []delivery
+			err := domain.EachDelivery(d.Body, func(frame []byte, to []string) {
+				dl := delivery{instance: d.RoutingKey, to: slices.Clone(to), body: frame}
+				if err := json.Unmarshal(frame, &dl.frame); err != nil {
 					c.mu.Lock()
-					c.errs = append(c.errs, "CC header is not an array")
+					c.errs = append(c.errs, "bad frame: "+err.Error())
 					c.mu.Unlock()
 				}
-				for _, v := range arr {
-					s, _ := v.(string)
-					dl.cc = append(dl.cc, s)
-				}
-			}
-			if err := json.Unmarshal(d.Body, &dl.frame); err != nil {
-				c.mu.Lock()
-				c.errs = append(c.errs, "bad body: "+err.Error())
-				c.mu.Unlock()
-			}
+				got = append(got, dl)
+			})
 			c.mu.Lock()
-			c.got = append(c.got, dl)
+			if err != nil {
+				c.errs = append(c.errs, "bad feed message: "+err.Error())
+			}
+			c.messages++
+			c.got = append(c.got, got...)
 			c.mu.Unlock()
 		}
 	}()
@@ -236,25 +240,37 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// recipientCount counts, per (user, event id), how often a user was named in a delivery.
+// recipientCount counts, per (user, event), how often a user was named in a delivery.
 func recipientCount(ds []delivery) map[[2]string]int {
 	out := map[[2]string]int{}
 	for _, d := range ds {
 		for _, u := range d.recipients() {
-			out[[2]string{u, d.msgID}]++
+			out[[2]string{u, d.frame.PostID + d.frame.Type}]++
 		}
 	}
 	return out
 }
 
-// onePerMessage sorts followers into the order the relay pages them (follower id) and returns one
-// of each 1,000: bound to a consumer, they make every 1,000-follower message of a big fan-out
-// arrive exactly once, at a small fraction of the bindings.
-func onePerMessage(followers []string) []string {
-	slices.Sort(followers)
-	var keys []string
-	for i := 0; i < len(followers); i += 1000 {
-		keys = append(keys, followers[i])
+// connected puts users online on a fresh realtime instance and returns that instance's consumer.
+func (e *env) connected(users ...string) *consumer {
+	e.t.Helper()
+	instance := "rt-" + uuid.NewString()
+	e.online(instance, users...)
+	return e.consumer(instance)
+}
+
+// named reports whether a delivery of post postID named user.
+func named(c *consumer, postID, user string) bool {
+	for _, d := range c.deliveries() {
+		if d.frame.PostID == postID && slices.Contains(d.recipients(), user) {
+			return true
+		}
 	}
-	return keys
+	return false
+}
+
+// newDBEnv is an env with a database only, for tests that publish nothing.
+func newDBEnv(t testing.TB) *env {
+	db := pgtest.New(t)
+	return &env{t: t, db: db, posts: postgres.NewPostService(db.Pool)}
 }

@@ -22,7 +22,7 @@ func TestResumeReadsPositionsInFlightBeforeTheMark(t *testing.T) {
 	us := e.users(2)
 	author, follower := us[0], us[1]
 	e.follow(author, []string{follower})
-	c := e.consumer(follower)
+	c := e.connected(follower)
 	live, _ := url.Parse(amqptest.URL())
 	proxy, addr := newCutProxy(t, live.Host)
 	via := *live

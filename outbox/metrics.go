@@ -27,7 +27,7 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 		}),
 		publishedMessages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_outbox_published_messages_total",
-			Help: "Messages confirmed by the broker (one per post event per chunk of up to 1,000 followers).",
+			Help: "Messages confirmed by the broker (one per realtime instance per claimed batch, more when one would pass 1 MiB).",
 		}),
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_outbox_publish_errors_total",

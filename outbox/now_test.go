@@ -19,7 +19,7 @@ func TestRelayAndReplaySendOnlyWhatIsTrueNow(t *testing.T) {
 	us := e.users(2)
 	author, follower := us[0], us[1]
 	e.follow(author, []string{follower})
-	c := e.consumer(follower)
+	c := e.connected(follower)
 	ctx := context.Background()
 
 	// Written while no dispatcher runs: the backlog of an outage.
@@ -52,9 +52,7 @@ func TestRelayAndReplaySendOnlyWhatIsTrueNow(t *testing.T) {
 	if n := check("relayed backlog"); n != 4 {
 		t.Errorf("relayed %d frames, want 4", n)
 	}
-	if n := e.db.Count(t, "outbox", "status = 'relayed'"); n != 5 {
-		t.Errorf("%d rows relayed, want 5 (the superseded one too)", n)
-	}
+	waitFor(t, 10*time.Second, "5 rows relayed (the superseded one too)", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 5 })
 
 	res, err := outbox.Replay(ctx, e.db.Pool, outbox.ReplayOptions{ReplayFilter: outbox.ReplayFilter{FromPosition: 1}})
 	if err != nil || res.Enqueued != 5 {

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,32 +11,36 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/socialnet/social/outbox/broker"
 )
 
-// Relay moves outbox rows to the broker: it claims rows, expands each post event to the author's
-// followers, publishes one message per chunk of followers and marks the rows relayed once every
-// message of a row was confirmed.
+// Relay moves outbox rows to the broker: it claims rows (their positions committed), reads each
+// row's online recipients grouped by realtime instance (route.go), publishes one message per
+// instance through Watermill's message.Publisher (topic = the instance's id) and marks the rows
+// relayed once the broker confirmed them.
+//
+// Why the order claim → route → publish makes the hand-over exact (design.md §3): route reads
+// presence in a snapshot taken after the batch's positions committed, and a realtime instance
+// commits a user's presence before it reads that user's resume. So each row is either committed
+// before the resume's snapshot (the resume reads it from outbox_inflight or outbox) or routed
+// after the presence commit (route sees the user); when both happen, the socket drops the
+// position it already has. Reading presence inside the claim's statement would break this: the
+// claim's snapshot precedes its own commit, and a user whose presence committed in between would
+// be neither routed nor resumed.
 //
 // Several relays may run (one per dispatcher process); exactly one is the leader at a time, elected
 // by a session advisory lock held on a dedicated connection. We chose leadership over partitioning
 // by author because positions must grow in relay order across all authors (design.md §3): one
-// sequencer is the simplest thing that keeps that, and one leader already saturates the broker
-// (followers are fanned out by the broker, not by us). The leader claims on the same connection
-// that holds the lock, so a leader whose connection died can no longer claim; if it was cut off
-// mid-batch, the next leader forgets its unmarked batches and relays their rows again with fresh
-// positions (at-least-once: consumers dedupe by event id).
+// sequencer is the simplest thing that keeps that. The leader claims, routes and marks on the
+// connection that holds the lock, one batch at a time, so a leader whose connection died can no
+// longer claim; if it was cut off mid-batch, the next leader forgets its unmarked batch and relays
+// its rows again with fresh positions (at-least-once: sockets drop positions they have, clients
+// dedupe by event).
 type Relay struct {
-	cfg   Config
-	split split
-	// bulk publishes the pages after the first of big fan-outs (and rows deferred behind them),
-	// split over its own lanes: cfg.BulkPublisher, or cfg.Publisher.
-	bulk      broker.Publisher
-	bulkSplit split
-	log       *slog.Logger
-	metrics   *relayMetrics
-	leader    atomic.Bool
+	cfg      Config
+	log      *slog.Logger
+	metrics  *relayMetrics
+	leader   atomic.Bool
+	presence presenceSize
 }
 
 // NewRelay validates cfg and registers the metrics.
@@ -48,18 +53,7 @@ func NewRelay(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox relay metrics: %w", err)
 	}
-	// Each follower's messages go on that follower's lane of the publisher (one lane: one order
-	// for everything).
-	bulk := cfg.BulkPublisher
-	if bulk == nil {
-		bulk = cfg.Publisher
-	}
-	return &Relay{cfg: cfg, split: splitFor(cfg.Publisher, cfg.PageSize), bulk: bulk, bulkSplit: splitFor(bulk, cfg.PageSize),
-		log: cfg.Logger, metrics: m}, nil
-}
-
-func splitFor(pub broker.Publisher, size int) split {
-	return split{size: size, lanes: max(1, pub.Lanes())}
+	return &Relay{cfg: cfg, log: cfg.Logger, metrics: m}, nil
 }
 
 // IsLeader reports whether this relay currently holds the leader lock.
@@ -89,7 +83,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // lead opens the dedicated connection, waits to become leader and relays until an error.
 func (r *Relay) lead(ctx context.Context) error {
-	cc := leaderConfig(r.cfg.Pool)
+	cc := leaderConfig(r.cfg.Pool, r.cfg.planCacheMode)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -141,188 +135,92 @@ func (r *Relay) lead(ctx context.Context) error {
 // TestClaimPlanReadsByIndex checks the shape. JIT is off: a plan that still holds a (disabled)
 // sequential scan, e.g. of the tiny outbox_inflight, costs past jit_above_cost, and compiling it
 // took 90–100 ms of a new leader's first statement (resetUnfinished) to run a 0.2 ms query.
-func leaderConfig(pool *pgxpool.Pool) *pgx.ConnConfig {
+func leaderConfig(pool *pgxpool.Pool, planCacheMode string) *pgx.ConnConfig {
 	cc := pool.Config().ConnConfig.Copy()
-	cc.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	cc.RuntimeParams["plan_cache_mode"] = cmp.Or(planCacheMode, "force_generic_plan")
 	cc.RuntimeParams["enable_seqscan"] = "off"
 	cc.RuntimeParams["jit"] = "off"
 	return cc
 }
 
-// pipelineDepth is how many claimed batches may be unmarked at once: one being confirmed while the
-// next is claimed, expanded and published, so the broker never waits for the database (claim,
-// follower reads, mark) nor the database for the broker's confirms.
-const pipelineDepth = 3
-
-// relayLoop claims and relays batches until ctx ends (nil) or the database fails (error).
+// relayLoop claims, routes, publishes and marks batches until ctx ends (nil) or the database
+// fails (error).
 //
-// The leader goroutine claims on conn (fenced by the leader lock held by that session); an emit
-// goroutine expands and writes each batch; a confirm goroutine waits for the broker's confirms in order and marks each batch on a pool
-// connection as soon as its confirms are in (see markSQL for its fence). Batch N+1 is claimed
-// (skipping N's rows, still pending until marked) and published while N's confirms are
-// outstanding. Batches are marked in claim order; a row leaves the in-flight list only once its
-// mark committed, so no claim takes it twice.
-func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) (err error) {
-	pl := &pipeline{blocked: map[string]int64{}}
-	// Three goroutines, in claim order: this one claims (the database's share of a batch), the
-	// emitter expands and writes (follower pages, Send), the confirmer waits and marks. Each
-	// stage works on a different batch. Groups in flight are bounded by sentCh (about 4 groups of
-	// PublishGroup messages), batches by pipelineDepth.
-	emitCh := make(chan *batch, 1)
-	// Room for the bulk window and a few main groups: the emitter must not wait for the confirmer
-	// to take a main group while the confirmer waits for a bulk one.
-	sentCh := make(chan sent, 4*bulkWindow+8)
-	doneCh := make(chan *batch, pipelineDepth+1)
-	fl := newBulkInFlight()
-	// The emitter stops with this loop, whatever the reason: a leader that lost its session (the
-	// lock went with it) must not go on publishing a big fan-out's pages at old positions while
-	// its successor relays the same rows again.
-	emitCtx, stopEmitter := context.WithCancel(ctx)
-	go r.emitLoop(emitCtx, pl, fl, emitCh, sentCh)
-	go r.confirm(ctx, pl, fl, sentCh, doneCh)
-
-	var (
-		seq, lastMarked int64
-		outstanding     int
-		inFlight        = map[int64]struct{}{} // ids of rows claimed and not yet marked
-		brokerFailures  int
-		markErr         error
-		// more says a claim may find rows no notification will announce: at the start (rows
-		// from before this leader), after a full claim (LIMIT left some), after a batch that
-		// gave rows back (released or refused rows, a broker failure) or relayed a retried row
-		// (its author's later rows waited behind it), and every PollInterval
-		// (a retry falling due, a lost notification). Otherwise the leader claims only when
-		// notified. It used to claim after every claim and every mark: at a steady 100 posts/s,
-		// 1,692 claims for 1,028 rows, 40 % of them finding nothing (a round trip each, cheap
-		// for the database; social_outbox_claims_total counts both kinds). No row waits for
-		// the poll this way: the commit that notifies follows the row's insert, so a claim that
-		// starts after the notification arrived sees the row.
-		more      = true
-		lastClaim time.Time
-	)
-	// mark takes a batch the confirmer marked (or failed to mark).
-	mark := func(b *batch) {
-		outstanding--
-		if b.markErr != nil {
-			// The rows stay pending and their batch stays in outbox_inflight; the next leader
-			// forgets it and relays the rows again (at-least-once).
-			markErr = b.markErr
-			return
-		}
-		for _, rw := range b.rows {
-			delete(inFlight, rw.id)
-		}
-		lastMarked = b.seq
-		if b.err != nil || !allRelayed(b.results) || retried(b.rows) {
-			// Rows to take again, or an author's later rows that waited behind a retried one.
-			more = true
-		}
-		if b.err != nil && ctx.Err() == nil {
-			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
-			brokerFailures++
-			r.log.Warn("outbox relay: broker unavailable, backlog kept in the database", slog.Any("err", b.err), slog.Duration("retry_in", wait))
-			sleep(ctx, wait)
-		} else if b.err == nil && !pl.down() {
-			brokerFailures = 0
-		}
-		if outstanding == 0 {
-			// Nothing in flight any more: the next batch may try the broker again.
-			pl.mu.Lock()
-			pl.brokerDown = false
-			pl.mu.Unlock()
-		}
-	}
-	defer func() {
-		// Stop the emitter and the confirmer; take what the confirmer marks (bounded by the
-		// publisher's watchdog). From here on this relay does not lead: its session may be gone
-		// and a successor may already hold the lock.
-		r.leader.Store(false)
-		stopEmitter()
-		close(emitCh)
-		for b := range doneCh {
-			mark(b)
-		}
-		if err == nil && ctx.Err() == nil {
-			err = markErr
-		}
-	}()
-
-	ids := make([]int64, 0, pipelineDepth*r.cfg.BatchSize)
-	for ctx.Err() == nil && markErr == nil {
-		// Mark every batch the confirmer finished, without waiting.
-		select {
-		case b := <-doneCh:
-			mark(b)
-			continue
-		default:
-		}
-		if outstanding >= pipelineDepth || (outstanding > 0 && pl.down()) {
-			select {
-			case b := <-doneCh:
-				mark(b)
-			case <-ctx.Done():
-			}
-			continue
-		}
-		if !more && time.Since(lastClaim) >= r.cfg.PollInterval {
-			more = true
-		}
+// The leader claims when something may be waiting: at the start (rows from before this leader),
+// after a full claim (LIMIT left some), after a batch that gave rows back (released or refused
+// rows) or relayed a retried row (its author's later rows waited behind it), when notified, and
+// every PollInterval (a retry falling due, a lost notification). No row waits for the poll: the
+// commit that notifies follows the row's insert, so a claim that starts after the notification
+// arrived sees the row.
+func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
+	more := true
+	var lastClaim time.Time
+	brokerFailures := 0
+	for ctx.Err() == nil {
 		if !more {
-			if outstanding > 0 {
-				// A batch is still in flight — a big fan-out may be for a while. Rows committed
-				// meanwhile must not wait for it (their NOTIFY wakes a claim at once), nor the
-				// batch's mark for a NOTIFY: wait for either, checking the batch every
-				// inFlightPoll.
-				select {
-				case b := <-doneCh:
-					mark(b)
-				default:
-					notified, err := waitNotification(ctx, conn, inFlightPoll)
-					if err != nil {
-						return err
-					}
-					more = notified
+			wait := r.cfg.PollInterval - time.Since(lastClaim)
+			if wait > 0 {
+				if _, err := waitNotification(ctx, conn, wait); err != nil {
+					return err
 				}
-				continue
+				if ctx.Err() != nil {
+					return nil
+				}
 			}
-			if _, err := waitNotification(ctx, conn, r.cfg.PollInterval-time.Since(lastClaim)); err != nil {
-				return err
-			}
-			// Notified, or the poll is due.
-			more = true
-			continue
-		}
-		ids = ids[:0]
-		for id := range inFlight {
-			ids = append(ids, id)
 		}
 		lastClaim = time.Now()
-		c, err := claimBatch(ctx, conn, r.cfg.BatchSize, ids, r.split)
-		rows := c.rows
+		c, err := claimBatch(ctx, conn, r.cfg.BatchSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		more = len(rows) >= r.cfg.BatchSize
-		if len(rows) == 0 {
+		if len(c.rows) == 0 {
 			r.metrics.claimsEmpty.Inc()
+			more = false
 			continue
 		}
 		r.metrics.claimsRows.Inc()
-		seq++
-		b := &batch{seq: seq, rows: rows, inflight: c.inflight, firsts: c.firsts, claimedAfter: lastMarked, states: make([]rowState, len(rows))}
-		for _, rw := range rows {
-			inFlight[rw.id] = struct{}{}
+		results, brokerErr, err := r.relayBatch(ctx, conn, c)
+		if err != nil {
+			return err // the batch stays in outbox_inflight; the next leader relays it again
 		}
-		outstanding++
-		emitCh <- b
+		// Marked even when ctx ended: rows the broker confirmed should not be sent twice.
+		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		dead, err := markBatch(markCtx, conn, results, c.inflight, r.cfg.MaxAttempts)
+		cancel()
+		if err != nil {
+			return err
+		}
+		r.observe(results, dead)
+		more = len(c.rows) >= r.cfg.BatchSize || !allRelayed(results) || retried(c.rows)
+		if brokerErr != nil {
+			wait := backoff(brokerFailures, r.cfg.ErrorBackoffMin, r.cfg.ErrorBackoffMax)
+			brokerFailures++
+			r.log.Warn("outbox relay: broker unavailable, backlog kept in the database", slog.Any("err", brokerErr), slog.Duration("retry_in", wait))
+			sleep(ctx, wait)
+		} else {
+			brokerFailures = 0
+		}
 	}
-	if ctx.Err() != nil {
-		return nil
+	return nil
+}
+
+// relayBatch routes and publishes a claimed batch and decides each row's outcome. err is a
+// database failure (the leader reconnects); brokerErr a publish failure (the rows were released
+// and the leader backs off).
+func (r *Relay) relayBatch(ctx context.Context, conn *pgx.Conn, c claim) (results []result, brokerErr, err error) {
+	rt, err := route(ctx, conn, c.rows, r.presence.bigAt(ctx, conn))
+	if err != nil {
+		return nil, nil, err
 	}
-	return markErr
+	ims := build(c.rows, rt)
+	// Sends survive cancellation of ctx: a batch already routed is published and marked rather
+	// than left to the next leader (the publisher's own progress timeout bounds the wait).
+	errs := r.publish(context.WithoutCancel(ctx), ims)
+	results, brokerErr = r.outcomes(c.rows, ims, errs)
+	return results, brokerErr, nil
 }
 
 // retried says a batch had a row that had failed before: later rows of its author were skipped

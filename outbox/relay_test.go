@@ -12,95 +12,90 @@ import (
 	"github.com/socialnet/social/outbox"
 )
 
-func TestRelayRoutesEachPostToFollowersOnly(t *testing.T) {
+// TestRelayRoutesEachPostOncePerInstanceToItsOnlineFollowers: one message per realtime instance
+// that holds a follower, routing key = the instance's id, naming that instance's followers only;
+// nothing for offline followers, strangers, or an instance whose lease lapsed.
+func TestRelayRoutesEachPostOncePerInstanceToItsOnlineFollowers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	us := e.users(5)
-	author, f1, f2, f3, stranger := us[0], us[1], us[2], us[3], us[4]
-	e.follow(author, []string{f1, f2, f3})
-	// Each user has their own queue, like users connected to different realtime instances.
-	queues := map[string]*consumer{}
-	for _, u := range []string{f1, f2, f3, stranger} {
-		queues[u] = e.consumer(u)
-	}
+	us := e.users(7)
+	author, f1, f2, f3, offline, stranger, lapsed := us[0], us[1], us[2], us[3], us[4], us[5], us[6]
+	e.follow(author, []string{f1, f2, f3, offline, lapsed})
+	a, b, c := e.connected(f1, f2), e.connected(f3), e.connected(stranger)
+	e.online("rt-lapsed", lapsed)
+	e.db.Exec(t, `UPDATE realtime_instances SET lease_until = now() - interval '1 second' WHERE id = 'rt-lapsed'`)
+	d := e.consumer("rt-lapsed")
 	e.relay(outbox.Config{})
 	p := e.post(author, "hello followers")
 
-	for _, f := range []string{f1, f2, f3} {
-		waitFor(t, 10*time.Second, "delivery to "+f, func() bool { return len(queues[f].deliveries()) > 0 })
-	}
-	var eventID string
-	if err := e.db.Pool.QueryRow(t.Context(), `SELECT event_id::text FROM outbox`).Scan(&eventID); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{f1, f2, f3} {
-		ds := queues[f].deliveries()
+	waitFor(t, 10*time.Second, "deliveries to both instances", func() bool { return len(a.deliveries()) > 0 && len(b.deliveries()) > 0 })
+	for _, tc := range []struct {
+		c    *consumer
+		want []string
+	}{{a, []string{f1, f2}}, {b, []string{f3}}} {
+		ds := tc.c.deliveries()
 		if len(ds) != 1 {
-			t.Fatalf("follower %s got %d deliveries, want 1", f, len(ds))
+			t.Fatalf("instance got %d deliveries, want 1", len(ds))
 		}
-		d := ds[0]
-		if got := d.recipients(); !slices.Contains(got, f) || len(got) != 3 {
-			t.Errorf("recipients %v: want the 3 followers incl. %s", got, f)
+		got := slices.Sorted(slices.Values(ds[0].recipients()))
+		if !slices.Equal(got, slices.Sorted(slices.Values(tc.want))) {
+			t.Errorf("recipients %v, want %v", got, tc.want)
 		}
-		if d.msgID != eventID {
-			t.Errorf("MessageId %q, want the event id %q", d.msgID, eventID)
-		}
-		fr := d.frame
+		fr := ds[0].frame
 		if fr.PostID != p.ID || fr.PostText != "hello followers" || fr.AuthorUserID != author || fr.Type != domain.EventPostCreated || fr.Position < 1 || fr.CreatedAt.IsZero() {
 			t.Errorf("frame %+v does not describe post %s", fr, p.ID)
 		}
 		var raw map[string]any
-		_ = json.Unmarshal(d.body, &raw)
+		_ = json.Unmarshal(ds[0].body, &raw)
 		for _, k := range []string{"postId", "postText", "author_user_id", "type", "position", "created_at"} {
 			if _, ok := raw[k]; !ok {
-				t.Errorf("frame lacks %q: %s", k, d.body)
+				t.Errorf("frame lacks %q: %s", k, ds[0].body)
 			}
 		}
-	}
-	for _, c := range queues {
-		if len(c.errs) > 0 {
-			t.Errorf("consumer errors: %v", c.errs)
+		if len(tc.c.errs) > 0 {
+			t.Errorf("consumer errors: %v", tc.c.errs)
 		}
 	}
 	waitFor(t, 5*time.Second, "row relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 1 })
-	// Give a stray message to the stranger every chance to arrive before declaring none did:
-	// publish a second post and wait until its frames reached the followers (same channel, FIFO).
+	// Give a stray message every chance to arrive before declaring none did: a second post
+	// reaches instance a after anything the first could have sent anywhere (one channel, FIFO).
 	e.post(author, "second")
-	waitFor(t, 10*time.Second, "second delivery", func() bool { return len(queues[f1].deliveries()) == 2 })
-	if n := len(queues[stranger].deliveries()); n != 0 {
-		t.Errorf("a non-follower got %d deliveries", n)
+	waitFor(t, 10*time.Second, "second delivery", func() bool { return len(a.deliveries()) == 2 })
+	if n := len(c.deliveries()) + len(d.deliveries()); n != 0 {
+		t.Errorf("a stranger's or a lapsed instance got %d deliveries", n)
 	}
 }
 
-func TestRelaySplitsBigFanOutIntoChunksOf1000WithCCArray(t *testing.T) {
+// TestRelayReadsABigAuthorFromThePresenceSide: an author with more followers than users online is
+// routed from presence (a primary-key probe per online user), and reaches exactly its online
+// followers, each once; a small author beside it is routed from its followers.
+func TestRelayReadsABigAuthorFromThePresenceSide(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	us := e.users(2501)
-	author, followers := us[0], us[1:]
-	e.follow(author, followers)
-	all := e.consumer(followers...) // one instance with every follower connected
+	us := e.users(2503)
+	big, small, followers := us[0], us[1], us[2:]
+	e.follow(big, followers)
+	e.follow(small, followers[:2])
+	online := followers[:150] // 150 of 2,501 online, on one instance
+	all := e.connected(online...)
 	e.relay(outbox.Config{})
-	e.post(author, "to many")
+	e.post(big, "to many")
+	e.post(small, "to two")
 
-	// The first page leads with a short message (leadFollowers, 100), then chunks of 1,000.
-	waitFor(t, 20*time.Second, "4 chunks", func() bool { return len(all.deliveries()) >= 4 })
-	ds := all.deliveries()
-	var sizes []int
-	for _, d := range ds {
-		sizes = append(sizes, len(d.recipients()))
-	}
-	if fmt.Sprint(sizes) != "[100 900 1000 500]" {
-		t.Fatalf("messages name %v followers, want [100 900 1000 500]", sizes)
-	}
-	seen := recipientCount(ds)
-	for _, f := range followers {
-		if seen[[2]string{f, ds[0].msgID}] != 1 {
-			t.Fatalf("follower %s named %d times, want once", f, seen[[2]string{f, ds[0].msgID}])
+	waitFor(t, 20*time.Second, "both posts", func() bool { return len(all.deliveries()) >= 2 })
+	seen := recipientCount(all.deliveries())
+	for _, d := range all.deliveries() {
+		want := online
+		if d.frame.AuthorUserID == small {
+			want = followers[:2]
 		}
-	}
-	for _, d := range ds {
-		if n := len(d.recipients()); n > 1000 {
-			t.Errorf("a message names %d recipients, want at most 1000", n)
+		if len(d.recipients()) != len(want) {
+			t.Errorf("post of %s named %d recipients, want %d", d.frame.AuthorUserID, len(d.recipients()), len(want))
+		}
+		for _, f := range want {
+			if n := seen[[2]string{f, d.frame.PostID + d.frame.Type}]; n != 1 {
+				t.Fatalf("follower %s named %d times, want once", f, n)
+			}
 		}
 	}
 	if len(all.errs) > 0 {
@@ -116,8 +111,8 @@ func TestRelayKeepsOrderPerAuthorAndPositionsGrow(t *testing.T) {
 	for _, a := range authors {
 		e.follow(a, followers)
 	}
-	c := e.consumer(followers...)
-	e.relay(outbox.Config{BatchSize: 64, PublishGroup: 16})
+	c := e.connected(followers...)
+	e.relay(outbox.Config{BatchSize: 64})
 
 	// Three authors post concurrently while the relay runs: commits interleave.
 	const perAuthor = 334
@@ -160,7 +155,7 @@ func TestTwoRelaysRelayEveryPostExactlyOncePerFollower(t *testing.T) {
 	for _, a := range authors {
 		e.follow(a, followers)
 	}
-	c := e.consumer(followers...)
+	c := e.connected(followers...)
 	e.relay(outbox.Config{BatchSize: 100, LockKey: 42})
 	e.relay(outbox.Config{BatchSize: 100, LockKey: 42})
 
@@ -197,13 +192,13 @@ func TestRelayCancelledMidBatchLosesNothing(t *testing.T) {
 	us := e.users(601)
 	author, followers := us[0], us[1:]
 	e.follow(author, followers)
-	c := e.consumer(followers...)
+	c := e.connected(followers...)
 	const total = 300
 	for i := range total {
 		e.post(author, fmt.Sprint(i))
 	}
 	// Small groups so the batch is cut between confirms.
-	stop := e.relay(outbox.Config{BatchSize: 200, PublishGroup: 4})
+	stop := e.relay(outbox.Config{BatchSize: 200})
 	waitFor(t, 30*time.Second, "some deliveries", func() bool { return len(c.deliveries()) >= 20 })
 	stop()
 	if n := e.db.Count(t, "outbox", "status = 'relayed'"); n == total {
@@ -212,23 +207,19 @@ func TestRelayCancelledMidBatchLosesNothing(t *testing.T) {
 	e.relay(outbox.Config{})
 	waitFor(t, 60*time.Second, "backlog relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
 
-	var ids []string
-	rows, err := e.db.Pool.Query(t.Context(), `SELECT event_id::text FROM outbox`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		_ = rows.Scan(&id)
-		ids = append(ids, id)
-	}
 	waitFor(t, 20*time.Second, "every post to every follower", func() bool {
-		counts := recipientCount(c.deliveries())
-		for _, id := range ids {
-			for _, f := range followers {
-				if counts[[2]string{f, id}] < 1 {
-					return false
+		posts := map[string]map[string]bool{} // follower → posts named to them
+		for _, d := range c.deliveries() {
+			for _, f := range d.recipients() {
+				if posts[f] == nil {
+					posts[f] = map[string]bool{}
 				}
+				posts[f][d.frame.PostID] = true
+			}
+		}
+		for _, f := range followers {
+			if len(posts[f]) != total {
+				return false
 			}
 		}
 		return true

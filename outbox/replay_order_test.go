@@ -15,7 +15,7 @@ func TestReplayedRowsWithPositionsOutOfIdOrderAreRelayed(t *testing.T) {
 	e := newEnv(t)
 	us := e.users(2)
 	e.follow(us[0], us[1:])
-	c := e.consumer(us[1])
+	c := e.connected(us[1])
 	for range 3 {
 		e.post(us[0], "x")
 	}

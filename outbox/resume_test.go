@@ -18,7 +18,7 @@ import (
 // published, not yet marked: outbox_inflight), each once.
 func TestResumeFollowsEachRowsRecipients(t *testing.T) {
 	t.Parallel()
-	e := newFakeEnv(t)
+	e := newDBEnv(t)
 	us := e.users(4)
 	author, follower, recipient, stranger := us[0], us[1], us[2], us[3]
 	e.follow(author, []string{follower})
@@ -84,7 +84,7 @@ func TestResumeFollowsEachRowsRecipients(t *testing.T) {
 // posts holds one bounded page per socket.
 func TestResumePageIsBoundedInBytes(t *testing.T) {
 	t.Parallel()
-	e := newFakeEnv(t)
+	e := newDBEnv(t)
 	us := e.users(2)
 	author, follower := us[0], us[1]
 	e.follow(author, []string{follower})

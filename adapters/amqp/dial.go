@@ -1,6 +1,7 @@
-// Package amqp holds the RabbitMQ side: the outbox publisher (a Watermill message.Publisher with
-// sender-selected distribution) and the realtime consumer topology (one exclusive queue per
-// instance, one binding per connected user).
+// Package amqp holds the RabbitMQ side of the feed (design.md §3): a Watermill message.Publisher
+// for the outbox relay and a message.Subscriber for a realtime instance, on one direct exchange
+// where the topic is the routing key: a realtime instance's id. Each instance has one exclusive
+// queue bound with its own id only; users connecting and leaving never touch the broker.
 package amqp
 
 import (
@@ -16,14 +17,10 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// Header names and values shared by the publisher and the consumer.
+// The feed exchange: direct, routing key = a realtime instance's id.
 const (
-	// HeaderCC is RabbitMQ's sender-selected distribution header: extra routing keys, as an array
-	// of strings. Unlike BCC, the broker delivers it with the message, so a consumer learns every
-	// recipient from the routing key plus CC.
-	HeaderCC = "CC"
-	// ExchangeKind is the kind of the feed exchange: direct, routing key = follower id.
-	ExchangeKind = "direct"
+	DefaultExchange = "social.feed"
+	exchangeKind    = "direct"
 )
 
 // ParseURLs splits a comma-separated AMQP_URL into broker addresses and checks each.

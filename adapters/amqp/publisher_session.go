@@ -12,14 +12,13 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// session is one connection with its confirm-mode channels, one per lane.
+// session is one connection with its confirm-mode channel.
 type session struct {
-	conn     *amqp091.Connection
-	cork     *corkConn // the socket under conn: start writes each call's messages at once
-	chs      []*amqp091.Channel
-	addr     string
-	broker   Broker
-	declared map[string]bool
+	conn   *amqp091.Connection
+	cork   *corkConn // the socket under conn: start writes each call's messages at once
+	ch     *amqp091.Channel
+	addr   string
+	broker Broker
 
 	progress  atomic.Int64 // unix nanos of the last write accepted or confirm received
 	stalled   atomic.Bool  // aborted for lack of progress
@@ -30,19 +29,9 @@ type session struct {
 
 func (s *session) progressed() { s.progress.Store(time.Now().UnixNano()) }
 
-// closed reports whether the connection or any lane's channel closed (a channel exception closes
-// only its channel; the session is then replaced as a whole, keeping lanes and their order simple).
-func (s *session) closed() bool {
-	if s.conn.IsClosed() {
-		return true
-	}
-	for _, ch := range s.chs {
-		if ch.IsClosed() {
-			return true
-		}
-	}
-	return false
-}
+// closed reports whether the connection or its channel closed (a channel exception closes only
+// the channel; the session is then replaced as a whole).
+func (s *session) closed() bool { return s.conn.IsClosed() || s.ch.IsClosed() }
 
 // abort closes the connection (failing every write and pending confirm on it) once.
 func (s *session) abort(stalled bool) {
@@ -56,9 +45,9 @@ func (s *session) abort(stalled bool) {
 	})
 }
 
-// session returns the live session with topic declared, connecting if needed. Within the backoff
-// after a failed attempt it fails at once: the caller keeps its messages and retries later.
-func (p *Publisher) session(ctx context.Context, topic string) (*session, error) {
+// session returns the live session, connecting if needed. Within the backoff after a failed
+// attempt it fails at once: the caller keeps its messages and retries later.
+func (p *Publisher) session(ctx context.Context) (*session, error) {
 	if p.sess != nil && p.sess.closed() {
 		p.drop("connection lost")
 	}
@@ -75,13 +64,6 @@ func (p *Publisher) session(ctx context.Context, topic string) (*session, error)
 		}
 		p.connected(s)
 	}
-	if !p.sess.declared[topic] {
-		if err := p.sess.chs[0].ExchangeDeclare(topic, p.cfg.ExchangeKind, true, false, false, false, nil); err != nil {
-			p.drop("declare exchange failed")
-			return nil, fmt.Errorf("%w: declare exchange %q: %w", ErrUnavailable, topic, err)
-		}
-		p.sess.declared[topic] = true
-	}
 	return p.sess, nil
 }
 
@@ -90,20 +72,21 @@ func (p *Publisher) connect(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	chs := make([]*amqp091.Channel, p.cfg.Lanes)
-	for i := range chs {
-		ch, err := conn.Channel()
-		if err != nil {
-			_ = conn.CloseDeadline(time.Now().Add(time.Second))
-			return nil, fmt.Errorf("open channel: %w", err)
-		}
-		if err := ch.Confirm(false); err != nil {
-			_ = conn.CloseDeadline(time.Now().Add(time.Second))
-			return nil, fmt.Errorf("confirm mode: %w", err)
-		}
-		chs[i] = ch
+	fail := func(what string, err error) (*session, error) {
+		_ = conn.CloseDeadline(time.Now().Add(time.Second))
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	s := &session{conn: conn, cork: cork, chs: chs, addr: addr, broker: BrokerOf(conn, addr), declared: map[string]bool{}, aborted: make(chan struct{})}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fail("open channel", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return fail("confirm mode", err)
+	}
+	if err := ch.ExchangeDeclare(p.cfg.Exchange, exchangeKind, true, false, false, false, nil); err != nil {
+		return fail("declare exchange "+p.cfg.Exchange, err)
+	}
+	s := &session{conn: conn, cork: cork, ch: ch, addr: addr, broker: BrokerOf(conn, addr), aborted: make(chan struct{})}
 	s.progressed()
 	return s, nil
 }
@@ -150,23 +133,20 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	return nil
 }
 
-// connected makes s the live session and tells the log and PublisherConfig.OnConnect which broker
-// it reached (a reconnect may reach another node of a cluster, possibly of another version).
+// connected makes s the live session and logs which broker it reached (a reconnect may reach
+// another node of a cluster, possibly of another version).
 func (p *Publisher) connected(s *session) {
 	p.failures = 0
 	p.sess = s
 	p.up.Store(true)
 	p.log.Info("amqp publisher connected", slog.String("broker", s.addr),
 		slog.String("broker_product", s.broker.Product), slog.String("broker_version", s.broker.Version))
-	if p.cfg.OnConnect != nil {
-		p.cfg.OnConnect(s.broker)
-	}
 }
 
 // Connect returns the broker of the live connection, connecting first if there is none; within
 // the backoff after a failed attempt it fails at once with ErrUnavailable. It waits behind a
-// running Publish. The dispatcher calls it before building the relay, to choose the message shape
-// by the broker's version (ShapeFor).
+// running Publish. The dispatcher calls it before it relays, to log the broker's version and to
+// claim nothing while no broker answers.
 func (p *Publisher) Connect(ctx context.Context) (Broker, error) {
 	if p.closed.Load() {
 		return Broker{}, ErrClosed

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -67,11 +66,11 @@ func (e *pubEnv) queue(t *testing.T, args amqp091.Table, keys ...string) (string
 	return q.Name, ds
 }
 
-func newPublisher(t *testing.T, urls ...string) *amqp.Publisher {
+func newPublisher(t *testing.T, exchange string, urls ...string) *amqp.Publisher {
 	t.Helper()
 	d := amqp.NewDialer(urls)
 	d.Timeout = 2 * time.Second
-	p, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, PublishTimeout: 5 * time.Second,
+	p, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: d, Exchange: exchange, PublishTimeout: 5 * time.Second,
 		ReconnectBackoffMin: 50 * time.Millisecond, ReconnectBackoffMax: 500 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -81,12 +80,9 @@ func newPublisher(t *testing.T, urls ...string) *amqp.Publisher {
 	return p
 }
 
-func feedMessage(id, key string, cc ...string) *message.Message {
+func feedMessage(id string) *message.Message {
 	m := message.NewMessage(id, []byte(`{"postId":"p"}`))
-	m.Metadata.Set(amqp.MetadataRoutingKey, key)
-	if len(cc) > 0 {
-		m.Metadata.Set(amqp.MetadataCC, strings.Join(cc, ","))
-	}
+	m.Metadata.Set("x-trace", "t1")
 	return m
 }
 
@@ -101,44 +97,43 @@ func receive(t *testing.T, ds <-chan amqp091.Delivery) amqp091.Delivery {
 	}
 }
 
-func TestPublisherSendsRoutingKeyCCArrayAndMessageID(t *testing.T) {
+func TestPublisherSendsTheTopicAsRoutingKeyWithMessageIDAndMetadata(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
-	_, ds := e.queue(t, nil, "u3") // bound only with a CC key: CC is honoured by the broker
-	p := newPublisher(t, amqptest.URL())
+	_, ds := e.queue(t, nil, "rt-1")
+	p := newPublisher(t, e.exchange, amqptest.URL())
 	id := uuid.NewString()
-	if err := p.Publish(e.exchange, feedMessage(id, "u1", "u2", "u3")); err != nil {
+	if err := p.Publish("rt-1", feedMessage(id)); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	d := receive(t, ds)
-	if d.RoutingKey != "u1" || d.MessageId != id || d.ContentType != "application/json" || d.DeliveryMode != amqp091.Transient {
-		t.Errorf("delivery key=%q id=%q type=%q mode=%d", d.RoutingKey, d.MessageId, d.ContentType, d.DeliveryMode)
+	if d.RoutingKey != "rt-1" || d.Exchange != e.exchange || d.MessageId != id || d.ContentType != "application/json" || d.DeliveryMode != amqp091.Transient {
+		t.Errorf("delivery exchange=%q key=%q id=%q type=%q mode=%d", d.Exchange, d.RoutingKey, d.MessageId, d.ContentType, d.DeliveryMode)
 	}
-	cc, ok := d.Headers[amqp.HeaderCC].([]interface{})
-	if !ok || len(cc) != 2 || cc[0] != "u2" || cc[1] != "u3" {
-		t.Errorf("CC header %#v, want array [u2 u3]", d.Headers[amqp.HeaderCC])
+	if d.Headers["x-trace"] != "t1" {
+		t.Errorf("metadata not carried as a header: %#v", d.Headers)
 	}
 	if string(d.Body) != `{"postId":"p"}` {
 		t.Errorf("body %q", d.Body)
 	}
 }
 
-func TestPublisherReportsOnlyTheNackedMessage(t *testing.T) {
+func TestPublisherReportsNackedMessagesAsRefused(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
 	// A queue that refuses everything: the broker nacks messages routed to it.
 	e.queue(t, amqp091.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"}, "refuser")
-	p := newPublisher(t, amqptest.URL())
-	err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "a"), feedMessage(uuid.NewString(), "refuser"), feedMessage(uuid.NewString(), "b"))
+	p := newPublisher(t, e.exchange, amqptest.URL())
+	err := p.Publish("refuser", feedMessage(uuid.NewString()), feedMessage(uuid.NewString()))
 	var pe *amqp.PublishError
-	if !errors.As(err, &pe) || !errors.Is(err, amqp.ErrNacked) {
-		t.Fatalf("err = %v, want a PublishError with ErrNacked", err)
+	if !errors.As(err, &pe) || !amqp.IsRefused(err) {
+		t.Fatalf("err = %v, want a PublishError that IsRefused", err)
 	}
-	if len(pe.Failed) != 1 || pe.Failed[1] == nil {
-		t.Errorf("failed = %v, want only message 1", pe.Failed)
+	if len(pe.Failed) != 2 {
+		t.Errorf("failed = %v, want both messages", pe.Failed)
 	}
 	// The channel survives a nack.
-	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "a")); err != nil {
+	if err := p.Publish("a", feedMessage(uuid.NewString())); err != nil || amqp.IsRefused(err) {
 		t.Errorf("publish after nack: %v", err)
 	}
 }
@@ -156,10 +151,10 @@ func deadURL(t *testing.T) string {
 func TestPublisherFailsFastWhileBrokerIsUnreachable(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
-	p := newPublisher(t, deadURL(t))
+	p := newPublisher(t, e.exchange, deadURL(t))
 	for range 3 {
 		start := time.Now()
-		err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "a"))
+		err := p.Publish("a", feedMessage(uuid.NewString()))
 		if !errors.Is(err, amqp.ErrUnavailable) {
 			t.Fatalf("err = %v, want ErrUnavailable", err)
 		}
@@ -176,8 +171,8 @@ func TestPublisherFailsOverToTheNextBroker(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
 	_, ds := e.queue(t, nil, "k")
-	p := newPublisher(t, deadURL(t), amqptest.URL())
-	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); err != nil {
+	p := newPublisher(t, e.exchange, deadURL(t), amqptest.URL())
+	if err := p.Publish("k", feedMessage(uuid.NewString())); err != nil {
 		t.Fatalf("publish with a dead first node: %v", err)
 	}
 	receive(t, ds)
@@ -190,8 +185,8 @@ func TestPublisherReconnectsAfterTheConnectionIsLost(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
 	_, ds := e.queue(t, nil, "k")
-	p := newPublisher(t, amqptest.URL())
-	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); err != nil {
+	p := newPublisher(t, e.exchange, amqptest.URL())
+	if err := p.Publish("k", feedMessage(uuid.NewString())); err != nil {
 		t.Fatal(err)
 	}
 	receive(t, ds)
@@ -201,13 +196,13 @@ func TestPublisherReconnectsAfterTheConnectionIsLost(t *testing.T) {
 	if err := e.ch.ExchangeDelete(e.exchange, false, false); err != nil {
 		t.Fatal(err)
 	}
-	err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k"))
+	err := p.Publish("k", feedMessage(uuid.NewString()))
 	if err != nil && !errors.Is(err, amqp.ErrUnavailable) {
 		t.Fatalf("err = %v, want nil or ErrUnavailable", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k"))
+		err := p.Publish("k", feedMessage(uuid.NewString()))
 		if err == nil {
 			break
 		}
@@ -221,14 +216,14 @@ func TestPublisherReconnectsAfterTheConnectionIsLost(t *testing.T) {
 func TestPublisherCloseIsFinal(t *testing.T) {
 	t.Parallel()
 	e := newPubEnv(t)
-	p := newPublisher(t, amqptest.URL())
-	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); err != nil {
+	p := newPublisher(t, e.exchange, amqptest.URL())
+	if err := p.Publish("k", feedMessage(uuid.NewString())); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if err := p.Publish(e.exchange, feedMessage(uuid.NewString(), "k")); !errors.Is(err, amqp.ErrClosed) {
+	if err := p.Publish("k", feedMessage(uuid.NewString())); !errors.Is(err, amqp.ErrClosed) {
 		t.Errorf("publish after close = %v, want ErrClosed", err)
 	}
 	if err := p.Close(); err != nil {

@@ -39,7 +39,7 @@ type Presence struct {
 	users      map[string]*presentUser
 	queue      []string // users whose row must be written or deleted
 	wake       chan struct{}
-	registered atomic.Bool // the lease is live as far as we know; Join refuses otherwise
+	registered atomic.Bool  // the lease is live as far as we know; Join refuses otherwise
 	writes     atomic.Int64 // presence statements run (batching shows as fewer writes than joins)
 }
 

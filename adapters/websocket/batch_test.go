@@ -50,7 +50,7 @@ func TestBatchLinesPacksFramesOnePerLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Binder: fakeBinder{}, Missed: missed, ResumePage: page})
+	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}, Missed: missed, ResumePage: page})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestBatchRefusesAnUnknownFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Binder: fakeBinder{}})
+	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}})
 	if err != nil {
 		t.Fatal(err)
 	}

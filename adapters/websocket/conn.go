@@ -16,8 +16,6 @@ import (
 const (
 	// StatusTokenExpired closes a socket whose token's exp has passed (design.md §4).
 	StatusTokenExpired websocket.StatusCode = 4001
-	// statusServiceRestart (1012) asks the client to reconnect (and resume) shortly.
-	statusServiceRestart websocket.StatusCode = 1012
 )
 
 // conn is one local socket. An idle socket costs one goroutine, its reader (readUntilClosed:
@@ -57,8 +55,14 @@ type conn struct {
 	// resumedUpTo is the highest position sent by resume: live frames at or below it were
 	// already sent from PostgreSQL and are dropped (no duplicate across the switch).
 	resumedUpTo int64
-	ping        *time.Timer
-	expiry      *time.Timer
+	// refill: the socket must fill a gap from PostgreSQL (Hub.Refill) once its writes are free.
+	refill bool
+	// position is the newest position the socket has: sent, or covered by a resume (or, before
+	// any, the instance's floor at the handshake). A refill resumes from it. Read and written only
+	// by the owner of the writes.
+	position int64
+	ping     *time.Timer
+	expiry   *time.Timer
 }
 
 // maxBatchBytes bounds one round's frames (one write(2) when the kernel takes it all): enough to
@@ -161,6 +165,9 @@ func (c *conn) round(scratch []*frame) []*frame {
 
 	c.wire.begin()
 	err := c.writeFrames(batch, upTo)
+	for _, f := range batch {
+		c.position = max(c.position, f.position)
+	}
 	clear(batch)
 	pending, endErr := c.wire.end(c)
 	if err == nil {
@@ -245,9 +252,15 @@ func (c *conn) drained(err error) {
 	c.next()
 }
 
-// next hands c back to the run queue if frames (or a kick) wait, else releases its writes.
+// next hands c to a refill if one is asked, back to the run queue if frames (or a kick) wait, else
+// releases its writes.
 func (c *conn) next() {
 	c.mu.Lock()
+	if c.refill && !c.kicked && !c.closed {
+		c.mu.Unlock()
+		c.h.refills.push(c)
+		return
+	}
 	if c.head < len(c.queue) || c.kicked || c.closed {
 		c.mu.Unlock()
 		c.h.writers.push(c)

@@ -19,6 +19,7 @@ import (
 	"github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
@@ -27,13 +28,16 @@ import (
 
 var amqpURL = amqptest.URL()
 
-// env is one realtime instance under test: its own database, exchange and queue.
+// env is one realtime instance under test, wired as cmd/social wires it: its own database,
+// exchange, presence registration and queue.
 type env struct {
 	t        testing.TB
 	db       *pgtest.DB
 	exchange string
+	instance string
 	tokens   *auth.Tokens
-	consumer *amqp.Consumer
+	presence *postgres.Presence
+	sub      *amqp.Subscriber
 	hub      *ws.Hub
 	srv      *httptest.Server
 	reg      *prometheus.Registry
@@ -60,21 +64,20 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		t.Fatal(err)
 	}
 	e := &env{t: t, db: db, exchange: exchange, tokens: tokens, reg: prometheus.NewRegistry()}
+	e.instance = "rt-" + uuid.NewString()
 	ctx, cancel := context.WithCancel(context.Background())
 	var hub *ws.Hub
-	e.consumer, err = amqp.NewConsumer(amqp.ConsumerConfig{
-		Dialer:      amqp.NewDialer([]string{brokerURL}),
-		MinBackoff:  20 * time.Millisecond,
-		Exchange:    exchange,
-		QueuePrefix: "test.realtime.",
-		Handle:      func(d amqp.Delivery) { hub.Deliver(d.Recipients, d.Body) },
-		OnReconnect: func() { hub.Reconnected() },
-		Logger:      log,
-	})
+	e.presence, err = postgres.NewPresence(postgres.PresenceConfig{Pool: db.Pool, InstanceID: e.instance, Lease: 2 * time.Second,
+		OnLost: func() { hub.Refill() }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ws.Config{Tokens: tokens, Binder: e.consumer, Missed: outbox.NewResume(db.Pool), Logger: log, Registerer: e.reg}
+	e.sub, err = amqp.NewSubscriber(amqp.SubscriberConfig{Dialer: amqp.NewDialer([]string{brokerURL}), Exchange: exchange,
+		QueuePrefix: "test.realtime.", OnConnect: func() { hub.Refill() }, MinBackoff: 20 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ws.Config{Tokens: tokens, Presence: e.presence, Missed: outbox.NewResume(db.Pool), Logger: log, Registerer: e.reg}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -84,7 +87,21 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 	}
 	e.hub = hub
 	done := make(chan struct{})
-	go func() { defer close(done); _ = e.consumer.Run(ctx) }()
+	registered := make(chan struct{})
+	go func() { defer close(registered); _ = e.presence.Run(ctx) }()
+	msgs, err := e.sub.Subscribe(ctx, e.instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(done)
+		for m := range msgs {
+			if err := domain.EachDelivery(m.Payload, hub.Deliver); err != nil {
+				log.Warn("bad feed message", slog.Any("err", err))
+			}
+			m.Ack()
+		}
+	}()
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/post/feed/posted" {
 			hub.ServeHTTP(w, r)
@@ -99,9 +116,13 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		e.srv.Close()
 		cancel()
 		<-done
+		<-registered
+		_ = e.sub.Close()
 		amqptest.DeleteExchange(t, exchange)
 	})
-	waitFor(t, 20*time.Second, "consumer ready", func() bool { return e.consumer.Ready(context.Background()) == nil })
+	waitFor(t, 20*time.Second, "instance ready", func() bool {
+		return e.presence.Ready(context.Background()) == nil && e.sub.Ready(context.Background()) == nil
+	})
 
 	conn, err := amqp091.Dial(amqpURL)
 	if err != nil {
@@ -114,7 +135,8 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 	return e
 }
 
-// publish sends a frame the way the dispatcher does: routing key = first recipient, CC = the rest.
+// publish sends a frame the way the dispatcher does: a feed message to this instance naming the
+// recipients.
 func (e *env) publish(t testing.TB, f domain.FeedFrame, recipients ...string) {
 	t.Helper()
 	body, err := json.Marshal(f)
@@ -126,17 +148,9 @@ func (e *env) publish(t testing.TB, f domain.FeedFrame, recipients ...string) {
 
 func (e *env) publishRaw(t testing.TB, body []byte, recipients ...string) {
 	t.Helper()
-	var headers amqp091.Table
-	if len(recipients) > 1 {
-		cc := make([]interface{}, 0, len(recipients)-1)
-		for _, r := range recipients[1:] {
-			cc = append(cc, r)
-		}
-		headers = amqp091.Table{amqp.HeaderCC: cc}
-	}
-	err := e.pub.PublishWithContext(context.Background(), e.exchange, recipients[0], false, false, amqp091.Publishing{
-		Headers: headers, ContentType: "application/json", MessageId: uuid.NewString(),
-		DeliveryMode: amqp091.Transient, Body: body,
+	msg := domain.AppendDelivery(domain.NewDeliveries(nil), body, recipients)
+	err := e.pub.PublishWithContext(context.Background(), e.exchange, e.instance, false, false, amqp091.Publishing{
+		ContentType: "application/octet-stream", MessageId: uuid.NewString(), DeliveryMode: amqp091.Transient, Body: msg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -266,38 +280,15 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// bound reports whether a probe publish to user is routed (mandatory flag; unroutable → returned).
-func (e *env) bound(t testing.TB, user string) bool {
+// present reports whether user has a presence row on this instance (routing sees them).
+func (e *env) present(t testing.TB, user string) bool {
 	t.Helper()
-	conn, err := amqp091.Dial(amqpURL)
-	if err != nil {
+	var ok bool
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM presence WHERE user_id = $1 AND instance_id = $2)`,
+		user, e.instance).Scan(&ok); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	returns := ch.NotifyReturn(make(chan amqp091.Return, 1))
-	// A probe body that the hub drops as undecodable: it never reaches a socket.
-	dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), e.exchange, user, true, false,
-		amqp091.Publishing{Body: []byte("probe"), DeliveryMode: amqp091.Transient})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The broker sends basic.return before the ack of an unroutable mandatory message.
-	if !dc.Wait() {
-		t.Fatal("probe nacked")
-	}
-	select {
-	case <-returns:
-		return false
-	default:
-		return true
-	}
+	return ok
 }
 
 // metric returns the value of a counter or gauge registered by the hub (0 if absent).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -16,16 +17,15 @@ import (
 	"github.com/socialnet/social/adapters/auth"
 )
 
-// Binder keeps the broker bindings of this instance's queue in step with its sockets
-// (adapters/amqp.Consumer). The hub calls Bind for every socket and Unbind when it closes; the
-// binder counts them per user, so calls for different sockets need no ordering. Bind must return
-// nil only once frames for userID reach this instance (the broker confirmed the binding on the
-// live queue), and fail while it cannot promise that (no broker connection): the hub upgrades a
-// socket only after Bind, so a socket is never open while its frames are routed nowhere. After an
-// error it holds no reference.
-type Binder interface {
-	Bind(ctx context.Context, userID string) error
-	Unbind(ctx context.Context, userID string) error
+// Presence records which users hold a socket on this instance, where the dispatcher routes from
+// (adapters/postgres.Presence). The hub calls Join for every socket and Leave when it closes; the
+// presence counts them per user. Join must return nil only once events relayed from then on are
+// routed to this instance (the user's presence is committed), and fail while it cannot promise
+// that (no database): the hub reads a resume and upgrades only after Join, so a socket is never
+// open while its frames are routed nowhere. After an error it holds no count.
+type Presence interface {
+	Join(ctx context.Context, userID string) error
+	Leave(userID string)
 }
 
 // DefaultSendQueueBytes is Config.SendQueueBytes when unset: 4 MiB, e.g. about 15,000 frames of
@@ -35,12 +35,12 @@ const DefaultSendQueueBytes = 4 << 20
 // DefaultMaxSocketsPerUser is Config.MaxSocketsPerUser when unset.
 const DefaultMaxSocketsPerUser = 16
 
-// Config configures a Hub. Tokens and Binder are required.
+// Config configures a Hub. Tokens and Presence are required.
 type Config struct {
 	// Tokens verifies the bearer token before the upgrade.
 	Tokens *auth.Tokens
-	// Binder binds a user's routing key on their first local socket and unbinds after the last.
-	Binder Binder
+	// Presence records the users connected here (routing reads it).
+	Presence Presence
 	// Missed reads the frames a resuming client missed (?since=N): outbox.NewResume. Nil
 	// refuses ?since= with 400.
 	Missed MissedFrames
@@ -80,11 +80,15 @@ type Config struct {
 	// reconnects with since=P. Default 1,000 (DefaultResumeMax).
 	ResumeMax int
 	// MaxSocketsPerUser bounds one user's sockets on this instance (tabs, devices); the next
-	// handshake is answered 429 with Retry-After, before any binding or upgrade. Default 16
+	// handshake is answered 429 with Retry-After, before any presence write or upgrade. Default 16
 	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
 	MaxSocketsPerUser int
 	// Writers is how many goroutines write frames for all sockets (writers.go). Default GOMAXPROCS.
 	Writers int
+	// Refills is how many sockets fill their gap from PostgreSQL at once after Refill (a broker
+	// reconnect, a lost registration). Default 8: enough to keep the database busy, few enough
+	// that the instance's pool still serves new sockets' resumes.
+	Refills int
 }
 
 // DefaultResumeMax is the most frames one resume sends by default.
@@ -119,6 +123,9 @@ func (c *Config) setDefaults() {
 	if c.MaxSocketsPerUser <= 0 {
 		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
 	}
+	if c.Refills <= 0 {
+		c.Refills = 8
+	}
 }
 
 // Validate reports missing required fields.
@@ -127,8 +134,8 @@ func (c *Config) Validate() error {
 	if c.Tokens == nil {
 		errs = append(errs, errors.New("websocket: Tokens is required"))
 	}
-	if c.Binder == nil {
-		errs = append(errs, errors.New("websocket: Binder is required"))
+	if c.Presence == nil {
+		errs = append(errs, errors.New("websocket: Presence is required"))
 	}
 	return errors.Join(errs...)
 }
@@ -147,6 +154,12 @@ type Hub struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 	active    sync.WaitGroup // one per admitted socket, until it is closed
+
+	// live is the highest position delivered live to this instance: a socket opened without
+	// ?since= fills a later gap from there (refill.go).
+	live atomic.Int64
+	// refills are the sockets waiting to fill a gap, taken by up to Config.Refills goroutines.
+	refills refillQueue
 }
 
 // NewHub returns a Hub.
@@ -162,8 +175,9 @@ func NewHub(cfg Config) (*Hub, error) {
 // errTooManySockets: the user already holds Config.MaxSocketsPerUser sockets here.
 var errTooManySockets = errors.New("too many sockets for this user")
 
-// register adds c to the hub, then waits for the user's binding: from its return on, every frame
-// for the user reaches c's queue (c is listed before the binding can exist, so none is missed).
+// register adds c to the hub, then waits for the user's presence: from its return on, every frame
+// relayed to the user reaches c's queue (c is listed before the presence commits, so none is
+// missed).
 // A user at Config.MaxSocketsPerUser gets errTooManySockets (counted and added in one step, so
 // concurrent handshakes cannot pass the bound together).
 func (h *Hub) register(ctx context.Context, c *conn) error {
@@ -174,7 +188,7 @@ func (h *Hub) register(ctx context.Context, c *conn) error {
 	}
 	h.users[c.user] = append(h.users[c.user], c)
 	h.mu.Unlock()
-	if err := h.cfg.Binder.Bind(ctx, c.user); err != nil {
+	if err := h.cfg.Presence.Join(ctx, c.user); err != nil {
 		h.remove(c)
 		return err
 	}
@@ -200,28 +214,28 @@ func (h *Hub) remove(c *conn) {
 	}
 }
 
-// unregister removes c and drops its reference on the user's binding (the binder unbinds after
-// the user's last socket).
+// unregister removes c and drops its count in the user's presence (removed after the last socket).
 func (h *Hub) unregister(c *conn) {
 	h.remove(c)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := h.cfg.Binder.Unbind(ctx, c.user); err != nil {
-		// A stale binding only brings frames that Deliver drops (no local socket).
-		h.log.Warn("unbind user", slog.String("user_id", c.user), slog.Any("err", err))
-	}
+	h.cfg.Presence.Leave(c.user)
 }
 
 // Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients
 // that asked for its kind (?types=). It never blocks: a socket whose send queue is full is closed
-// instead (1013).
-func (h *Hub) Deliver(recipients []string, body []byte) {
+// instead (1013). Its signature is domain.EachDelivery's callback.
+func (h *Hub) Deliver(body []byte, recipients []string) {
 	f, err := parseFrame(body)
 	if err != nil {
 		h.log.Warn("dropping undecodable frame", slog.Any("err", err))
 		return
 	}
 	f.live = true
+	for {
+		seen := h.live.Load()
+		if f.position <= seen || h.live.CompareAndSwap(seen, f.position) {
+			break
+		}
+	}
 	// Sockets that were idle go to the writers in groups (one lock of the run queue each), the
 	// first socket at once: its write starts while the rest are still being queued.
 	var ready [64]*conn
@@ -241,27 +255,6 @@ func (h *Hub) Deliver(recipients []string, body []byte) {
 	}
 	h.mu.RUnlock()
 	h.writers.push(ready[:n]...)
-}
-
-// Reconnected is told by the consumer that its broker connection was (re)established: frames
-// published while it was down never reached this instance. Every socket open now is closed with
-// 1012 (service restart) so its client reconnects with ?since= and reads the gap from PostgreSQL.
-// The consumer calls it before it accepts new bindings, so the sockets listed here are exactly
-// those opened on an earlier session (and a few being refused with 503), never one bound on the
-// new session.
-func (h *Hub) Reconnected() {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	n := 0
-	for _, set := range h.users {
-		for _, c := range set {
-			c.kick(statusServiceRestart, "feed interrupted: reconnect with since")
-			n++
-		}
-	}
-	if n > 0 {
-		h.log.Warn("broker reconnected: asked clients to resume", slog.Int("sockets", n))
-	}
 }
 
 // acquire admits a new socket unless the hub is shutting down.

@@ -160,24 +160,24 @@ func TestExpiredTokenClosesWith4001(t *testing.T) {
 	}
 }
 
-func TestBindingRemovedAfterLastSocketCloses(t *testing.T) {
+func TestPresenceRemovedAfterLastSocketCloses(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	user := uuid.NewString()
-	if e.bound(t, user) {
-		t.Fatal("bound before any socket")
+	if e.present(t, user) {
+		t.Fatal("present before any socket")
 	}
 	c1, c2 := e.dial(t, user, ""), e.dial(t, user, "")
-	if !e.bound(t, user) {
-		t.Fatal("not bound with two sockets")
+	if !e.present(t, user) {
+		t.Fatal("not present with two sockets")
 	}
 	c1.c.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, 15*time.Second, "first socket gone", func() bool { return e.hub.Connections() == 1 })
-	if !e.bound(t, user) {
-		t.Fatal("unbound while a socket is still open")
+	if !e.present(t, user) {
+		t.Fatal("presence removed while a socket is still open")
 	}
 	c2.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 15*time.Second, "binding removed", func() bool { return !e.bound(t, user) })
+	waitFor(t, 15*time.Second, "presence removed", func() bool { return !e.present(t, user) })
 }
 
 func TestShutdownClosesSocketsWith1001(t *testing.T) {

@@ -10,6 +10,7 @@ type metrics struct {
 	refused     prometheus.Counter
 	latency     prometheus.Histogram
 	resyncs     prometheus.Counter
+	refills     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,6 +33,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_resyncs_total", Help: "Resumes ended with a resync frame (more missed than one resume sends, or since above the newest position).",
 		}),
+		refills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_refills_total", Help: "Open websockets whose gap was filled from the outbox after a broker reconnect or a lost registration.",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
 			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
@@ -39,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs, m.refills)
 	}
 	return m
 }

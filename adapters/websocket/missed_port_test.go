@@ -48,11 +48,11 @@ func (f *fakeMissed) Newest(context.Context) (int64, error) {
 	return f.pos[len(f.pos)-1], nil
 }
 
-// fakeBinder binds at once.
-type fakeBinder struct{}
+// fakePresence joins at once.
+type fakePresence struct{}
 
-func (fakeBinder) Bind(context.Context, string) error   { return nil }
-func (fakeBinder) Unbind(context.Context, string) error { return nil }
+func (fakePresence) Join(context.Context, string) error { return nil }
+func (fakePresence) Leave(string)                       {}
 
 // The hub pages through the resume port from since, sends its frames in order before live ones,
 // and drops live frames at or below the last resumed position.
@@ -67,7 +67,7 @@ func TestHubResumesThroughItsPortPageByPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Binder: fakeBinder{}, Missed: missed, ResumePage: 3})
+	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}, Missed: missed, ResumePage: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestHubResumesThroughItsPortPageByPage(t *testing.T) {
 	}
 	live := func(p int64) {
 		b, _ := json.Marshal(domain.FeedFrame{PostID: "p", Type: domain.EventPostCreated, Position: p, CreatedAt: time.Now()})
-		hub.Deliver([]string{user}, b)
+		hub.Deliver(b, []string{user})
 	}
 	live(8) // already resumed
 	live(9)

@@ -209,3 +209,9 @@ func TestSlowReaderIsDisconnectedWhileFastOneKeepsReceiving(t *testing.T) {
 		}
 	}
 }
+
+// follow makes user follow author (SQL; the friend service is tested elsewhere).
+func follow(t testing.TB, db *pgtest.DB, user, author string) {
+	t.Helper()
+	db.Exec(t, `INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)`, user, author)
+}

@@ -15,9 +15,9 @@ import (
 	"github.com/socialnet/social/domain"
 )
 
-// ServeHTTP is GET /post/feed/posted: check origin and token, bind, upgrade, resume if asked,
-// then push frames until the client leaves, the token expires, the client falls behind, the broker
-// connection is re-established (1012) or the server shuts down (1001).
+// ServeHTTP is GET /post/feed/posted: check origin and token, join presence, upgrade, resume if
+// asked, then push frames until the client leaves, the token expires, the client falls behind or
+// the server shuts down (1001).
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.log.With(slog.String("uri", redactedURI(r.URL)), slog.String("remote", r.RemoteAddr))
 	if !originAllowed(r, h.cfg.AllowedOrigins) {
@@ -66,9 +66,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
 	// done: live frames meanwhile wait in the queue.
 	c := &conn{h: h, user: claims.UserID, kinds: kinds, lines: lines, writing: true}
-	// Bind before anything is read from PostgreSQL: from here on every frame for this user
-	// reaches c's queue, so a resume that reads the database afterwards leaves no gap. The
-	// request context may carry the API's request timeout (in `all`): the socket outlives it.
+	// Join presence before anything is read from PostgreSQL: from here on every frame relayed to
+	// this user reaches c's queue, so a resume that reads the database afterwards leaves no gap
+	// (design.md §3). The request context may carry the API's request timeout (in `all`): the
+	// socket outlives it.
 	bindCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	err = h.register(bindCtx, c)
 	cancel()
@@ -80,10 +81,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		// No upgrade without a confirmed binding: a socket opened now would receive nothing
-		// (its frames are unroutable) and look healthy. 503 + Retry-After; the client retries.
+		// No upgrade without committed presence: a socket opened now would receive nothing
+		// (routing skips it) and look healthy. 503 + Retry-After; the client retries.
 		h.active.Done()
-		log.Warn("bind user; refusing the websocket", slog.Any("err", err))
+		log.Warn("join presence; refusing the websocket", slog.Any("err", err))
 		writeError(w, http.StatusServiceUnavailable, "feed temporarily unavailable")
 		return
 	}
@@ -117,6 +118,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.startTimers(claims.ExpiresAt)
 	log.Debug("websocket connected", slog.Int64("since", since))
 
+	c.position = since
+	if since < 0 {
+		c.position = h.floor()
+	}
 	if since >= 0 {
 		if err := c.resume(since); err != nil && !c.ending() { // not just the client leaving mid-resume
 			log.Warn("resume failed", slog.Any("err", err))
@@ -170,8 +175,9 @@ func (c *conn) resume(since int64) error {
 		}
 		sent += len(page)
 		after = max(after, last)
+		c.position = max(c.position, after)
 		c.mu.Lock()
-		c.resumedUpTo = after
+		c.resumedUpTo = max(c.resumedUpTo, after)
 		c.mu.Unlock()
 		if !more {
 			return nil

@@ -156,7 +156,6 @@ func TestBrowserFollowerSeesPostLive(t *testing.T) {
 	b := newBrowser(t)
 	s := newStack(t)
 	base, _ := s.start(t, "all")
-	s.startRelay(t)
 	reader, author, elsewhere := b.person(), b.person(), b.person()
 	authorLast := fmt.Sprintf("Poster%d", time.Now().UnixNano()%100000)
 
@@ -335,7 +334,6 @@ func TestBrowserDialogs(t *testing.T) {
 	b := newBrowser(t)
 	s := newStack(t)
 	base, _ := s.start(t, "all")
-	s.startRelay(t)
 	anna, boris := b.person(), b.person()
 	borisLast := fmt.Sprintf("Talker%d", time.Now().UnixNano()%100000)
 	do(t, boris, "Boris signs up", signUpSteps(base, "Boris", borisLast, "boris's secret"),

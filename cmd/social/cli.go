@@ -24,38 +24,35 @@ const envAnnotation = "env"
 // envDocs is the one-line meaning of every variable Config reads, for help. Defaults come from
 // Config's envDefault tags; the README's table says more.
 var envDocs = map[string]string{
-	"DATABASE_URL":                "PostgreSQL connection URL",
-	"AMQP_URL":                    "RabbitMQ URL; several comma-separated cluster nodes allowed",
-	"AMQP_EXCHANGE":               "the direct exchange of the feed",
-	"JWT_SECRET":                  "HS256 key for tokens, at least 32 bytes",
-	"TOKEN_TTL":                   "lifetime of issued tokens",
-	"HTTP_ADDR":                   "listen address of the API and the page",
-	"WS_ADDR":                     "listen address of the websocket, health and metrics",
-	"DISPATCHER_ADDR":             "listen address of the dispatcher's health and metrics",
-	"WS_ALLOWED_ORIGINS":          "extra browser origins allowed to open the websocket, comma-separated",
-	"WS_SEND_QUEUE_BYTES":         "frame bytes queued per websocket before it is closed with 1013",
-	"WS_MAX_SOCKETS_PER_USER":     "websockets one user may hold on this instance; the next gets 429",
-	"WS_RESUME_MAX_FRAMES":        "most frames one resume (?since=) sends before a resync frame",
-	"LOG_LEVEL":                   "debug, info, warn or error",
-	"REALTIME_INSTANCE_ID":        "this realtime instance's routing key; empty: a fresh rt-<uuid> per start",
-	"REALTIME_LEASE":              "how long an instance's registration lives without renewal",
-	"DB_MAX_CONNS":                "PostgreSQL pool size",
-	"REQUEST_TIMEOUT":             "bound of one API request (503 after it)",
-	"BCRYPT_COST":                 "password hashing cost",
-	"BCRYPT_CONCURRENCY":          "passwords hashed at once; 0: half the processors",
-	"HTTP_READ_HEADER_TIMEOUT":    "a request's headers must arrive within it",
-	"HTTP_READ_TIMEOUT":           "the whole request, body included, must arrive within it (408)",
-	"HTTP_WRITE_TIMEOUT":          "a response must be taken within it (more than REQUEST_TIMEOUT)",
-	"HTTP_IDLE_TIMEOUT":           "an idle keep-alive connection is closed after it",
-	"HTTP_TRUSTED_PROXIES":        "CIDRs whose X-Real-IP names the client; none: trust no one",
-	"FEED_PAGE_MAX_BYTES":         "largest /post/feed response; a bigger page ends early with a Link",
-	"LOGIN_FAILURES_PER_ACCOUNT":  "failed logins per account per window before 429",
-	"LOGIN_FAILURES_PER_ADDRESS":  "failed logins per client address per window before 429",
-	"LOGIN_FAILURE_WINDOW":        "the window of the login throttle",
-	"SHUTDOWN_TIMEOUT":            "bound of a graceful shutdown",
-	"RELAY_FOLLOWERS_PER_MESSAGE": "followers named per relayed message, 1..1000; 0: by broker version",
-	"RELAY_PUBLISH_LANES":         "AMQP channels the relay publishes on, 1..64",
-	"RELAY_INLINE_FOLLOWERS":      "followers of a post published at once before the rest continues apart",
+	"DATABASE_URL":               "PostgreSQL connection URL",
+	"AMQP_URL":                   "RabbitMQ URL; several comma-separated cluster nodes allowed",
+	"AMQP_EXCHANGE":              "the direct exchange of the feed",
+	"JWT_SECRET":                 "HS256 key for tokens, at least 32 bytes",
+	"TOKEN_TTL":                  "lifetime of issued tokens",
+	"HTTP_ADDR":                  "listen address of the API and the page",
+	"WS_ADDR":                    "listen address of the websocket, health and metrics",
+	"DISPATCHER_ADDR":            "listen address of the dispatcher's health and metrics",
+	"WS_ALLOWED_ORIGINS":         "extra browser origins allowed to open the websocket, comma-separated",
+	"WS_SEND_QUEUE_BYTES":        "frame bytes queued per websocket before it is closed with 1013",
+	"WS_MAX_SOCKETS_PER_USER":    "websockets one user may hold on this instance; the next gets 429",
+	"WS_RESUME_MAX_FRAMES":       "most frames one resume (?since=) sends before a resync frame",
+	"LOG_LEVEL":                  "debug, info, warn or error",
+	"REALTIME_INSTANCE_ID":       "this realtime instance's routing key; empty: a fresh rt-<uuid> per start",
+	"REALTIME_LEASE":             "how long an instance's registration lives without renewal",
+	"DB_MAX_CONNS":               "PostgreSQL pool size",
+	"REQUEST_TIMEOUT":            "bound of one API request (503 after it)",
+	"BCRYPT_COST":                "password hashing cost",
+	"BCRYPT_CONCURRENCY":         "passwords hashed at once; 0: half the processors",
+	"HTTP_READ_HEADER_TIMEOUT":   "a request's headers must arrive within it",
+	"HTTP_READ_TIMEOUT":          "the whole request, body included, must arrive within it (408)",
+	"HTTP_WRITE_TIMEOUT":         "a response must be taken within it (more than REQUEST_TIMEOUT)",
+	"HTTP_IDLE_TIMEOUT":          "an idle keep-alive connection is closed after it",
+	"HTTP_TRUSTED_PROXIES":       "CIDRs whose X-Real-IP names the client; none: trust no one",
+	"FEED_PAGE_MAX_BYTES":        "largest /post/feed response; a bigger page ends early with a Link",
+	"LOGIN_FAILURES_PER_ACCOUNT": "failed logins per account per window before 429",
+	"LOGIN_FAILURES_PER_ADDRESS": "failed logins per client address per window before 429",
+	"LOGIN_FAILURE_WINDOW":       "the window of the login throttle",
+	"SHUTDOWN_TIMEOUT":           "bound of a graceful shutdown",
 }
 
 // Which variables each command reads. Every command that parses the configuration validates all
@@ -66,10 +63,11 @@ var (
 	envAPI = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST", "BCRYPT_CONCURRENCY",
 		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
 		"HTTP_TRUSTED_PROXIES"}
-	envRelay      = []string{"AMQP_URL", "AMQP_EXCHANGE", "RELAY_FOLLOWERS_PER_MESSAGE", "RELAY_PUBLISH_LANES", "RELAY_INLINE_FOLLOWERS"}
+	envRelay      = []string{"AMQP_URL", "AMQP_EXCHANGE"}
 	envWebsocket  = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}
-	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR", "REALTIME_INSTANCE_ID", "REALTIME_LEASE"}
+	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR"}
+	envPresence   = []string{"REALTIME_INSTANCE_ID", "REALTIME_LEASE"}
 	envDispatcher = []string{"DISPATCHER_ADDR"}
 )
 
@@ -177,7 +175,7 @@ func (a *app) rootCommand(environ map[string]string) *cobra.Command {
 one process: for development and 'make run'. Without JWT_SECRET it picks a random secret and
 says so (tokens then do not survive a restart). Stops gracefully on SIGINT/SIGTERM.`,
 		Args:        noArgs,
-		Annotations: map[string]string{envAnnotation: envList(envServer, envAPI, envRelay, envWebsocket)},
+		Annotations: map[string]string{envAnnotation: envList(envServer, envAPI, envRelay, envWebsocket, envPresence)},
 		RunE:        a.configured(environ, info, func(cmd *cobra.Command, _ []string) error { return a.runAll(cmd.Context()) }),
 	})
 	root.AddCommand(&cobra.Command{
@@ -199,7 +197,6 @@ once. Refuses an outdated schema (run 'social migrate'). Stops gracefully on SIG
 		Args:        noArgs,
 		Annotations: map[string]string{envAnnotation: envList(envServer, envRelay, envDispatcher)},
 		RunE: a.configured(environ, info, func(cmd *cobra.Command, _ []string) error {
-			relaxDispatcherGC(environ)
 			return a.runDispatcher(cmd.Context())
 		}),
 	})
@@ -211,7 +208,7 @@ once. Refuses an outdated schema (run 'social migrate'). Stops gracefully on SIG
 api's). Refuses an outdated schema (run 'social migrate'). On SIGINT/SIGTERM it closes every
 socket with 1001, so clients reconnect elsewhere.`,
 		Args:        noArgs,
-		Annotations: map[string]string{envAnnotation: envList(envServer, envRealtime, envWebsocket)},
+		Annotations: map[string]string{envAnnotation: envList(envServer, envRealtime, envWebsocket, envPresence)},
 		RunE:        a.configured(environ, info, func(cmd *cobra.Command, _ []string) error { return a.runRealtime(cmd.Context()) }),
 	})
 	root.AddCommand(&cobra.Command{

@@ -146,10 +146,10 @@ func TestHelpOnEveryCommandTouchesNothing(t *testing.T) {
 	}
 	// The help of each command names the variables it reads.
 	for path, vars := range map[string][]string{
-		"all":           {"DATABASE_URL", "AMQP_URL", "JWT_SECRET", "HTTP_ADDR", "RELAY_PUBLISH_LANES"},
+		"all":           {"DATABASE_URL", "AMQP_URL", "JWT_SECRET", "HTTP_ADDR", "REALTIME_LEASE"},
 		"api":           {"DATABASE_URL", "JWT_SECRET", "HTTP_ADDR", "BCRYPT_COST"},
 		"realtime":      {"AMQP_URL", "JWT_SECRET", "WS_ADDR", "WS_SEND_QUEUE_BYTES"},
-		"dispatcher":    {"AMQP_URL", "DISPATCHER_ADDR", "RELAY_FOLLOWERS_PER_MESSAGE"},
+		"dispatcher":    {"AMQP_URL", "DISPATCHER_ADDR", "AMQP_EXCHANGE"},
 		"migrate":       {"DATABASE_URL"},
 		"outbox status": {"DATABASE_URL", "AMQP_URL"},
 		"outbox replay": {"DATABASE_URL"},

@@ -73,21 +73,6 @@ type Config struct {
 	// client, for the login throttle's per-address count; "none" trusts no one. The default trusts
 	// loopback and private networks (compose's nginx gateway).
 	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"`
-	// RelayFollowersPerMessage is how many followers one relayed message names (routing key + CC):
-	// 0 (the default) chooses by the broker's version, read from the dispatcher's first connection:
-	// 1,000 on RabbitMQ ≥ 3.11, which looks routing keys up by index; 1 on older RabbitMQ, which
-	// scans every binding of the exchange per CC key (amqp.ShapeFor, docs/performance.md). 1..1000
-	// overrides that choice.
-	RelayFollowersPerMessage int `env:"RELAY_FOLLOWERS_PER_MESSAGE" envDefault:"0"`
-	// RelayPublishLanes is how many AMQP channels the relay publishes on, 1..64; followers are
-	// split among them by id, so each user's frames stay in order on one channel. RabbitMQ routes
-	// in the process of the channel, so more lanes spread CC routing over the broker's cores: a
-	// win when many more users are online than a post has followers, a loss for small posts on an
-	// idle broker (each post becomes one message per lane in use). docs/performance.md measures it.
-	RelayPublishLanes int `env:"RELAY_PUBLISH_LANES" envDefault:"1"`
-	// RelayInlineFollowers is how many followers of a post go out at once before the rest of a
-	// big fan-out continues on its own connection, beside the other posts (outbox.Config).
-	RelayInlineFollowers int `env:"RELAY_INLINE_FOLLOWERS" envDefault:"10000"`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	// WSSendQueueBytes bounds the frame bytes queued for one websocket (realtime); a socket that
@@ -120,21 +105,6 @@ func parseConfig(environ map[string]string) (Config, error) {
 	var errs []error
 	if _, err := parseLevel(cfg.LogLevel); err != nil {
 		errs = append(errs, err)
-	}
-	if cfg.RelayFollowersPerMessage < 0 || cfg.RelayFollowersPerMessage > 1000 {
-		errs = append(errs, errors.New("RELAY_FOLLOWERS_PER_MESSAGE must be 1..1000, or 0 (automatic, by broker version)"))
-	}
-	if cfg.RelayPublishLanes < 1 || cfg.RelayPublishLanes > 64 {
-		errs = append(errs, errors.New("RELAY_PUBLISH_LANES must be 1..64"))
-	}
-	if cfg.RelayInlineFollowers < 1000 {
-		errs = append(errs, errors.New("RELAY_INLINE_FOLLOWERS must be at least 1000"))
-	}
-	if cfg.WSResumeMaxFrames < 1 {
-		errs = append(errs, errors.New("WS_RESUME_MAX_FRAMES must be at least 1"))
-	}
-	if cfg.WSSendQueueBytes < 64<<10 {
-		errs = append(errs, errors.New("WS_SEND_QUEUE_BYTES must be at least 65536 (one long post's frame)"))
 	}
 	if cfg.RealtimeLease < time.Second {
 		errs = append(errs, errors.New("REALTIME_LEASE must be at least 1s"))
@@ -220,10 +190,6 @@ func (c Config) LogValue() slog.Value {
 		case time.Duration:
 			attrs = append(attrs, slog.String(key, x.String()))
 		default:
-			if name == "RELAY_FOLLOWERS_PER_MESSAGE" {
-				attrs = append(attrs, slog.String(key, followersPerMessageText(c.RelayFollowersPerMessage)))
-				continue
-			}
 			attrs = append(attrs, slog.Any(key, x))
 		}
 	}
@@ -236,14 +202,6 @@ func secretText(s string) string {
 		return "unset"
 	}
 	return fmt.Sprintf("set (%d bytes)", len(s))
-}
-
-// followersPerMessageText is RELAY_FOLLOWERS_PER_MESSAGE as the start-up line and status show it.
-func followersPerMessageText(n int) string {
-	if n == 0 {
-		return "automatic (by broker version)"
-	}
-	return fmt.Sprint(n)
 }
 
 // redactURL hides the password of a connection URL: in its user info, in a password query

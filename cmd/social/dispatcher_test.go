@@ -13,7 +13,6 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
@@ -36,135 +35,72 @@ func brokerVersion(t *testing.T) string {
 	return v
 }
 
-// indexRouting says whether RabbitMQ version v looks routing keys up by index (3.11 and later),
-// written out here independently of amqp.ShapeFor so that a wrong threshold there fails the test.
-func indexRouting(t *testing.T, v string) bool {
-	var major, minor int
-	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
-		t.Fatalf("version %q: %v", v, err)
-	}
-	return major > 3 || major == 3 && minor >= 11
-}
-
-// TestDispatcherChoosesMessageShapeByBrokerVersion runs `social dispatcher` against the broker of
-// TEST_AMQP_URL and counts the messages one post to three followers becomes: one message with two
-// CC keys on RabbitMQ ≥ 3.11, three single-key messages on older RabbitMQ; RELAY_FOLLOWERS_PER_MESSAGE
-// overrides either. The start-up log names the version and the shape, with a warning on 3.10.
-func TestDispatcherChoosesMessageShapeByBrokerVersion(t *testing.T) {
+// TestDispatcherSendsOneMessagePerInstance runs `social dispatcher` against the broker of
+// TEST_AMQP_URL (RabbitMQ 4 in make test, 3.10 in make test-floor: the shape is the same): one post
+// to three online followers, two on one realtime instance and one on another, and an offline
+// fourth, becomes one message per instance, routing key = the instance's id, naming that
+// instance's followers. The start-up log names the broker's version.
+func TestDispatcherSendsOneMessagePerInstance(t *testing.T) {
 	version := brokerVersion(t)
-	modern := indexRouting(t, version)
-	auto := 3
-	if modern {
-		auto = 1
+	db := pgtest.New(t)
+	exchange := amqptest.Exchange(t, "test.dispatch.")
+	author, followers := seedFollowers(t, db, 4)
+	for instance, users := range map[string][]string{"rt-a": followers[:2], "rt-b": followers[2:3]} {
+		db.Exec(t, `INSERT INTO realtime_instances (id, lease_until) VALUES ($1, now() + interval '1 hour')`, instance)
+		db.Exec(t, `INSERT INTO presence (user_id, instance_id) SELECT u, $1 FROM unnest($2::uuid[]) AS u`, instance, users)
+	}
+	a, b := bindQueue(t, exchange, []string{"rt-a"}), bindQueue(t, exchange, []string{"rt-b"})
+
+	env := map[string]string{"DATABASE_URL": db.URL, "AMQP_URL": amqptest.URL(), "AMQP_EXCHANGE": exchange,
+		"DISPATCHER_ADDR": "127.0.0.1:0", "LOG_LEVEL": "info"}
+	logs := startDispatcher(t, env)
+	if _, err := postgres.NewPostService(db.Pool).Create(context.Background(), author, "one per instance"); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name     string
-		override string
-		messages int
-		warn     bool
-	}{
-		{"automatic", "", auto, !modern},
-		{"override 2", "2", 2, false},
-		{"override 1000", "1000", 1, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			db := pgtest.New(t)
-			exchange := amqptest.Exchange(t, "test.shape.")
-			author, followers := seedFollowers(t, db, 3)
-			deliveries := bindQueue(t, exchange, followers)
-
-			env := map[string]string{"DATABASE_URL": db.URL, "AMQP_URL": amqptest.URL(), "AMQP_EXCHANGE": exchange,
-				"DISPATCHER_ADDR": "127.0.0.1:0", "LOG_LEVEL": "info"}
-			if tc.override != "" {
-				env["RELAY_FOLLOWERS_PER_MESSAGE"] = tc.override
-			}
-			logs := startDispatcher(t, env)
-			if _, err := postgres.NewPostService(db.Pool).Create(context.Background(), author, "shape"); err != nil {
-				t.Fatal(err)
-			}
-
-			got := map[string]int{}
-			var msgs []amqp091.Delivery
-			timeout := time.After(20 * time.Second)
-			for len(got) < len(followers) {
-				select {
-				case d := <-deliveries:
-					msgs = append(msgs, d)
-					got[d.RoutingKey]++
-					cc, _ := d.Headers[amqpadapter.HeaderCC].([]interface{})
-					for _, k := range cc {
-						got[k.(string)]++
-					}
-				case <-timeout:
-					t.Fatalf("followers reached: %v after 20s\n%s", got, logs.String())
-				}
-			}
-			if len(msgs) != tc.messages {
-				t.Errorf("RabbitMQ %s: the post became %d messages, want %d", version, len(msgs), tc.messages)
-			}
-			for _, f := range followers {
-				if got[f] != 1 {
-					t.Errorf("follower %s named %d times, want once", f, got[f])
-				}
-			}
-
-			started := logLine(t, logs.String(), "dispatcher started")
-			if started["broker_version"] != "RabbitMQ "+version {
-				t.Errorf("start-up line: broker_version %v, want RabbitMQ %s", started["broker_version"], version)
-			}
-			want := map[string]float64{"": float64(amqpadapter.MaxFollowersPerMessage), "2": 2, "1000": 1000}[tc.override]
-			if tc.override == "" && !modern {
-				want = 1
-			}
-			if started["followers_per_message"] != want {
-				t.Errorf("start-up line: followers_per_message %v, want %v", started["followers_per_message"], want)
-			}
-			warned := strings.Contains(logs.String(), `"level":"WARN","msg":"RabbitMQ `+version+` routes a message with N keys by scanning every binding`)
-			if warned != tc.warn {
-				t.Errorf("3.10 warning logged: %v, want %v\n%s", warned, tc.warn, logs.String())
-			}
-		})
-	}
-}
-
-func TestChooseShapeOverride(t *testing.T) {
-	old := amqpadapter.Broker{Product: "RabbitMQ", Version: "3.10.8"}
-	modern := amqpadapter.Broker{Product: "RabbitMQ", Version: "4.0.5"}
-	for _, tc := range []struct {
-		override int
-		broker   amqpadapter.Broker
-		want     int
-		warning  bool
-	}{
-		{0, old, 1, true},
-		{0, modern, 1000, false},
-		{0, amqpadapter.Broker{}, 1000, true},
-		{1000, old, 1000, false},
-		{1, modern, 1, false},
-		{250, modern, 250, false},
-	} {
-		s := chooseShape(tc.override, tc.broker)
-		if s.FollowersPerMessage != tc.want || (s.Warning != "") != tc.warning {
-			t.Errorf("override %d on %s: %+v, want %d followers per message, warning %v", tc.override, tc.broker, s, tc.want, tc.warning)
+		name string
+		ds   <-chan amqp091.Delivery
+		want []string
+	}{{"rt-a", a, followers[:2]}, {"rt-b", b, followers[2:3]}} {
+		var d amqp091.Delivery
+		select {
+		case d = <-tc.ds:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no message for %s after 20s\n%s", tc.name, logs.String())
+		}
+		if d.RoutingKey != tc.name {
+			t.Errorf("routing key %q, want %q", d.RoutingKey, tc.name)
+		}
+		var got []string
+		var frames int
+		if err := domain.EachDelivery(d.Body, func(frame []byte, to []string) {
+			frames++
+			got = append(got, to...)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if frames != 1 || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %d frames to %v, want one to %v", tc.name, frames, got, tc.want)
 		}
 	}
-}
-
-func TestRelayFollowersPerMessageIsAutomaticUnlessSet(t *testing.T) {
-	for in, want := range map[string]int{"": 0, "0": 0, "1": 1, "1000": 1000} {
-		env := map[string]string{}
-		if in != "" {
-			env["RELAY_FOLLOWERS_PER_MESSAGE"] = in
-		}
-		cfg, err := parseConfig(env)
-		if err != nil || cfg.RelayFollowersPerMessage != want {
-			t.Errorf("RELAY_FOLLOWERS_PER_MESSAGE=%q: %d, %v; want %d", in, cfg.RelayFollowersPerMessage, err, want)
+	// No duplicate: the next message of each instance is the next post's.
+	if _, err := postgres.NewPostService(db.Pool).Create(context.Background(), author, "the next"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ds := range []<-chan amqp091.Delivery{a, b} {
+		select {
+		case d := <-ds:
+			if !strings.Contains(string(d.Body), "the next") {
+				t.Errorf("a second message for the first post: %q", d.Body)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the next post did not arrive")
 		}
 	}
-	for _, bad := range []string{"-1", "1001", "many"} {
-		if _, err := parseConfig(map[string]string{"RELAY_FOLLOWERS_PER_MESSAGE": bad}); err == nil {
-			t.Errorf("RELAY_FOLLOWERS_PER_MESSAGE=%s accepted", bad)
-		}
+	started := logLine(t, logs.String(), "dispatcher started")
+	if started["broker_version"] != "RabbitMQ "+version {
+		t.Errorf("start-up line: broker_version %v, want RabbitMQ %s", started["broker_version"], version)
 	}
 }
 
@@ -206,7 +142,7 @@ func bindQueue(t *testing.T, exchange string, keys []string) <-chan amqp091.Deli
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.ExchangeDeclare(exchange, amqpadapter.ExchangeKind, true, false, false, false, nil); err != nil {
+	if err := ch.ExchangeDeclare(exchange, "direct", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)

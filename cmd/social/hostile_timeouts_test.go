@@ -150,8 +150,8 @@ func TestHostileServerDeadlinesSpareWebsockets(t *testing.T) {
 			} else {
 				api, _ = s.start(t, "api")
 				ws, _ = s.start(t, "realtime")
+				s.startDispatcher(t)
 			}
-			s.startRelay(t)
 			author, reader := signUp(t, api, "Author"), signUp(t, api, "Reader")
 			follow(t, api, reader, author)
 			sock := dialFeed(t, ws, reader, "reader")

@@ -42,13 +42,10 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	for name, env := range map[string]map[string]string{
-		"bad level":           {"LOG_LEVEL": "loud"},
-		"bad duration":        {"REQUEST_TIMEOUT": "soon"},
-		"zero pool":           {"DB_MAX_CONNS": "0"},
-		"CC over 1000":        {"RELAY_FOLLOWERS_PER_MESSAGE": "1001"},
-		"no lanes":            {"RELAY_PUBLISH_LANES": "0"},
-		"65 lanes":            {"RELAY_PUBLISH_LANES": "65"},
-		"inline below a page": {"RELAY_INLINE_FOLLOWERS": "999"},
+		"bad level":    {"LOG_LEVEL": "loud"},
+		"bad duration": {"REQUEST_TIMEOUT": "soon"},
+		"zero pool":    {"DB_MAX_CONNS": "0"},
+		"short lease":  {"REALTIME_LEASE": "500ms"},
 	} {
 		if _, err := parseConfig(env); err == nil {
 			t.Errorf("%s: accepted %v", name, env)

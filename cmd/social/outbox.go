@@ -43,7 +43,7 @@ docs/operations.md explains their output and when to use them.`,
 20 newest, with their last error), the last relayed position, the relay rate, and the broker's
 version with the message shape a dispatcher chooses for it. Read-only.`,
 		Args:        noArgs,
-		Annotations: map[string]string{envAnnotation: envList(envOperator, []string{"AMQP_URL", "RELAY_FOLLOWERS_PER_MESSAGE"})},
+		Annotations: map[string]string{envAnnotation: envList(envOperator, []string{"AMQP_URL"})},
 		RunE: a.configured(environ, level, func(cmd *cobra.Command, _ []string) error {
 			return a.runOutboxStatus(cmd.Context(), asJSON)
 		}),

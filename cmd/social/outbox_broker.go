@@ -15,15 +15,9 @@ import (
 const brokerProbeTimeout = 3 * time.Second
 
 // brokerStatus connects to AMQP_URL (each node once, brokerProbeTimeout each), reads the broker's
-// version and works out the message shape a dispatcher with this configuration chooses for it.
+// version (logged by every process at start; the message shape does not depend on it).
 func (a *app) brokerStatus(ctx context.Context) outbox.BrokerStatus {
 	var s outbox.BrokerStatus
-	s.FollowersPerMessageSource = "automatic"
-	if a.cfg.RelayFollowersPerMessage != 0 {
-		s.FollowersPerMessageSource = "RELAY_FOLLOWERS_PER_MESSAGE"
-		s.FollowersPerMessage = a.cfg.RelayFollowersPerMessage
-		s.Shape = "set by RELAY_FOLLOWERS_PER_MESSAGE"
-	}
 	urls, err := amqpadapter.ParseURLs(a.cfg.AMQPURL)
 	if err != nil {
 		s.Error = err.Error()
@@ -36,9 +30,7 @@ func (a *app) brokerStatus(ctx context.Context) outbox.BrokerStatus {
 		s.Address, s.Error = redactURL(urls[0]), err.Error()
 		return s
 	}
-	shape := chooseShape(a.cfg.RelayFollowersPerMessage, b)
 	s.Reachable, s.Address, s.Product, s.Version = true, b.Addr, b.Product, b.Version
-	s.FollowersPerMessage, s.Shape, s.Warning = shape.FollowersPerMessage, shape.Reason, shape.Warning
 	return s
 }
 
@@ -47,16 +39,5 @@ func printBroker(w io.Writer, b outbox.BrokerStatus) {
 		fmt.Fprintf(w, "broker version:         unknown (unreachable: %s)\n", oneLine(b.Error))
 	} else {
 		fmt.Fprintf(w, "broker version:         %s (%s)\n", amqpadapter.Broker{Product: b.Product, Version: b.Version}, b.Address)
-	}
-	switch {
-	case b.FollowersPerMessage == 0:
-		fmt.Fprintf(w, "followers per message:  automatic, by broker version (unknown until a broker answers)\n")
-	case b.FollowersPerMessageSource == "automatic":
-		fmt.Fprintf(w, "followers per message:  %d (automatic: %s)\n", b.FollowersPerMessage, b.Shape)
-	default:
-		fmt.Fprintf(w, "followers per message:  %d (%s)\n", b.FollowersPerMessage, b.Shape)
-	}
-	if b.Warning != "" {
-		fmt.Fprintf(w, "warning:                %s\n", b.Warning)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -26,10 +25,6 @@ func runStatus(db *pgtest.DB, env map[string]string, args ...string) cliResult {
 
 func TestOutboxStatusShowsTheBrokerVersion(t *testing.T) {
 	version := brokerVersion(t)
-	wantFollowers := 1
-	if indexRouting(t, version) {
-		wantFollowers = 1000
-	}
 	db := pgtest.New(t)
 	env := map[string]string{"AMQP_URL": amqptest.URL()}
 
@@ -37,8 +32,7 @@ func TestOutboxStatusShowsTheBrokerVersion(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("status: %v\n%s", r.err, r.stderr)
 	}
-	for _, want := range []string{"broker version:         RabbitMQ " + version + " (",
-		"followers per message:  " + strconv.Itoa(wantFollowers) + " (automatic: "} {
+	for _, want := range []string{"broker version:         RabbitMQ " + version + " ("} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status output lacks %q:\n%s", want, r.stdout)
 		}
@@ -46,29 +40,16 @@ func TestOutboxStatusShowsTheBrokerVersion(t *testing.T) {
 	if strings.Contains(r.stdout, "guest:guest") {
 		t.Errorf("status shows the broker's password:\n%s", r.stdout)
 	}
-	if shown, want := strings.Contains(r.stdout, "warning:"), wantFollowers == 1; shown != want {
-		t.Errorf("status: the old-broker warning shown = %v, want %v:\n%s", shown, want, r.stdout)
-	}
 
 	var s outbox.Status
 	r = runStatus(db, env, "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &s); r.err != nil || err != nil {
 		t.Fatalf("status --json: %v, %v: %q", r.err, err, r.stdout)
 	}
-	if b := s.Broker; b == nil || !b.Reachable || b.Version != version || b.Product != "RabbitMQ" ||
-		b.FollowersPerMessage != wantFollowers || b.FollowersPerMessageSource != "automatic" {
-		t.Errorf("status --json broker: %+v, want RabbitMQ %s reachable, %d automatic", s.Broker, version, wantFollowers)
+	if b := s.Broker; b == nil || !b.Reachable || b.Version != version || b.Product != "RabbitMQ" {
+		t.Errorf("status --json broker: %+v, want RabbitMQ %s reachable", s.Broker, version)
 	}
 
-	env["RELAY_FOLLOWERS_PER_MESSAGE"] = "7"
-	r = runStatus(db, env, "--json")
-	s = outbox.Status{}
-	if err := json.Unmarshal([]byte(r.stdout), &s); r.err != nil || err != nil {
-		t.Fatalf("status --json: %v, %v: %q", r.err, err, r.stdout)
-	}
-	if b := s.Broker; b == nil || b.FollowersPerMessage != 7 || b.FollowersPerMessageSource != "RELAY_FOLLOWERS_PER_MESSAGE" {
-		t.Errorf("status --json with RELAY_FOLLOWERS_PER_MESSAGE=7: %+v", s.Broker)
-	}
 }
 
 func TestOutboxStatusSaysWhenTheBrokerIsUnreachable(t *testing.T) {
@@ -87,7 +68,7 @@ func TestOutboxStatusSaysWhenTheBrokerIsUnreachable(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &s); r.err != nil || err != nil {
 		t.Fatalf("status --json: %v, %v: %q", r.err, err, r.stdout)
 	}
-	if b := s.Broker; b == nil || b.Reachable || b.Version != "" || b.Error == "" || b.FollowersPerMessage != 0 ||
+	if b := s.Broker; b == nil || b.Reachable || b.Version != "" || b.Error == "" ||
 		strings.Contains(b.Error, "secret") {
 		t.Errorf("status --json without a broker: %+v", s.Broker)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/socialnet/social/adapters/auth"
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -48,38 +49,35 @@ func (a *app) runRealtime(ctx context.Context) error {
 		run)
 }
 
-// realtimeComponent builds the realtime worker (also used by `all`): handler serves wsPath, run
-// consumes the instance's queue until ctx ends and then closes every socket with 1001, ready
-// reports whether the queue and its bindings are live on a broker connection.
+// realtimeComponent builds the realtime worker (also used by `all`): handler serves wsPath; run
+// registers the instance's presence and consumes its queue until ctx ends, then closes every
+// socket with 1001; ready reports whether the instance is registered and its queue is live.
 func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg prometheus.Registerer) (handler http.Handler, run func(context.Context) error, ready func(context.Context) error, err error) {
 	urls, err := amqpadapter.ParseURLs(a.cfg.AMQPURL)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	log := a.log.With(slog.String("component", "realtime"))
 	id := a.cfg.RealtimeInstanceID
 	if id == "" {
 		id = "rt-" + uuid.NewString()
 	}
-	log = log.With(slog.String("instance_id", id))
-	presence, err := postgres.NewPresence(postgres.PresenceConfig{Pool: pool, InstanceID: id, Lease: a.cfg.RealtimeLease, Logger: log})
+	log := a.log.With(slog.String("component", "realtime"), slog.String("instance_id", id))
+	var hub *websocket.Hub
+	// A lapsed registration and a broker reconnect both mean frames skipped this instance for a
+	// while: every open socket fills its gap from the outbox.
+	presence, err := postgres.NewPresence(postgres.PresenceConfig{Pool: pool, InstanceID: id, Lease: a.cfg.RealtimeLease,
+		OnLost: func() { hub.Refill() }, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var hub *websocket.Hub
-	consumer, err := amqpadapter.NewConsumer(amqpadapter.ConsumerConfig{
-		Dialer:      amqpadapter.NewDialer(urls),
-		Exchange:    a.cfg.AMQPExchange,
-		Handle:      func(d amqpadapter.Delivery) { hub.Deliver(d.Recipients, d.Body) },
-		OnReconnect: func() { hub.Reconnected() },
-		Logger:      log,
-	})
+	sub, err := amqpadapter.NewSubscriber(amqpadapter.SubscriberConfig{Dialer: amqpadapter.NewDialer(urls),
+		Exchange: a.cfg.AMQPExchange, OnConnect: func() { hub.Refill() }, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	hub, err = websocket.NewHub(websocket.Config{
 		Tokens:            tokens,
-		Binder:            presenceAndBinding{presence, consumer},
+		Presence:          presence,
 		Missed:            outbox.NewResume(pool),
 		AllowedOrigins:    a.cfg.WSAllowedOrigins,
 		SendQueueBytes:    a.cfg.WSSendQueueBytes,
@@ -92,44 +90,34 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		return nil, nil, nil, err
 	}
 	run = func(ctx context.Context) error {
-		consumed := make(chan error, 1)
-		go func() { consumed <- consumer.Run(ctx) }()
 		registered := make(chan error, 1)
 		go func() { registered <- presence.Run(ctx) }()
+		msgs, err := sub.Subscribe(ctx, id)
+		if err != nil {
+			return err
+		}
+		consumed := make(chan struct{})
+		go func() {
+			defer close(consumed)
+			for msg := range msgs {
+				if err := domain.EachDelivery(msg.Payload, hub.Deliver); err != nil {
+					log.Warn("dropping the rest of a malformed feed message", slog.String("message_id", msg.UUID), slog.Any("err", err))
+				}
+				msg.Ack()
+			}
+		}()
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 		defer cancel()
-		err := hub.Shutdown(shutCtx)
+		err = hub.Shutdown(shutCtx)
 		if err != nil {
 			err = fmt.Errorf("realtime: close sockets: %w", err)
 		}
-		return errors.Join(err, <-consumed, <-registered)
+		<-consumed
+		return errors.Join(err, sub.Close(), <-registered)
 	}
 	ready = func(ctx context.Context) error {
-		return errors.Join(consumer.Ready(ctx), presence.Ready(ctx))
+		return errors.Join(presence.Ready(ctx), sub.Ready(ctx))
 	}
 	return hub, run, ready, nil
-}
-
-// presenceAndBinding records a user's presence in PostgreSQL beside the broker binding that
-// still routes their frames.
-type presenceAndBinding struct {
-	presence *postgres.Presence
-	binding  *amqpadapter.Consumer
-}
-
-func (b presenceAndBinding) Bind(ctx context.Context, userID string) error {
-	if err := b.binding.Bind(ctx, userID); err != nil {
-		return err
-	}
-	if err := b.presence.Join(ctx, userID); err != nil {
-		_ = b.binding.Unbind(ctx, userID)
-		return err
-	}
-	return nil
-}
-
-func (b presenceAndBinding) Unbind(ctx context.Context, userID string) error {
-	b.presence.Leave(userID)
-	return b.binding.Unbind(ctx, userID)
 }

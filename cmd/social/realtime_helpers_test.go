@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -16,11 +15,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
-	"github.com/socialnet/social/outbox"
 )
 
 // stack is one test's database and exchange, shared by every process started on it.
@@ -37,7 +34,7 @@ func newStack(t testing.TB) *stack {
 
 func (s *stack) env() map[string]string {
 	env := map[string]string{"JWT_SECRET": testSecret, "DATABASE_URL": s.db.URL, "AMQP_URL": amqptest.URL(),
-		"AMQP_EXCHANGE": s.exchange, "HTTP_ADDR": "127.0.0.1:0", "WS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn",
+		"AMQP_EXCHANGE": s.exchange, "HTTP_ADDR": "127.0.0.1:0", "WS_ADDR": "127.0.0.1:0", "DISPATCHER_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn",
 		"BCRYPT_COST": "4"}
 	for k, v := range s.extra {
 		env[k] = v
@@ -94,23 +91,10 @@ func (s *stack) start(t testing.TB, cmd string) (base string, stop func()) {
 	}
 }
 
-// startRelay runs the real dispatcher (outbox relay + AMQP publisher) on the stack.
-func (s *stack) startRelay(t testing.TB) {
+// startDispatcher runs `social dispatcher` on the stack: the relay as production wires it.
+func (s *stack) startDispatcher(t testing.TB) {
 	t.Helper()
-	pub, err := amqpadapter.NewPublisher(amqpadapter.PublisherConfig{
-		Dialer: amqpadapter.NewDialer([]string{amqptest.URL()}), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := outbox.NewRelay(outbox.Config{Pool: s.db.Pool, Publisher: pub, Exchange: s.exchange,
-		PollInterval: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = relay.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; _ = pub.Close() })
+	s.start(t, "dispatcher")
 }
 
 // user is a registered, logged-in user of the REST API.

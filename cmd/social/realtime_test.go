@@ -15,7 +15,7 @@ func TestSeedScenarioTwoRealtimeInstances(t *testing.T) {
 	api, _ := s.start(t, "api")
 	rtA, _ := s.start(t, "realtime")
 	rtB, _ := s.start(t, "realtime")
-	s.startRelay(t)
+	s.startDispatcher(t)
 
 	u1, u2, u3 := signUp(t, api, "One"), signUp(t, api, "Two"), signUp(t, api, "Three")
 	follow(t, api, u1, u2) // 1 and 2 are friends both ways; 3 is nobody's friend
@@ -72,7 +72,6 @@ func TestAllServesTheWebsocketOnTheAPIAddress(t *testing.T) {
 	s := newStack(t)
 	s.extra = map[string]string{"REQUEST_TIMEOUT": "300ms"}
 	base, _ := s.start(t, "all")
-	s.startRelay(t) // until `all` wires the dispatcher itself; two relays elect one leader
 	author, reader := signUp(t, base, "Author"), signUp(t, base, "Reader")
 	follow(t, base, reader, author)
 	sock := dialFeed(t, base, reader, "reader")

@@ -7,25 +7,28 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/domain"
 )
 
 // runBroker measures what RabbitMQ itself spends per post, with no code of ours on the path: raw
 // amqp091-go publishes one post's messages at a steady rate (pipelined confirms, as the relay),
-// one exclusive queue bound with every follower's id consumes them (auto-ack, as realtime), and
-// the broker's CPU comes from /proc. Each shape is a way of addressing the same followers:
+// exclusive queues consume them (auto-ack, as realtime), and the broker's CPU comes from /proc.
+// Each shape is a way of addressing the same online followers:
 //
-//	cc      routing key + CC naming the others: the message design.md §3 prescribes
-//	lead    the same split 100 + the rest: what the relay sends for a post's first page
-//	header  one routing key, the others in a header the broker does not route on: the cost of
-//	        routing per realtime instance, which the contract does not allow (for comparison)
-//	bare    one routing key, no header: the broker's cost per message, whatever it names
+//	cc        the former design, the baseline: one queue bound with every follower's id, one
+//	          message per post with routing key = a follower and a CC header naming the others
+//	instance  design.md §3: --instances queues bound with one key each (the instance's id), one
+//	          message per instance per post, routing key = the instance id, the body a feed
+//	          message (domain.AppendDelivery) with the frame and that instance's followers' ids
+//	header    one routing key, the followers in a header the broker does not route on
+//	bare      one routing key, the frame alone: the broker's cost per message, whatever it names
 //
 // The shapes alternate within each run, so a noisy machine moves them alike.
 //
@@ -34,7 +37,8 @@ func runBroker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	cfg := brokerConfig{}
 	fs.StringVar(&cfg.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5673/", "RabbitMQ, on this machine (its CPU is read from /proc)")
-	fs.IntVar(&cfg.Followers, "followers", 1000, "followers per post, all bound to the queue (≤ 1,000: one CC message per post)")
+	fs.IntVar(&cfg.Followers, "followers", 1000, "online followers per post (≤ 1,000: one CC message per post)")
+	fs.IntVar(&cfg.Instances, "instances", 2, "realtime instances the followers are spread over (shape instance)")
 	fs.Float64Var(&cfg.Rate, "rate", 101, "posts/s")
 	fs.DurationVar(&cfg.For, "for", 15*time.Second, "length of each shape's run")
 	fs.IntVar(&cfg.Runs, "runs", 3, "runs of every shape, alternating")
@@ -54,14 +58,15 @@ func runBroker(ctx context.Context, args []string) error {
 	return nil
 }
 
-var brokerShapes = []string{"cc", "lead", "header", "bare"}
+var brokerShapes = []string{"cc", "instance", "header", "bare"}
 
-// brokerLead is the relay's first message size (outbox.leadFollowers).
-const brokerLead = 100
+// brokerGoal is the bound on the instance shape's broker CPU per post, as a fraction of cc's.
+const brokerGoal = 0.3
 
 type brokerConfig struct {
 	AMQPURL   string
 	Followers int
+	Instances int
 	Rate      float64
 	For       time.Duration
 	Runs      int
@@ -93,6 +98,9 @@ func runBrokerBench(ctx context.Context, cfg brokerConfig, progress func(brokerT
 	if cfg.Followers < 2 || cfg.Followers > 1000 {
 		return nil, errors.New("--followers must be 2..1000")
 	}
+	if cfg.Instances < 1 || cfg.Instances > cfg.Followers {
+		return nil, errors.New("--instances must be 1..--followers")
+	}
 	if cfg.Rate <= 0 || cfg.Runs < 1 {
 		return nil, errors.New("--rate and --runs must be positive")
 	}
@@ -117,40 +125,76 @@ func runBrokerBench(ctx context.Context, cfg brokerConfig, progress func(brokerT
 	return res, nil
 }
 
-// brokerTopology is a fresh auto-delete exchange and an exclusive queue bound with the followers.
+// brokerTopology is a fresh auto-delete exchange and exclusive queues: for shape instance one per
+// instance, bound with its id; for the others one, bound with every follower's id.
 type brokerTopology struct {
-	conn     *amqp091.Connection
-	exchange string
-	ids      []string
+	conn      *amqp091.Connection
+	exchange  string
+	ids       []string
+	instances [][]string // instance: the followers of each instance (ids split in turn)
+	instIDs   []string
 }
 
-func newBrokerTopology(url string, followers int) (*brokerTopology, <-chan amqp091.Delivery, error) {
+func newBrokerTopology(url, shape string, followers, instances int) (*brokerTopology, <-chan amqp091.Delivery, error) {
 	conn, err := amqp091.Dial(url)
 	if err != nil {
 		return nil, nil, err
 	}
 	t := &brokerTopology{conn: conn, exchange: "socialbench.broker." + uuid.NewString()[:8]}
+	for range followers {
+		t.ids = append(t.ids, uuid.NewString())
+	}
+	bindings := [][]string{t.ids} // per queue, its binding keys
+	if shape == "instance" {
+		t.instances = make([][]string, instances)
+		for i, id := range t.ids {
+			t.instances[i%instances] = append(t.instances[i%instances], id)
+		}
+		bindings = nil
+		for range instances {
+			id := "rt-" + uuid.NewString()
+			t.instIDs = append(t.instIDs, id)
+			bindings = append(bindings, []string{id})
+		}
+	}
 	ch, err := conn.Channel()
 	if err == nil {
 		err = ch.ExchangeDeclare(t.exchange, "direct", false, true, false, false, nil)
 	}
-	var q amqp091.Queue
-	if err == nil {
-		q, err = ch.QueueDeclare("", false, true, true, false, nil)
-	}
-	for i := 0; err == nil && i < followers; i++ {
-		id := uuid.NewString()
-		t.ids = append(t.ids, id)
-		err = ch.QueueBind(q.Name, id, t.exchange, false, nil)
-	}
-	var deliveries <-chan amqp091.Delivery
-	if err == nil {
-		deliveries, err = ch.Consume(q.Name, "", true, true, false, false, nil)
+	deliveries := make(chan amqp091.Delivery)
+	var queues []<-chan amqp091.Delivery
+	for _, keys := range bindings {
+		var q amqp091.Queue
+		if err == nil {
+			q, err = ch.QueueDeclare("", false, true, true, false, nil)
+		}
+		for _, key := range keys {
+			if err != nil {
+				break
+			}
+			err = ch.QueueBind(q.Name, key, t.exchange, false, nil)
+		}
+		var ds <-chan amqp091.Delivery
+		if err == nil {
+			ds, err = ch.Consume(q.Name, "", true, true, false, false, nil)
+		}
+		queues = append(queues, ds)
 	}
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("topology: %w", err)
 	}
+	var wg sync.WaitGroup
+	for _, ds := range queues {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range ds {
+				deliveries <- d
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(deliveries) }()
 	return t, deliveries, nil
 }
 
@@ -161,8 +205,8 @@ type brokerMessage struct {
 }
 
 // messages is one post's messages in shape.
-func (t *brokerTopology) messages(shape string, body []byte) []brokerMessage {
-	msg := func(key string, headers amqp091.Table) brokerMessage {
+func (t *brokerTopology) messages(shape string, frame []byte) []brokerMessage {
+	msg := func(key string, headers amqp091.Table, body []byte) brokerMessage {
 		return brokerMessage{key, amqp091.Publishing{Headers: headers, ContentType: "application/json",
 			DeliveryMode: amqp091.Transient, Body: body}}
 	}
@@ -175,25 +219,26 @@ func (t *brokerTopology) messages(shape string, body []byte) []brokerMessage {
 	}
 	ids := t.ids
 	switch shape {
-	case "lead":
-		n := min(brokerLead, len(ids)-1)
-		return []brokerMessage{
-			msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:n])}),
-			msg(ids[n], amqp091.Table{amqp.HeaderCC: others(ids[n+1:])}),
+	case "instance":
+		var out []brokerMessage
+		for i, to := range t.instances {
+			body := domain.AppendDelivery(domain.NewDeliveries(nil), frame, to)
+			out = append(out, msg(t.instIDs[i], nil, body))
 		}
+		return out
 	case "header":
-		return []brokerMessage{msg(ids[0], amqp091.Table{"x-recipients": others(ids[1:])})}
+		return []brokerMessage{msg(ids[0], amqp091.Table{"x-recipients": others(ids[1:])}, frame)}
 	case "bare":
-		return []brokerMessage{msg(ids[0], nil)}
-	default: // cc
-		return []brokerMessage{msg(ids[0], amqp091.Table{amqp.HeaderCC: others(ids[1:])})}
+		return []brokerMessage{msg(ids[0], nil, frame)}
+	default: // cc: RabbitMQ's sender-selected distribution header
+		return []brokerMessage{msg(ids[0], amqp091.Table{"CC": others(ids[1:])}, frame)}
 	}
 }
 
 // brokerTrialRun publishes one shape at cfg.Rate for cfg.For, waits until every message was
 // confirmed and consumed and reads the broker's CPU over that time.
 func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string) (*brokerTrial, error) {
-	top, deliveries, err := newBrokerTopology(cfg.AMQPURL, cfg.Followers)
+	top, deliveries, err := newBrokerTopology(cfg.AMQPURL, shape, cfg.Followers, cfg.Instances)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +313,8 @@ func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string
 func (r *brokerResult) markdown() string {
 	var b strings.Builder
 	c := r.Config
-	fmt.Fprintf(&b, "\n### socialbench broker: RabbitMQ's own CPU per post, %d followers online, %.0f posts/s\n\n", c.Followers, c.Rate)
+	fmt.Fprintf(&b, "\n### socialbench broker: RabbitMQ's own CPU per post, %d followers online (instance: on %d instances), %.0f posts/s\n\n",
+		c.Followers, c.Instances, c.Rate)
 	fmt.Fprintf(&b, "Raw amqp091-go, no code of ours; %d runs per shape, alternating; median (min–max).\n\n", c.Runs)
 	b.WriteString("| shape | messages per post | broker cores | broker CPU ms per post | ÷ cc |\n|---|---|---|---|---|\n")
 	byShape := func(shape string, get func(brokerTrial) float64) []float64 {
@@ -282,6 +328,7 @@ func (r *brokerResult) markdown() string {
 	}
 	ms := func(t brokerTrial) float64 { return t.MsPerPost }
 	ccMs := byShape("cc", ms)
+	ratios := map[string]string{}
 	for _, s := range c.Shapes {
 		perPost := byShape(s, func(t brokerTrial) float64 { return float64(t.Messages) / float64(t.Posts) })[0]
 		ratio := "–"
@@ -291,9 +338,13 @@ func (r *brokerResult) markdown() string {
 				rs[i] = vals[i] / ccMs[i] // paired: the same run
 			}
 			ratio = spread(rs, "%.2f")
+			ratios[s] = ratio
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s |\n", s, perPost,
 			spread(byShape(s, func(t brokerTrial) float64 { return t.Cores }), "%.3f"), spread(byShape(s, ms), "%.2f"), ratio)
+	}
+	if r, ok := ratios["instance"]; ok {
+		fmt.Fprintf(&b, "\ninstance ÷ cc: %s (goal ≤ %.1f)\n", r, brokerGoal)
 	}
 	return b.String()
 }

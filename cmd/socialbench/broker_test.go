@@ -19,12 +19,12 @@ func TestBrokerSmoke(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := runBrokerBench(ctx, brokerConfig{AMQPURL: amqptest.URL(), Followers: 150, Rate: 50,
+	res, err := runBrokerBench(ctx, brokerConfig{AMQPURL: amqptest.URL(), Followers: 150, Instances: 2, Rate: 50,
 		For: 300 * time.Millisecond, Runs: 1, Shapes: brokerShapes}, nil)
 	if err != nil {
 		t.Fatalf("broker bench: %v", err)
 	}
-	perPost := map[string]int{"cc": 1, "lead": 2, "header": 1, "bare": 1}
+	perPost := map[string]int{"cc": 1, "instance": 2, "header": 1, "bare": 1}
 	if len(res.Trials) != len(brokerShapes) {
 		t.Fatalf("%d trials, want %d", len(res.Trials), len(brokerShapes))
 	}
@@ -39,7 +39,10 @@ func TestBrokerSmoke(t *testing.T) {
 			t.Errorf("table has no row for %s:\n%s", s, md)
 		}
 	}
-	if _, err := runBrokerBench(ctx, brokerConfig{AMQPURL: amqptest.URL(), Followers: 150, Rate: 50, Runs: 1, Shapes: []string{"fanout"}}, nil); err == nil {
+	if !strings.Contains(md, "instance ÷ cc: ") {
+		t.Errorf("no instance ÷ cc ratio:\n%s", md)
+	}
+	if _, err := runBrokerBench(ctx, brokerConfig{AMQPURL: amqptest.URL(), Followers: 150, Instances: 2, Rate: 50, Runs: 1, Shapes: []string{"fanout"}}, nil); err == nil {
 		t.Error("an unknown shape was accepted")
 	}
 }

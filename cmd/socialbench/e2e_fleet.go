@@ -66,7 +66,7 @@ func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world)
 				u = strings.Replace(wsURLs[s.instance], "http", "ws", 1) + "/connection/websocket"
 				opts = nil
 			}
-			// Generous: each first socket of a user waits for a queue.bind, slow on a busy broker.
+			// Generous: each first socket of a user waits for its presence write, slow on a busy database.
 			dctx, cancel := context.WithTimeout(gctx, 2*time.Minute)
 			defer cancel()
 			c, resp, err := websocket.Dial(dctx, u, opts)

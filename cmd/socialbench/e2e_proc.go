@@ -123,7 +123,7 @@ type connMemory struct {
 	IdleRSSMiB  float64 `json:"idle_rss_mib"`
 	RSSMiB      float64 `json:"rss_mib"`
 	BytesPerCon float64 `json:"bytes_per_connection"`
-	// ConnectSeconds is how long opening them took (each user's first socket waits for a queue.bind).
+	// ConnectSeconds is how long opening them took (each user's first socket waits for its presence write).
 	ConnectSeconds float64 `json:"connect_s"`
 }
 

@@ -28,6 +28,7 @@ type system struct {
 	cfg       e2eConfig
 	apiURL    string
 	wsURLs    []string
+	instances []string // REALTIME_INSTANCE_ID of each wsURLs entry (the routing key); none for --target
 	dbURL     string
 	dbName    string // created here, dropped by stop
 	exchange  string // declared by the system, deleted by stop
@@ -96,12 +97,13 @@ func startSystem(ctx context.Context, cfg e2eConfig) (*system, error) {
 	}
 	var ready []string
 	if cfg.Mode == "all" {
-		addr := freeAddr()
-		if err := s.spawn(bin, "all", env, "HTTP_ADDR="+addr, "DISPATCHER_ADDR="+freeAddr(), "WS_ADDR="+freeAddr()); err != nil {
+		addr, id := freeAddr(), "rt-"+suffix+"-0"
+		if err := s.spawn(bin, "all", env, "HTTP_ADDR="+addr, "DISPATCHER_ADDR="+freeAddr(), "WS_ADDR="+freeAddr(), "REALTIME_INSTANCE_ID="+id); err != nil {
 			return nil, err
 		}
 		s.apiURL = "http://" + addr
 		s.wsURLs = []string{s.apiURL}
+		s.instances = []string{id}
 		ready = append(ready, s.apiURL)
 	} else {
 		api, disp := freeAddr(), freeAddr()
@@ -116,12 +118,14 @@ func startSystem(ctx context.Context, cfg e2eConfig) (*system, error) {
 			}
 			ready = append(ready, "http://"+disp)
 		}
-		for range cfg.Realtime * boolInt(!cfg.APIOnly) {
-			ws := freeAddr()
-			if err := s.spawn(bin, "realtime", env, "WS_ADDR="+ws); err != nil {
+		for i := range cfg.Realtime * boolInt(!cfg.APIOnly) {
+			// Unique per run: the instance's queue is named after it, and runs may share a broker.
+			ws, id := freeAddr(), fmt.Sprintf("rt-%s-%d", suffix, i)
+			if err := s.spawn(bin, "realtime", env, "WS_ADDR="+ws, "REALTIME_INSTANCE_ID="+id); err != nil {
 				return nil, err
 			}
 			s.wsURLs = append(s.wsURLs, "http://"+ws)
+			s.instances = append(s.instances, id)
 			ready = append(ready, "http://"+ws)
 		}
 	}

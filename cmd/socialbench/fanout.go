@@ -175,7 +175,7 @@ type fanoutTrial struct {
 
 	AtRate *phaseResult `json:"at_rate,omitempty"`
 	// Stages splits the posts of the rate phase at the broker (ours only: a raw consumer bound
-	// with one subscriber's id).
+	// with the realtime instance's id).
 	Stages     *pathStages   `json:"at_rate_stages,omitempty"`
 	PGWaits    []pgWait      `json:"at_rate_pg_waits,omitempty"`
 	BurstWaits []pgWait      `json:"burst_pg_waits,omitempty"`
@@ -302,14 +302,14 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	trialStart := time.Now()
 	l := newLoad(cfg, sys.apiURL, w, fleet)
 
-	// Warm-up (connections, plans, the first binding), not measured.
+	// Warm-up (connections, plans), not measured.
 	l.openLoop(ctx, "warmup", fc.Rate, 2*time.Second)
 	l.drain(ctx, lag)
 	l.analyzeFrames(&phase{}, &phaseResult{})
 
 	var probe *brokerProbe
 	if !isCentrifugo && fc.Stages {
-		if probe, err = startBrokerProbe(fc.AMQPURL, sys.exchange, w.ids[w.connFollowers[0][0]]); err != nil {
+		if probe, err = startBrokerProbe(fc.AMQPURL, sys.exchange, sys.instances[0]); err != nil {
 			return nil, fmt.Errorf("broker probe: %w", err)
 		}
 		defer func() {
@@ -337,10 +337,9 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 		t.Stages = &st
 		cfg.progress("stages at %.0f/s, p50 / p99 ms: http %.1f / %.1f, then broker +%.1f / +%.1f, first socket +%.1f / +%.1f, last socket +%.1f / +%.1f",
 			fc.Rate, st.HTTP.P50, st.HTTP.P99, st.Broker.P50, st.Broker.P99, st.First.P50, st.First.P99, st.Last.P50, st.Last.P99)
-		// The probe's queue takes a copy of every message (a 37 KB CC header per 1,000
-		// recipients, routed, stored and decoded again in this process): work Centrifugo's runs
-		// do not have. It serves the stages above only, so it goes before the phases that load
-		// the machine.
+		// The probe's queue takes a copy of every message (the recipients' ids, 37 KB per 1,000,
+		// routed, stored and decoded again in this process): work Centrifugo's runs do not have.
+		// It serves the stages above only, so it goes before the phases that load the machine.
 		probe.close()
 		probe = nil
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/domain"
 )
 
@@ -21,12 +20,11 @@ import (
 // through POST /post/create does not reach on this machine (the post transactions queue on
 // PostgreSQL's NOTIFY lock first, for both systems alike).
 //
-//   - ours: n messages published straight to the feed exchange, each as the dispatcher shapes it
-//     (routing key = the first subscriber, CC = the others; 1,000 ids per message), while the
-//     realtime process is stopped (SIGSTOP): RabbitMQ holds them in its queue, confirmed, and the
-//     clock starts when the process continues (SIGCONT) — a backlog flush, as after an outage,
-//     and the realtime's own pace, not the broker's routing of 1,000-key messages (~1–4 ms each
-//     here, on the same two cores);
+//   - ours: n frames published straight to the feed exchange as the dispatcher shapes them (one
+//     feed message per instance per frame, naming the subscribers with a socket there, routing
+//     key = the instance id), while the realtime processes are stopped (SIGSTOP): RabbitMQ holds
+//     them in their queues, confirmed, and the clock starts when the processes continue
+//     (SIGCONT) — a backlog flush, as after an outage, and the realtime's own pace;
 //   - Centrifugo: n rows of its outbox (publish to the author's channel, or broadcast to the
 //     subscribers' personal channels) written in one transaction, read by its consumer 100 at a time.
 //
@@ -36,6 +34,9 @@ func directBurst(ctx context.Context, l *load, sys *system, w *world, n int, cen
 	ids := make([]string, len(subs))
 	for i, u := range subs {
 		ids[i] = w.ids[u]
+	}
+	if centrifugoMode == "" && len(sys.instances) == 0 {
+		return nil, errors.New("the realtime instances' ids are unknown (a --target system)")
 	}
 	frames := make([][]byte, n)
 	posts := make([]uuid.UUID, n)
@@ -72,21 +73,23 @@ func directBurst(ctx context.Context, l *load, sys *system, w *world, n int, cen
 		if err := ch.Confirm(false); err != nil {
 			return nil, err
 		}
-		confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, n*(1+len(ids)/1000)))
-		// As the relay: 1,000 recipients per message.
-		type msg struct {
-			key string
-			cc  []interface{}
+		// Each instance's subscribers: the users of the fleet's sockets there.
+		isSub := map[int32]bool{}
+		for _, u := range subs {
+			isSub[u] = true
 		}
-		var msgs []msg
-		for i := 0; i < len(ids); i += 1000 {
-			chunk := ids[i:min(i+1000, len(ids))]
-			cc := make([]interface{}, len(chunk)-1)
-			for j, id := range chunk[1:] {
-				cc[j] = id
+		onInstance := make([][]string, len(sys.instances))
+		seen := make([]map[int32]bool, len(sys.instances))
+		for _, s := range l.fleet.socks {
+			if k := s.instance; isSub[s.user] && !seen[k][s.user] {
+				if seen[k] == nil {
+					seen[k] = map[int32]bool{}
+				}
+				seen[k][s.user] = true
+				onInstance[k] = append(onInstance[k], w.ids[s.user])
 			}
-			msgs = append(msgs, msg{key: chunk[0], cc: cc})
 		}
+		confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, n*len(sys.instances)))
 		pids := sys.realtimePIDs()
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGSTOP)
@@ -102,11 +105,14 @@ func directBurst(ctx context.Context, l *load, sys *system, w *world, n int, cen
 		}
 		defer cont()
 		sent := 0
-		for i, body := range frames {
-			for _, m := range msgs {
-				if err := ch.PublishWithContext(ctx, sys.exchange, m.key, false, false, amqp091.Publishing{
-					Headers: amqp091.Table{amqp.HeaderCC: m.cc}, ContentType: "application/json",
-					MessageId: posts[i].String(), DeliveryMode: amqp091.Transient, Body: body,
+		for i, frame := range frames {
+			for k, to := range onInstance {
+				if len(to) == 0 {
+					continue
+				}
+				if err := ch.PublishWithContext(ctx, sys.exchange, sys.instances[k], false, false, amqp091.Publishing{
+					ContentType: "application/octet-stream", MessageId: posts[i].String(), DeliveryMode: amqp091.Transient,
+					Body: domain.AppendDelivery(domain.NewDeliveries(nil), frame, to),
 				}); err != nil {
 					return nil, err
 				}

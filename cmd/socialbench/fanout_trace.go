@@ -6,11 +6,12 @@ import (
 
 	"github.com/google/uuid"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/domain"
 )
 
-// brokerProbe is a raw amqp091 consumer on the system's exchange, its queue bound with one
-// subscriber's id: it gets a copy of every message the dispatcher publishes for the author's
-// posts. Its arrival times split a post's path in two: up to the broker (api, commit, the
+// brokerProbe is a raw amqp091 consumer on the system's exchange, its queue bound with a realtime
+// instance's id: it gets a copy of every message the dispatcher publishes to that instance. Its arrival times split a post's path in two: up to the broker (api, commit, the
 // dispatcher's claim, follower read and publish, routing) and after it (realtime: consume,
 // hand to the sockets, write, the client's read).
 type brokerProbe struct {
@@ -47,11 +48,13 @@ func startBrokerProbe(amqpURL, exchange, key string) (*brokerProbe, error) {
 		defer close(p.done)
 		for d := range msgs {
 			now := time.Now().UnixNano()
-			if id, ok := postIDOf(d.Body); ok {
-				p.mu.Lock()
-				p.at[id] = now
-				p.mu.Unlock()
-			}
+			p.mu.Lock()
+			_ = domain.EachDelivery(d.Body, func(frame []byte, _ []string) {
+				if id, ok := postIDOf(frame); ok {
+					p.at[id] = now
+				}
+			})
+			p.mu.Unlock()
 		}
 	}()
 	return p, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -24,8 +25,11 @@ import (
 	"github.com/socialnet/social/outbox"
 )
 
-// runRelay measures the outbox relay against raw amqp091-go publishing one message per follower
-// with pipelined confirms, on the same broker, to the same topology, in the same run.
+// runRelay measures the outbox relay against raw amqp091-go publishing one message per online
+// follower with pipelined confirms, on the same broker, to the same topology, in the same run.
+// The online followers have presence rows on --instances realtime instances (ids rt-0, rt-1…),
+// whose routing keys one counting queue is bound with; the relay sends each instance its feed
+// messages (design.md §3). Deliveries are online followers reached.
 //
 //	go run ./cmd/socialbench relay -posts 1000 -followers 1000
 func runRelay(ctx context.Context, args []string) error {
@@ -38,13 +42,11 @@ func runRelay(ctx context.Context, args []string) error {
 	baselineMax := fs.Int("baseline-max", 300_000, "cap on the messages of the baseline run (its rate is what counts)")
 	window := fs.Int("window", 1000, "baseline: unconfirmed messages in flight")
 	batch := fs.Int("batch", 0, "relay BatchSize (0 = default)")
-	group := fs.Int("group", 0, "relay PublishGroup (0 = default)")
-	pageSize := fs.Int("page", 0, "relay PageSize: followers per message (0 = default 1,000; 1 = no CC)")
-	lanes := fs.Int("lanes", 0, "publisher lanes: AMQP channels, followers split among them by id (0 = the dispatcher's default)")
+	instances := fs.Int("instances", 2, "realtime instances the online followers are spread over")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the relay run (not the set-up or baseline) to this file")
 	skipBaseline := fs.Bool("no-baseline", false, "measure the relay only")
-	bound := fs.Int("bound", 0, "followers bound to the consumer's queue, i.e. online (0 = all); every F/bound-th, so each message names some")
-	probe := fs.Bool("probe", false, "while the relay runs, another author with one bound follower posts; print how long that post took to arrive")
+	bound := fs.Int("bound", 0, "followers online, i.e. with a presence row (0 = all); every F/bound-th")
+	probe := fs.Bool("probe", false, "while the relay runs, another author with one online follower posts; print how long that post took to arrive")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,15 +56,21 @@ func runRelay(ctx context.Context, args []string) error {
 	if *bound <= 0 || *bound > *followers {
 		*bound = *followers
 	}
+	if *instances < 1 {
+		return errors.New("-instances must be at least 1")
+	}
 	b := &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe, amqpURL: *amqpURL}
+	for i := range *instances {
+		b.instances = append(b.instances, fmt.Sprintf("rt-%d", i))
+	}
 	if err := b.setUp(ctx, *adminURL); err != nil {
 		b.tearDown()
 		return err
 	}
 	defer b.tearDown()
 
-	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers bound), %d follower deliveries; %s\n",
-		b.posts, b.followers, b.authors, b.bound, b.posts*b.followers, b.broker)
+	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers online on %d instances), %d follower deliveries; %s\n",
+		b.posts, b.followers, b.authors, b.bound, len(b.instances), b.posts*b.bound, b.broker)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -73,14 +81,14 @@ func runRelay(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	relayDur, err := b.runRelay(ctx, *batch, *group, *pageSize, *lanes)
+	relayDur, err := b.runRelay(ctx, *batch)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return err
 	}
-	total := float64(b.posts * b.followers)
+	total := float64(b.posts * b.bound)
 	relayRate := total / relayDur.Seconds()
 	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond))
 	if b.probe {
@@ -95,75 +103,55 @@ func runRelay(ctx context.Context, args []string) error {
 	if *skipBaseline {
 		return nil
 	}
-	n := min(b.posts*b.followers, *baselineMax)
+	n := min(b.posts*b.bound, *baselineMax)
 	baseDur, err := b.runBaseline(ctx, n, *window)
 	if err != nil {
 		return err
 	}
 	baseRate := float64(n) / baseDur.Seconds()
-	fmt.Printf("baseline: %10.0f deliveries/s  (raw amqp091-go, one message per follower, %d in flight, %d messages in %s)\n",
+	fmt.Printf("baseline: %10.0f deliveries/s  (raw amqp091-go, one message per online follower, %d in flight, %d messages in %s)\n",
 		baseRate, *window, n, baseDur.Round(time.Millisecond))
 	fmt.Printf("ratio:    %.2f (relay deliveries/s ÷ baseline)\n", relayRate/baseRate)
 
-	// The broker's own ceiling for the relay's message shape: the same routing key + CC chunks
-	// published raw, with nothing read from or written to PostgreSQL. Relay ÷ this is how much of
-	// what RabbitMQ can route our code delivers; baseline ÷ this is what CC buys on this broker.
-	// Same number of posts as the relay run: shorter runs measured the broker ~10 % slower.
-	// Skipped for huge fan-outs on RabbitMQ < 3.11, which takes minutes per post there (it scans
-	// every binding per CC key; docs/performance.md).
-	if b.followers > 1 && (b.followers <= 10_000 || amqp.ShapeFor(b.broker).FollowersPerMessage > 1) {
-		ccDur, err := b.runCCCeiling(ctx, b.posts, *pageSize, *window)
-		if err != nil {
-			return err
-		}
-		ccRate := float64(b.posts*b.followers) / ccDur.Seconds()
-		fmt.Printf("raw CC:   %10.0f deliveries/s  (raw amqp091-go, the relay's messages: %d posts × %d followers in %s)\n",
-			ccRate, b.posts, b.followers, ccDur.Round(time.Millisecond))
-		fmt.Printf("relay ÷ raw CC: %.2f\n", relayRate/ccRate)
+	// The broker's own ceiling for the relay's message shape: one feed message per instance per
+	// post, published raw, with nothing read from or written to PostgreSQL. Relay ÷ this is how
+	// much of what RabbitMQ can route our code delivers. Same number of posts as the relay run:
+	// shorter runs measured the broker ~10 % slower.
+	rawDur, err := b.runInstanceCeiling(ctx, b.posts, *window)
+	if err != nil {
+		return err
 	}
+	rawRate := total / rawDur.Seconds()
+	fmt.Printf("raw instance: %6.0f deliveries/s  (raw amqp091-go, the relay's messages: one per post and instance, %d posts in %s)\n",
+		rawRate, b.posts, rawDur.Round(time.Millisecond))
+	fmt.Printf("relay ÷ raw instance: %.2f\n", relayRate/rawRate)
 	return nil
 }
 
-// runCCCeiling publishes posts × followers deliveries the way the relay does (one message per
-// chunk of pageSize followers: routing key + CC array), pipelined with window messages in flight,
-// without the relay: the broker's ceiling for this workload.
-func (b *relayBench) runCCCeiling(ctx context.Context, posts, pageSize, window int) (time.Duration, error) {
-	if pageSize == 0 {
-		pageSize = 1000
-	}
-	type chunk struct {
-		key     string
-		headers amqp091.Table
-	}
-	var chunks []chunk
-	for ids := b.followerIDs; len(ids) > 0; {
-		n := min(pageSize, len(ids))
-		c := chunk{key: ids[0]}
-		if n > 1 {
-			cc := make([]interface{}, 0, n-1)
-			for _, id := range ids[1:n] {
-				cc = append(cc, id)
-			}
-			c.headers = amqp091.Table{amqp.HeaderCC: cc}
+// runInstanceCeiling publishes posts × one feed message per instance (the frame and that
+// instance's online followers), pipelined with window messages in flight, without the relay: the
+// broker's ceiling for this workload.
+func (b *relayBench) runInstanceCeiling(ctx context.Context, posts, window int) (time.Duration, error) {
+	var keys []string
+	var bodies [][]byte
+	for i, ids := range b.online() {
+		if len(ids) > 0 { // an instance none of the followers is on gets nothing
+			keys = append(keys, b.instances[i])
+			bodies = append(bodies, domain.AppendDelivery(domain.NewDeliveries(nil), b.frame, ids))
 		}
-		chunks = append(chunks, c)
-		ids = ids[n:]
 	}
-	var postID string
-	return b.publishRaw(ctx, "raw CC", posts*len(chunks), window, int64(posts*b.followers), func(i int) (string, amqp091.Publishing) {
-		c := chunks[i%len(chunks)]
-		if i%len(chunks) == 0 {
-			postID = uuid.NewString() // one message id per post, as the relay does
-		}
-		return c.key, amqp091.Publishing{Headers: c.headers, ContentType: "application/json",
-			DeliveryMode: amqp091.Transient, MessageId: postID, Body: b.frame}
+	return b.publishRaw(ctx, "raw instance", posts*len(bodies), window, int64(posts*b.bound), func(i int) (string, amqp091.Publishing) {
+		k := i % len(bodies)
+		return keys[k], amqp091.Publishing{ContentType: "application/octet-stream",
+			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: bodies[k]}
 	})
 }
 
 type relayBench struct {
 	posts, followers, authors int
-	bound                     int  // followers bound to queue (online)
-	probe                     bool // measure another author's post during the relay
+	bound                     int      // followers online (with a presence row)
+	instances                 []string // realtime instance ids the online followers are spread over
+	probe                     bool     // measure another author's post during the relay
 	amqpURL                   string
 	broker                    amqp.Broker
 	cpu                       *cpuParties
@@ -174,16 +162,16 @@ type relayBench struct {
 	amqpConn *amqp091.Connection
 	ch       *amqp091.Channel
 	queue    string
-	// exchange: bound to queue with the bound followers' ids. The relay, the baseline and the
-	// raw CC ceiling run one after the other on it, each waiting for all of its deliveries.
+	// exchange: bound to queue with the instance ids. The relay, the baseline and the raw
+	// instance ceiling run one after the other on it, each waiting for all of its deliveries.
 	exchange    string
 	followerIDs []string
 	frame       []byte
 	counted     atomic.Int64
 	firstAt     atomic.Int64 // unix nanoseconds of the first counted delivery since reset
 
-	// The probe: an author of its own with one follower (bound), whose post is inserted while the
-	// relay runs; the consumer stamps its arrival.
+	// The probe: an author of its own with one follower (online on the first instance), whose
+	// post is inserted while the relay runs; the consumer stamps its arrival.
 	probeAuthor, probeFollower string
 	probeArrived               atomic.Int64 // unix nanoseconds; 0 until it arrives
 	probeCreated               atomic.Int64
@@ -212,7 +200,7 @@ func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
 	if err := b.fill(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("set-up: users, friendships and outbox filled in %s; ", time.Since(start).Round(time.Millisecond))
+	fmt.Printf("set-up: users, friendships, presence and outbox filled in %s; ", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
 	if b.amqpConn, err = amqp091.Dial(b.amqpURL); err != nil {
@@ -224,30 +212,27 @@ func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
 	b.broker = amqp.BrokerOf(b.amqpConn, "")
 	b.cpu = newCPUParties(b.pool, b.dbName, b.amqpURL)
 	b.exchange = "bench.relay." + uuid.NewString()[:8]
-	if err := b.ch.ExchangeDeclare(b.exchange, amqp.ExchangeKind, true, false, false, false, nil); err != nil {
+	// Direct and durable, as the relay's publisher declares it.
+	if err := b.ch.ExchangeDeclare(b.exchange, "direct", true, false, false, false, nil); err != nil {
 		return err
 	}
-	// One queue with the bound followers: like one realtime instance with them online.
+	// One queue bound with every instance's id: it counts for all the instances.
 	q, err := b.ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		return err
 	}
 	b.queue = q.Name
-	keys := b.boundIDs()
-	if b.probe {
-		keys = append(keys, b.probeFollower)
-	}
-	for i, f := range keys {
-		if err := b.ch.QueueBind(q.Name, f, b.exchange, i < len(keys)-1, nil); err != nil {
+	for _, id := range b.instances {
+		if err := b.ch.QueueBind(q.Name, id, b.exchange, false, nil); err != nil {
 			return fmt.Errorf("bind: %w", err)
 		}
 	}
-	fmt.Printf("%d bindings in %s\n", len(keys), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("queue bound in %s\n", time.Since(start).Round(time.Millisecond))
 	return b.consume()
 }
 
-// fill creates authors and followers, the friendships and N post events with their outbox rows,
-// by bulk SQL (the API is not what is measured here).
+// fill creates authors and followers, the friendships, the online followers' presence and N post
+// events with their outbox rows, by bulk SQL (the API is not what is measured here).
 func (b *relayBench) fill(ctx context.Context) error {
 	authorIDs := newIDs(b.authors)
 	b.followerIDs = newIDs(b.followers)
@@ -277,6 +262,21 @@ func (b *relayBench) fill(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fill outbox: %w", err)
 	}
+	// The instances' leases outlast the run: nothing renews them.
+	if _, err := b.pool.Exec(ctx, `INSERT INTO realtime_instances (id, lease_until) SELECT id, now() + interval '1 day' FROM unnest($1::text[]) AS id`,
+		b.instances); err != nil {
+		return fmt.Errorf("insert realtime instances: %w", err)
+	}
+	var online, instances []string
+	for i, ids := range b.online() {
+		for _, id := range ids {
+			online, instances = append(online, id), append(instances, b.instances[i])
+		}
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO presence (user_id, instance_id) SELECT * FROM unnest($1::uuid[], $2::text[])`,
+		online, instances); err != nil {
+		return fmt.Errorf("insert presence: %w", err)
+	}
 	// A live outbox has planner statistics (autovacuum); a freshly bulk-filled one has none for
 	// a minute, and the relay's plans would be measured against guesses.
 	if _, err := b.pool.Exec(ctx, "ANALYZE"); err != nil {
@@ -292,20 +292,21 @@ func (b *relayBench) fill(ctx context.Context) error {
 		if _, err := b.pool.Exec(ctx, `INSERT INTO friendships (user_id, friend_id) VALUES ($1, $2)`, b.probeFollower, b.probeAuthor); err != nil {
 			return fmt.Errorf("insert probe friendship: %w", err)
 		}
+		if _, err := b.pool.Exec(ctx, `INSERT INTO presence (user_id, instance_id) VALUES ($1, $2)`, b.probeFollower, b.instances[0]); err != nil {
+			return fmt.Errorf("insert probe presence: %w", err)
+		}
 	}
 	return nil
 }
 
-// boundIDs are the followers bound to the queue: every F/bound-th in id order, so that every
-// message of up to 1,000 consecutive followers names some of them and is delivered.
-func (b *relayBench) boundIDs() []string {
-	if b.bound >= len(b.followerIDs) {
-		return b.followerIDs
-	}
-	out := make([]string, 0, b.bound)
+// online are the online followers of each instance: every F/bound-th follower in id order, dealt
+// to the instances in turn.
+func (b *relayBench) online() [][]string {
+	out := make([][]string, len(b.instances))
 	step := float64(len(b.followerIDs)) / float64(b.bound)
 	for i := range b.bound {
-		out = append(out, b.followerIDs[int(float64(i)*step)])
+		k := i % len(out)
+		out[k] = append(out[k], b.followerIDs[int(float64(i)*step)])
 	}
 	return out
 }
@@ -363,8 +364,8 @@ func newIDs(n int) []string {
 	return out
 }
 
-// consume counts follower deliveries: one per user named in the routing key and CC of each
-// delivered message (one realtime instance would hand the frame to each of them).
+// consume counts follower deliveries: one per user named in each delivery of each feed message
+// (the realtime instance would hand the frame to each of them); the probe's stamps its arrival.
 func (b *relayBench) consume() error {
 	ch, err := b.amqpConn.Channel()
 	if err != nil {
@@ -376,16 +377,14 @@ func (b *relayBench) consume() error {
 	}
 	go func() {
 		for d := range ds {
-			if b.probe && d.RoutingKey == b.probeFollower {
-				b.probeArrived.CompareAndSwap(0, time.Now().UnixNano())
-				continue
-			}
-			b.firstAt.CompareAndSwap(0, time.Now().UnixNano())
-			n := int64(1)
-			if cc, ok := d.Headers[amqp.HeaderCC].([]interface{}); ok {
-				n += int64(len(cc))
-			}
-			b.counted.Add(n)
+			_ = domain.EachDelivery(d.Body, func(_ []byte, to []string) {
+				if b.probe && len(to) == 1 && to[0] == b.probeFollower {
+					b.probeArrived.CompareAndSwap(0, time.Now().UnixNano())
+					return
+				}
+				b.firstAt.CompareAndSwap(0, time.Now().UnixNano())
+				b.counted.Add(int64(len(to)))
+			})
 		}
 	}()
 	return nil
@@ -406,28 +405,20 @@ func (b *relayBench) waitCount(ctx context.Context, want int64) error {
 	return nil
 }
 
-func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes int) (time.Duration, error) {
-	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog(), Lanes: lanes})
+func (b *relayBench) runRelay(ctx context.Context, batch int) (time.Duration, error) {
+	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Exchange: b.exchange, Logger: quietLog()})
 	if err != nil {
 		return 0, err
 	}
 	defer pub.Close()
-	bulk, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Logger: quietLog(), Lanes: lanes})
+	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, Refused: amqp.IsRefused, Logger: quietLog(), BatchSize: batch})
 	if err != nil {
 		return 0, err
 	}
-	defer bulk.Close()
-	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, BulkPublisher: bulk, Exchange: b.exchange, Logger: quietLog(),
-		BatchSize: batch, PublishGroup: group, PageSize: pageSize})
-	if err != nil {
-		return 0, err
-	}
-	// The publishers connect before the clock starts (the baselines' connection is open too);
+	// The publisher connects before the clock starts (the baselines' connection is open too);
 	// the relay's own start (a database connection, the leader lock) is timed.
-	for _, p := range []*amqp.Publisher{pub, bulk} {
-		if err := p.Ready(ctx); err != nil {
-			return 0, err
-		}
+	if _, err := pub.Connect(ctx); err != nil {
+		return 0, err
 	}
 	b.counted.Store(0)
 	b.firstAt.Store(0)
@@ -440,7 +431,7 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 	if b.probe {
 		go func() { probeErr <- b.postProbe(rctx) }()
 	}
-	err = b.waitCount(ctx, int64(b.posts*b.followers))
+	err = b.waitCount(ctx, int64(b.posts*b.bound))
 	d := time.Since(start)
 	if err == nil {
 		// Sampled before the relay stops: its backends (leader, pool) are still there.
@@ -473,23 +464,24 @@ func (b *relayBench) runRelay(ctx context.Context, batch, group, pageSize, lanes
 	return d, nil
 }
 
-// runBaseline publishes n messages, one per follower (routing key = follower id, no CC), each
-// with the frame as body, keeping window unconfirmed messages in flight.
+// runBaseline publishes n messages, one per online follower (a feed message naming that follower
+// alone, routing key = its instance), each with the frame, keeping window unconfirmed messages in
+// flight.
 func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Duration, error) {
-	// Only bound (online) followers' messages are delivered; the others are routed nowhere.
-	bound := make(map[string]bool, b.bound)
-	for _, id := range b.boundIDs() {
-		bound[id] = true
+	type one struct {
+		key  string
+		body []byte
 	}
-	var want int64
-	for i := range n {
-		if bound[b.followerIDs[i%len(b.followerIDs)]] {
-			want++
+	var msgs []one
+	for i, ids := range b.online() {
+		for k := range ids {
+			msgs = append(msgs, one{b.instances[i], domain.AppendDelivery(domain.NewDeliveries(nil), b.frame, ids[k:k+1])})
 		}
 	}
-	return b.publishRaw(ctx, "baseline", n, window, want, func(i int) (string, amqp091.Publishing) {
-		return b.followerIDs[i%len(b.followerIDs)], amqp091.Publishing{ContentType: "application/json",
-			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: b.frame}
+	return b.publishRaw(ctx, "baseline", n, window, int64(n), func(i int) (string, amqp091.Publishing) {
+		m := msgs[i%len(msgs)]
+		return m.key, amqp091.Publishing{ContentType: "application/octet-stream",
+			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: m.body}
 	})
 }
 

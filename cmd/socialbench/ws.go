@@ -33,8 +33,9 @@ Each server runs in a child process (so its RSS holds only the sockets). Same cl
   1. open -conns idle sockets (one user each), RSS delta / socket
   2. close all but -users of them, deliver -frames frames at -rate/s, one user each, round robin;
      latency = frame created_at -> received by the client (p50/p99)
-Ours: the realtime hub + adapters/amqp consumer (exclusive queue, a binding per user), frames
-published to RabbitMQ. Baseline: a bare coder/websocket server writing frames from an in-process
+Ours: the realtime hub + adapters/amqp subscriber (one exclusive queue bound with the instance's
+id), frames published to RabbitMQ as the dispatcher does (a feed message per frame, routing key =
+the instance id). Baseline: a bare coder/websocket server writing frames from an in-process
 channel. Raise the open file limit (ulimit -n) if the hard limit is below 2 x conns + slack.
 
 Flags:
@@ -46,7 +47,7 @@ func runWS(ctx context.Context, args []string) error {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), wsUsage); fs.PrintDefaults() }
 	conns := fs.Int("conns", 10000, "idle sockets to open")
 	users := fs.Int("users", 1000, "connected users during the latency phase")
-	perUser := fs.Int("sockets-per-user", 1, "idle sockets per user (tabs); each user costs ours one broker binding")
+	perUser := fs.Int("sockets-per-user", 1, "idle sockets per user (tabs)")
 	frames := fs.Int("frames", 5000, "frames to deliver in the latency phase")
 	rate := fs.Int("rate", 1000, "frames per second in the latency phase")
 	amqpURL := fs.String("amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ")
@@ -100,8 +101,7 @@ func (b *wsBench) brokerHop(ctx context.Context) (wsResult, error) {
 	if err != nil {
 		return res, err
 	}
-	const key = "bench.hop"
-	if err := ch.QueueBind(q.Name, key, b.exchange, false, nil); err != nil {
+	if err := ch.QueueBind(q.Name, wsInstanceID, b.exchange, false, nil); err != nil {
 		return res, err
 	}
 	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
@@ -114,16 +114,18 @@ func (b *wsBench) brokerHop(ctx context.Context) (wsResult, error) {
 		defer close(done)
 		for d := range msgs {
 			now := time.Now()
-			var f domain.FeedFrame
-			if json.Unmarshal(d.Body, &f) == nil {
-				lat.add(now.Sub(f.CreatedAt))
-			}
+			_ = domain.EachDelivery(d.Body, func(frame []byte, _ []string) {
+				var f domain.FeedFrame
+				if json.Unmarshal(frame, &f) == nil {
+					lat.add(now.Sub(f.CreatedAt))
+				}
+			})
 			if lat.count() == b.frames {
 				return
 			}
 		}
 	}()
-	if err := b.publish(ctx, []string{key}); err != nil {
+	if err := b.publish(ctx, []string{"bench.hop"}); err != nil {
 		return res, err
 	}
 	select {
@@ -148,7 +150,7 @@ type wsResult struct {
 	rssAfter        int64
 	connectDuration time.Duration
 	goroutines      int           // added by the open sockets
-	closeDuration   time.Duration // closing all but b.users sockets, until no unbind is pending
+	closeDuration   time.Duration // closing all but b.users sockets, until the server holds b.users
 	p50, p99, max   time.Duration
 	received        int
 }
@@ -247,11 +249,6 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	if err := waitConnections(base, b.users); err != nil {
 		return res, err
 	}
-	// Latency with b.users connected, not while the broker still removes the bindings of the
-	// sockets just closed (ours unbinds them in the background).
-	if err := waitQuiet(base); err != nil {
-		return res, err
-	}
 	res.closeDuration = time.Since(closeStart)
 	targets := ids[:b.users]
 	switch kind {
@@ -279,7 +276,8 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	return res, nil
 }
 
-// publish sends the frames to RabbitMQ as the dispatcher does (routing key = the user), paced.
+// publish sends the frames to RabbitMQ as the dispatcher does (one feed message per frame naming
+// its user, routing key = the instance id), paced.
 func (b *wsBench) publish(ctx context.Context, users []string) error {
 	conn, err := amqp091.Dial(b.amqpURL)
 	if err != nil {
@@ -293,8 +291,9 @@ func (b *wsBench) publish(ctx context.Context, users []string) error {
 	start := time.Now()
 	for i := range b.frames {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(b.rate))))
-		body, _ := json.Marshal(benchFrame(int64(i + 1)))
-		err := ch.PublishWithContext(ctx, b.exchange, users[i%len(users)], false, false, amqp091.Publishing{
+		frame, _ := json.Marshal(benchFrame(int64(i + 1)))
+		body := domain.AppendDelivery(domain.NewDeliveries(nil), frame, users[i%len(users):i%len(users)+1])
+		err := ch.PublishWithContext(ctx, b.exchange, wsInstanceID, false, false, amqp091.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp091.Transient, Body: body})
 		if err != nil {
 			return err
@@ -333,7 +332,7 @@ func dialAll(ctx context.Context, base string, ids []string, tokens *auth.Tokens
 					return
 				}
 				tok, _ := tokens.Issue(ids[i])
-				dctx, cancel := context.WithTimeout(ctx, 10*time.Minute) // ours waits for its broker binding
+				dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 				c, _, err := websocket.Dial(dctx, url+"?user="+ids[i],
 					&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}})
 				cancel()
@@ -450,24 +449,6 @@ func fetchProfile(url, path string) error {
 	}
 	_, err = io.Copy(f, resp.Body)
 	return errors.Join(err, f.Close())
-}
-
-// waitQuiet waits until the server has no binding change pending.
-func waitQuiet(base string) error {
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		m, err := stats(base, false)
-		if err != nil {
-			return err
-		}
-		if m["bindings_pending"] == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server still has %d binding changes pending", m["bindings_pending"])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // rss reads a process's resident set size from /proc (Linux).

@@ -1,0 +1,70 @@
+package domain_test
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/socialnet/social/domain"
+)
+
+func TestDeliveriesRoundTrip(t *testing.T) {
+	type d struct {
+		frame string
+		to    []string
+	}
+	in := []d{
+		{`{"type":"post.created","position":1}`, []string{"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "u2"}},
+		{`{"type":"dialog.message","position":2}`, nil},
+		{string(bytes.Repeat([]byte("x"), 300)), []string{"u3"}},
+	}
+	body := domain.NewDeliveries(nil)
+	size := len(body)
+	for _, x := range in {
+		body = domain.AppendDelivery(body, []byte(x.frame), x.to)
+		size += domain.DeliverySize([]byte(x.frame), x.to)
+	}
+	if size != len(body) {
+		t.Fatalf("DeliverySize sums to %d, the message is %d bytes", size, len(body))
+	}
+	var out []d
+	if err := domain.EachDelivery(body, func(frame []byte, to []string) {
+		out = append(out, d{string(frame), slices.Clone(to)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("got %d deliveries, want %d", len(out), len(in))
+	}
+	for i := range in {
+		if out[i].frame != in[i].frame || !slices.Equal(out[i].to, in[i].to) && len(in[i].to) > 0 {
+			t.Errorf("delivery %d: got %+v, want %+v", i, out[i], in[i])
+		}
+	}
+	// Every truncation is refused, never read past its end.
+	for n := range len(body) {
+		err := domain.EachDelivery(body[:n], func([]byte, []string) {})
+		if n > 0 && err == nil && n != len(body) {
+			// A cut exactly between deliveries is a shorter, valid message.
+			continue
+		}
+		if n == 0 && !errors.Is(err, domain.ErrBadDelivery) {
+			t.Fatalf("empty message: %v", err)
+		}
+	}
+}
+
+func FuzzEachDelivery(f *testing.F) {
+	f.Add(domain.AppendDelivery(domain.NewDeliveries(nil), []byte(`{}`), []string{"a", "b"}))
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_ = domain.EachDelivery(body, func(frame []byte, to []string) {
+			for _, id := range to {
+				if len(id) > domain.MaxDeliveryIDLength {
+					t.Fatal("id longer than the format allows")
+				}
+			}
+		})
+	})
+}
