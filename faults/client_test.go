@@ -130,7 +130,8 @@ type feedFrame struct {
 // ?since=<highest position seen>, as web/ does. It dedupes frames by post id and event type.
 type feed struct {
 	t     *testing.T
-	url   string
+	urls  []string // tried in turn: a reconnect that fails moves to the next (another instance)
+	next  int
 	token string
 
 	mu         sync.Mutex
@@ -149,7 +150,12 @@ type feed struct {
 }
 
 func openFeed(t *testing.T, ctx context.Context, url string, u user) *feed {
-	f := &feed{t: t, url: url, token: u.token, got: map[string]int{}, texts: map[string]string{}, changed: make(chan struct{})}
+	return openFeedOn(t, ctx, []string{url}, u)
+}
+
+// openFeedOn is openFeed with several instances' URLs, as behind a gateway that skips a dead one.
+func openFeedOn(t *testing.T, ctx context.Context, urls []string, u user) *feed {
+	f := &feed{t: t, urls: urls, token: u.token, got: map[string]int{}, texts: map[string]string{}, changed: make(chan struct{})}
 	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(ctx)
 	connected := make(chan struct{})
@@ -167,8 +173,8 @@ func (f *feed) run(ctx context.Context, connected chan struct{}) {
 	backoff := 50 * time.Millisecond
 	first := true
 	for ctx.Err() == nil {
-		url := f.url
 		f.mu.Lock()
+		url := f.urls[f.next%len(f.urls)]
 		if !first {
 			url += "?since=" + strconv.FormatInt(f.maxPos, 10)
 		}
@@ -178,6 +184,9 @@ func (f *feed) run(ctx context.Context, connected chan struct{}) {
 			HTTPHeader: http.Header{"Authorization": {"Bearer " + f.token}}})
 		cancel()
 		if err != nil {
+			f.mu.Lock()
+			f.next++
+			f.mu.Unlock()
 			select {
 			case <-ctx.Done():
 				return

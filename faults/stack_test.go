@@ -29,8 +29,9 @@ type stackConfig struct {
 type stack struct {
 	api, dispatcher, realtime *testinfra.Process
 	apiURL, dispatcherURL     string
-	// dispatcherEnv starts another dispatcher like the first (a restart after a kill).
-	dispatcherEnv map[string]string
+	// dispatcherEnv starts another dispatcher like the first (a restart after a kill);
+	// realtimeEnv another realtime instance.
+	dispatcherEnv, realtimeEnv map[string]string
 	wsURL         string // ws://…/post/feed/posted
 	realtimeURL   string // http://… of the realtime instance
 }
@@ -48,6 +49,8 @@ func startStack(t *testing.T, c stackConfig) *stack {
 		"BCRYPT_COST": "4", "LOG_LEVEL": "info", "REQUEST_TIMEOUT": c.requestTimeout,
 		"HTTP_ADDR": "127.0.0.1:0", "WS_ADDR": "127.0.0.1:0", "DISPATCHER_ADDR": "127.0.0.1:0",
 		"SHUTDOWN_TIMEOUT": "5s",
+		// A killed instance is forgotten after 2 s instead of 10.
+		"REALTIME_LEASE": "2s",
 	}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{k: v}
@@ -62,7 +65,8 @@ func startStack(t *testing.T, c stackConfig) *stack {
 	s.api = testinfra.StartProcess(t, "api", socialBin, with("AMQP_URL", c.dispatcherAMQP), "api")
 	s.dispatcherEnv = with("AMQP_URL", c.dispatcherAMQP)
 	s.dispatcher = testinfra.StartProcess(t, "dispatcher", socialBin, s.dispatcherEnv, "dispatcher")
-	s.realtime = testinfra.StartProcess(t, "realtime", socialBin, with("AMQP_URL", c.realtimeAMQP), "realtime")
+	s.realtimeEnv = with("AMQP_URL", c.realtimeAMQP)
+	s.realtime = testinfra.StartProcess(t, "realtime", socialBin, s.realtimeEnv, "realtime")
 	s.apiURL = "http://" + s.api.Addr(t, "api")
 	s.dispatcherURL = "http://" + s.dispatcher.Addr(t, "dispatcher")
 	rt := s.realtime.Addr(t, "realtime")

@@ -282,7 +282,11 @@ func (p *Presence) register(ctx context.Context) error {
 // this instance: register again, then OnLost. A database that cannot be reached changes nothing
 // (open sockets keep their frames; the next renewal tries again).
 func (p *Presence) renew(ctx context.Context) {
-	tag, err := p.cfg.Pool.Exec(ctx, `UPDATE realtime_instances SET lease_until = now() + make_interval(secs => $2)
+	// Every live instance also deletes the registrations that lapsed (their presence goes by
+	// cascade): an instance killed without a goodbye is forgotten within a renewal of its lease.
+	tag, err := p.cfg.Pool.Exec(ctx, `
+		WITH lapsed AS (DELETE FROM realtime_instances WHERE lease_until < now() AND id <> $1)
+		UPDATE realtime_instances SET lease_until = now() + make_interval(secs => $2)
 		WHERE id = $1 AND lease_until > now()`, p.cfg.InstanceID, p.cfg.Lease.Seconds())
 	if err != nil {
 		if ctx.Err() == nil {

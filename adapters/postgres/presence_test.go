@@ -207,3 +207,23 @@ func TestPresenceRefusesJoinsWithoutTheDatabase(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "joins served again", func() bool { return p.Join(ctx, uuid.NewString()) == nil })
 }
+
+// TestPresenceOfAKilledInstanceIsDeletedByAnotherInstancesRenewal: an instance that stops renewing
+// (killed) is deleted, with its presence, by the next renewal of any live instance.
+func TestPresenceOfAKilledInstanceIsDeletedByAnotherInstancesRenewal(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	startPresence(t, db.Pool, "rt-survivor", time.Second, nil)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO realtime_instances (id, lease_until) VALUES ('rt-killed', now() + interval '300 milliseconds')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO presence (user_id, instance_id) VALUES ($1, 'rt-killed')`, uuid.NewString()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the killed instance forgotten", func() bool {
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM realtime_instances WHERE id = 'rt-killed') + (SELECT count(*) FROM presence WHERE instance_id = 'rt-killed')`).Scan(&n)
+		return err == nil && n == 0
+	})
+}

@@ -69,6 +69,15 @@ func (p *Postgres) Start(t testing.TB) {
 	}
 }
 
+// Crash stops the server with -m immediate: no shutdown checkpoint, so the next Start runs crash
+// recovery, which empties every unlogged table.
+func (p *Postgres) Crash(t testing.TB) {
+	t.Helper()
+	if out, err := p.run(time.Minute, "pg_ctl", "-D", p.data(), "-m", "immediate", "-w", "-t", "50", "stop"); err != nil {
+		t.Fatalf("pg_ctl stop -m immediate: %v: %s", err, out)
+	}
+}
+
 // Stop shuts the server down with -m fast: sessions are terminated, as in a crash of the
 // database host seen from the clients (connections drop, new ones are refused).
 func (p *Postgres) Stop(t testing.TB) {
