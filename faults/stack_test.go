@@ -32,8 +32,8 @@ type stack struct {
 	// dispatcherEnv starts another dispatcher like the first (a restart after a kill);
 	// realtimeEnv another realtime instance.
 	dispatcherEnv, realtimeEnv map[string]string
-	wsURL         string // ws://…/post/feed/posted
-	realtimeURL   string // http://… of the realtime instance
+	wsURL                      string // ws://…/post/feed/posted
+	realtimeURL                string // http://… of the realtime instance
 }
 
 func startStack(t *testing.T, c stackConfig) *stack {
