@@ -26,10 +26,12 @@ const (
 )
 
 // loginThrottle counts failed logins with one token bucket (golang.org/x/time/rate) per account
-// and per client address: `failures` tokens that refill over `window`. An attempt takes a token
-// from each bucket before the password is checked and gives it back if the password was right,
-// so concurrent guesses cannot overtake the count; with no token left the attempt is refused
-// (429) before any hashing, for as long as the bucket needs to refill one.
+// and per client address: `failures` tokens that refill over `window`. An attempt is refused (429,
+// before any hashing) while a bucket it would count against is empty; only a failure takes a
+// token, so any number of correct logins from one address (an office behind NAT) succeed.
+// Concurrent wrong guesses may all pass the check before the first is counted; each still takes
+// its token when it fails (the bucket goes into debt, so the next attempts wait longer), and
+// bcrypt's bounded concurrency bounds how many can be in flight.
 type loginThrottle struct {
 	accounts, addresses *buckets
 }
@@ -52,19 +54,22 @@ func newBuckets(failures int, window time.Duration) *buckets {
 	return &buckets{byKey: c, every: rate.Limit(float64(failures) / window.Seconds()), burst: failures}
 }
 
-// attempt is one failure reserved in a bucket, until the password proves right.
-type attempt struct {
-	r  *rate.Reservation
-	at time.Time
+// wait is how long key must wait before its next attempt: 0 while its bucket has a token.
+func (b *buckets) wait(key string, now time.Time) time.Duration {
+	lim, ok := b.byKey.Get(key)
+	if !ok {
+		return 0
+	}
+	tokens := lim.TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / float64(b.every) * float64(time.Second))
 }
 
-// forgive gives the failure back (a right password, or an error that checked nothing). Only a
-// cancel at the reservation's own time restores its token: x/time/rate treats a reservation
-// whose time has passed as used.
-func (a attempt) forgive() { a.r.CancelAt(a.at) }
-
-// take reserves one failure for key. When none is left it returns the wait until one is.
-func (b *buckets) take(key string, now time.Time) (attempt, time.Duration) {
+// fail counts one failure for key (a bucket for it is made on its first failure, so only failing
+// keys enter the table).
+func (b *buckets) fail(key string, now time.Time) {
 	lim, ok := b.byKey.Get(key)
 	if !ok {
 		lim = rate.NewLimiter(b.every, b.burst)
@@ -72,12 +77,7 @@ func (b *buckets) take(key string, now time.Time) (attempt, time.Duration) {
 			lim = prev
 		}
 	}
-	r := lim.ReserveN(now, 1)
-	if wait := r.DelayFrom(now); wait > 0 {
-		r.CancelAt(now)
-		return attempt{}, wait
-	}
-	return attempt{r, now}, 0
+	lim.ReserveN(now, 1) // never cancelled: a failure past the bound is debt
 }
 
 // throttledError is a 429 with the Retry-After the client should honour.

@@ -83,31 +83,27 @@ func (s *Server) login(c echo.Context) error {
 		return err
 	}
 	ctx, now := c.Request().Context(), time.Now()
-	byAddress, wait := s.logins.addresses.take(addressKey(c.RealIP()), now)
-	if wait > 0 {
+	address := addressKey(c.RealIP())
+	if wait := s.logins.addresses.wait(address, now); wait > 0 {
 		return throttled(wait, "from this address")
 	}
-	hash, err := s.cfg.Users.PasswordHash(ctx, id)
-	if err != nil {
-		if domain.ErrorCode(err) != domain.ENOTFOUND {
-			byAddress.forgive()
-		}
-		return err
-	}
-	byAccount, wait := s.logins.accounts.take(id, now)
-	if wait > 0 {
-		byAddress.forgive()
+	if wait := s.logins.accounts.wait(id, now); wait > 0 {
 		return throttled(wait, "for this account")
 	}
-	ok, err := s.cfg.Passwords.Match(ctx, hash, req.Password)
-	if err != nil || ok {
-		byAddress.forgive()
-		byAccount.forgive()
+	hash, err := s.cfg.Users.PasswordHash(ctx, id)
+	if domain.ErrorCode(err) == domain.ENOTFOUND {
+		s.logins.addresses.fail(address, now)
 	}
+	if err != nil {
+		return err
+	}
+	ok, err := s.cfg.Passwords.Match(ctx, hash, req.Password)
 	if err != nil {
 		return err
 	}
 	if !ok {
+		s.logins.addresses.fail(address, now)
+		s.logins.accounts.fail(id, now)
 		return domain.Errorf(domain.EINVALID, "wrong password")
 	}
 	token, err := s.cfg.Tokens.Issue(id)
