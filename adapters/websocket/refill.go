@@ -16,6 +16,9 @@ import (
 // Live frames that arrive meanwhile wait in the socket's queue and go out after the refill,
 // those it already sent dropped by position.
 func (h *Hub) Refill() {
+	if h.cfg.Missed == nil {
+		return // no outbox to read: nothing to fill from
+	}
 	h.mu.RLock()
 	conns := make([]*conn, 0, len(h.users))
 	for _, set := range h.users {
