@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -105,11 +106,33 @@ func (a *app) tokens(generate bool) (*auth.Tokens, error) {
 		a.cfg.JWTSecret = hex.EncodeToString(b)
 		a.log.Warn("JWT_SECRET is not set: using a random secret; tokens will not survive a restart")
 	}
+	if why := weakSecret(a.cfg.JWTSecret); why != "" {
+		return nil, fmt.Errorf("JWT_SECRET is %s: anyone who can guess it can sign tokens for every user; use 32+ random bytes, e.g. JWT_SECRET=$(openssl rand -hex 32)", why)
+	}
 	t, err := auth.NewTokens(a.cfg.JWTSecret, a.cfg.TokenTTL)
 	if err != nil {
 		return nil, fmt.Errorf("JWT_SECRET: %w", err)
 	}
 	return t, nil
+}
+
+// weakSecret says why a JWT secret must not be used ("" when it may): a placeholder copied from
+// an example (compose.yaml once shipped one), or too few distinct bytes to be random.
+func weakSecret(s string) string {
+	lower := strings.ToLower(s)
+	for _, placeholder := range []string{"change-me", "changeme", "change_me", "replace-me", "your-secret"} {
+		if strings.Contains(lower, placeholder) {
+			return "a placeholder (" + placeholder + ")"
+		}
+	}
+	distinct := map[rune]bool{}
+	for _, r := range s {
+		distinct[r] = true
+	}
+	if len(s) > 0 && len(distinct) < 8 {
+		return fmt.Sprintf("not random (%d distinct characters)", len(distinct))
+	}
+	return ""
 }
 
 // openPool connects to PostgreSQL; with checkSchema it refuses an outdated schema.

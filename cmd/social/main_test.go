@@ -73,7 +73,9 @@ func TestConfigLogHidesSecrets(t *testing.T) {
 
 func TestAPIRequiresLongJWTSecret(t *testing.T) {
 	db := pgtest.New(t)
-	for name, secret := range map[string]string{"missing": "", "short": "only-31-bytes-long-secret-12345"} {
+	for name, secret := range map[string]string{"missing": "", "short": "only-31-bytes-long-secret-12345",
+		"compose's old placeholder": "change-me-to-a-random-secret-of-32-bytes-or-more",
+		"not random":                strings.Repeat("ab", 20)} {
 		a, _ := newTestApp()
 		err := a.run(context.Background(), []string{"api"}, map[string]string{
 			"JWT_SECRET": secret, "DATABASE_URL": db.URL, "HTTP_ADDR": "127.0.0.1:0"})
