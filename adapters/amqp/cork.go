@@ -6,16 +6,14 @@ import (
 )
 
 // corkMax is how many bytes a corked connection holds before it writes them anyway. Small enough
-// that the broker starts on a group's first messages while the rest are being encoded (holding a
-// whole 256-message group would leave it idle meanwhile), and that a group of 1,000-key CC
-// messages (~40 KB each, ~10 MB per group) never sits in memory; large enough that one write
-// carries ~100 one-follower messages.
+// that the broker starts on a call's first messages while the rest are being encoded, and that a
+// call of large feed messages (up to 1 MiB each) never sits in memory twice; large enough that one
+// write carries many small messages.
 const corkMax = 32 << 10
 
 // corkConn lets the publisher write a group of messages with a few syscalls instead of one per
 // message. amqp091-go flushes its buffer after every publish, so each message is a write(2) on the
-// socket and, on the broker, a read and a wake-up of the connection's reader: at one follower per
-// message that was a quarter of the relay's CPU and a good part of the broker's. While corked,
+// socket and, on the broker, a read and a wake-up of the connection's reader. While corked,
 // writes are appended to a buffer; uncork (and a full buffer) writes it in one call.
 //
 // Failure mode: a write that fails while corked is only seen at the flush. The flush then closes
