@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +112,53 @@ func TestResumePageIsBoundedInBytes(t *testing.T) {
 	}
 	if newest, err := r.Newest(context.Background()); err != nil || newest != 5 {
 		t.Fatalf("newest %d, %v; want 5", newest, err)
+	}
+}
+
+// TestGapNamesEachFramesRecipientsAmongTheInstancesUsers: after a broker reconnect an instance
+// reads its gap once: every frame above the last it received that goes to one of its users, with
+// those users named, in position order; the limit says when to fall back to per-socket resumes.
+func TestGapNamesEachFramesRecipientsAmongTheInstancesUsers(t *testing.T) {
+	t.Parallel()
+	e := newDBEnv(t)
+	us := e.users(5)
+	author, here1, here2, elsewhere, quiet := us[0], us[1], us[2], us[3], us[4]
+	e.follow(author, []string{here1, here2, elsewhere})
+	before := e.post(author, "before the gap")
+	opsRelayAll(t, e.db)
+	var after int64
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT max(position) FROM outbox`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	first, second := e.post(author, "in the gap 1"), e.post(author, "in the gap 2")
+	opsRelayAll(t, e.db)
+	_ = before
+
+	r := outbox.NewResume(e.db.Pool)
+	msg, last, more, err := r.Gap(context.Background(), []string{here1, here2, quiet}, after, 10)
+	if err != nil || more {
+		t.Fatalf("gap: more %v, %v", more, err)
+	}
+	var got []string
+	if err := domain.EachDelivery(msg, func(frame []byte, to []string) {
+		var f domain.FeedFrame
+		_ = json.Unmarshal(frame, &f)
+		sorted := slices.Sorted(slices.Values(to))
+		got = append(got, fmt.Sprintf("%s %v", f.PostText, sorted))
+		if f.PostID != first.ID && f.PostID != second.ID {
+			t.Errorf("frame of post %s, want only the gap's", f.PostID)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Sorted(slices.Values([]string{here1, here2}))
+	if len(got) != 2 || got[0] != fmt.Sprintf("in the gap 1 %v", want) || got[1] != fmt.Sprintf("in the gap 2 %v", want) {
+		t.Fatalf("gap %v, want both posts to %v in order", got, want)
+	}
+	if last <= after {
+		t.Errorf("last %d, want above %d", last, after)
+	}
+	if _, _, more, _ := r.Gap(context.Background(), []string{here1}, after, 1); !more {
+		t.Error("a gap longer than the limit did not say more")
 	}
 }

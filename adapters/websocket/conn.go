@@ -55,8 +55,10 @@ type conn struct {
 	// resumedUpTo is the highest position sent by resume: live frames at or below it were
 	// already sent from PostgreSQL and are dropped (no duplicate across the switch).
 	resumedUpTo int64
-	// refill: the socket must fill a gap from PostgreSQL (Hub.Refill) once its writes are free.
-	refill bool
+	// refill: the socket must fill a gap from PostgreSQL (Hub.Refill) once its writes are free,
+	// from its position or refillAfter, whichever is later.
+	refill      bool
+	refillAfter int64
 	// position is the newest position the socket has: sent, or covered by a resume (or, before
 	// any, the instance's floor at the handshake). A refill resumes from it. Read and written only
 	// by the owner of the writes.

@@ -73,7 +73,7 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		t.Fatal(err)
 	}
 	e.sub, err = amqp.NewSubscriber(amqp.SubscriberConfig{Dialer: amqp.NewDialer([]string{brokerURL}), Exchange: exchange,
-		QueuePrefix: "test.realtime.", OnConnect: func() { hub.Refill() }, MinBackoff: 20 * time.Millisecond, Logger: log})
+		QueuePrefix: "test.realtime.", OnConnect: func() { hub.Reconnected() }, MinBackoff: 20 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,9 +155,16 @@ type Hub struct {
 	closeOnce sync.Once
 	active    sync.WaitGroup // one per admitted socket, until it is closed
 
-	// live is the highest position delivered live to this instance: a socket opened without
-	// ?since= fills a later gap from there (refill.go).
+	// live is the highest position this instance received from the broker: every frame routed
+	// here with a position up to it has arrived (one publisher, in position order), so a broker
+	// reconnect's gap starts there (refill.go).
 	live atomic.Int64
+	// floorAt is where a socket opened without ?since= fills a later gap from, before anything
+	// was received live: the newest position at the first such socket (read once).
+	floorAt atomic.Int64
+	// skip is the range of positions a gap fill delivered: their live copies, routed around the
+	// reconnect, are not delivered again.
+	skip atomic.Pointer[[2]int64]
 	// refills are the sockets waiting to fill a gap, taken by up to Config.Refills goroutines.
 	refills refillQueue
 }
@@ -220,22 +227,30 @@ func (h *Hub) unregister(c *conn) {
 	h.cfg.Presence.Leave(c.user)
 }
 
-// Deliver hands one frame (the dispatcher's bytes, unchanged) to the local sockets of recipients
-// that asked for its kind (?types=). It never blocks: a socket whose send queue is full is closed
-// instead (1013). Its signature is domain.EachDelivery's callback.
+// Deliver hands one frame received from the broker (the dispatcher's bytes, unchanged) to the
+// local sockets of recipients that asked for its kind (?types=). It never blocks: a socket whose
+// send queue is full is closed instead (1013). Its signature is domain.EachDelivery's callback.
 func (h *Hub) Deliver(body []byte, recipients []string) {
 	f, err := parseFrame(body)
 	if err != nil {
 		h.log.Warn("dropping undecodable frame", slog.Any("err", err))
 		return
 	}
-	f.live = true
 	for {
 		seen := h.live.Load()
 		if f.position <= seen || h.live.CompareAndSwap(seen, f.position) {
 			break
 		}
 	}
+	if r := h.skip.Load(); r != nil && f.position > r[0] && f.position <= r[1] {
+		return // already delivered by the gap fill
+	}
+	h.deliver(f, recipients)
+}
+
+// deliver hands f to the local sockets of recipients.
+func (h *Hub) deliver(f *frame, recipients []string) {
+	f.live = true
 	// Sockets that were idle go to the writers in groups (one lock of the run queue each), the
 	// first socket at once: its write starts while the rest are still being queued.
 	var ready [64]*conn

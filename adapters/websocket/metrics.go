@@ -11,6 +11,7 @@ type metrics struct {
 	latency     prometheus.Histogram
 	resyncs     prometheus.Counter
 	refills     prometheus.Counter
+	gaps        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,7 +35,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "social_ws_resyncs_total", Help: "Resumes ended with a resync frame (more missed than one resume sends, or since above the newest position).",
 		}),
 		refills: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "social_ws_refills_total", Help: "Open websockets whose gap was filled from the outbox after a broker reconnect or a lost registration.",
+			Name: "social_ws_refills_total", Help: "Open websockets whose gap was filled from the outbox one by one (a lost registration, a long broker outage).",
+		}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_gap_fills_total", Help: "Broker reconnects whose gap was read from the outbox once for the whole instance.",
 		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
@@ -43,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs, m.refills)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs, m.refills, m.gaps)
 	}
 	return m
 }

@@ -13,4 +13,9 @@ type MissedFrames interface {
 	Missed(ctx context.Context, userID string, after int64, limit, maxBytes int, eventTypes []string) (frames [][]byte, last int64, more bool, err error)
 	// Newest is the highest position any reader can see now; every later one is above it.
 	Newest(ctx context.Context) (int64, error)
+	// Gap reads what an instance missed while it had no queue: the frames with position > after
+	// that go to any of users, as one feed message (domain.NewDeliveries) naming each frame's
+	// recipients among users, in position order; at most limit rows read, more whether rows may
+	// follow last.
+	Gap(ctx context.Context, users []string, after int64, limit int) (msg []byte, last int64, more bool, err error)
 }

@@ -39,6 +39,11 @@ func (f *fakeMissed) Missed(_ context.Context, _ string, after int64, limit, _ i
 	return out, last, len(out) == limit, nil
 }
 
+// Gap is not used by these tests (no broker reconnect): it reads nothing.
+func (f *fakeMissed) Gap(_ context.Context, _ []string, after int64, _ int) ([]byte, int64, bool, error) {
+	return domain.NewDeliveries(nil), after, false, nil
+}
+
 func (f *fakeMissed) Newest(context.Context) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -7,15 +7,79 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/socialnet/social/domain"
 )
 
+// gapRows bounds the rows one gap fill reads for the whole instance; a longer outage fills socket
+// by socket (each resume bounded, with a resync past its bound).
+const gapRows = 200
+
+// Reconnected is the subscriber's word that the instance's queue exists again on a (new) broker
+// connection, before its first delivery: frames routed here while there was no queue were dropped
+// by the broker, and are in the outbox. The gap is read once for the whole instance — every frame
+// above the last one received live that goes to a user connected here — and delivered like a
+// live message, before any later one; their live copies (routed around the reconnect) are then
+// skipped. No socket is closed. Before anything was received, or for a gap longer than gapRows,
+// each socket fills its own gap instead (Refill).
+func (h *Hub) Reconnected() {
+	after := h.live.Load()
+	if h.cfg.Missed == nil || after == 0 {
+		h.Refill()
+		return
+	}
+	users := h.userIDs()
+	if len(users) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg, last, more, err := h.cfg.Missed.Gap(ctx, users, after, gapRows)
+	if err != nil || more {
+		if err != nil {
+			h.log.Warn("reading the gap for the instance failed; filling socket by socket", slog.Any("err", err))
+		}
+		h.refill(after)
+		return
+	}
+	h.skip.Store(&[2]int64{after, last})
+	frames := 0
+	err = domain.EachDelivery(msg, func(body []byte, to []string) {
+		f, err := parseFrame(body)
+		if err != nil {
+			return
+		}
+		frames++
+		h.deliver(f, to)
+	})
+	if err != nil {
+		h.log.Warn("a malformed gap", slog.Any("err", err))
+	}
+	h.metrics.gaps.Inc()
+	h.log.Info("filled the instance's gap from the outbox", slog.Int64("after", after), slog.Int64("up_to", last), slog.Int("frames", frames))
+}
+
+// userIDs lists the users with a socket here.
+func (h *Hub) userIDs() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ids := make([]string, 0, len(h.users))
+	for u := range h.users {
+		ids = append(ids, u)
+	}
+	return ids
+}
+
 // Refill fills every open socket's gap from PostgreSQL, by resume's rule, from the last position
-// the socket has: frames routed to this instance while it had no queue (a broker reconnect or a
-// cluster failover) or no live registration (routing skipped it) were never delivered, and are
-// in the outbox. No socket is closed for it, unless it missed more than a resume sends (resync).
-// Live frames that arrive meanwhile wait in the socket's queue and go out after the refill,
-// those it already sent dropped by position.
-func (h *Hub) Refill() {
+// the socket has: frames routed to this instance while it had no live registration (routing
+// skipped it) were never delivered, and are in the outbox. No socket is closed for it, unless it
+// missed more than a resume sends (resync). Live frames that arrive meanwhile wait in the
+// socket's queue and go out after the refill, those it already sent dropped by position.
+func (h *Hub) Refill() { h.refill(0) }
+
+// refill fills each socket's gap from its own position, or from after when that is later (every
+// frame up to after that was routed here arrived).
+func (h *Hub) refill(after int64) {
 	if h.cfg.Missed == nil {
 		return // no outbox to read: nothing to fill from
 	}
@@ -27,7 +91,7 @@ func (h *Hub) Refill() {
 	h.mu.RUnlock()
 	n := 0
 	for _, c := range conns {
-		if c.askRefill() {
+		if c.askRefill(after) {
 			n++
 		}
 	}
@@ -36,15 +100,16 @@ func (h *Hub) Refill() {
 	}
 }
 
-// askRefill marks c for a refill; if nobody owns its writes it is queued at once, else its owner
-// queues it when it lets go (next).
-func (c *conn) askRefill() bool {
+// askRefill marks c for a refill from after (or its own position, if later); if nobody owns its
+// writes it is queued at once, else its owner queues it when it lets go (next).
+func (c *conn) askRefill(after int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.kicked {
 		return false
 	}
 	c.refill = true
+	c.refillAfter = max(c.refillAfter, after)
 	if c.claimLocked() {
 		c.h.refills.push(c)
 	}
@@ -55,10 +120,11 @@ func (c *conn) askRefill() bool {
 func (c *conn) runRefill() {
 	c.mu.Lock()
 	c.refill = false
+	from := max(c.position, c.refillAfter)
 	c.mu.Unlock()
 	c.h.metrics.refills.Inc()
 	if !c.ending() {
-		if err := c.resume(c.position); err != nil && !c.ending() {
+		if err := c.resume(from); err != nil && !c.ending() {
 			c.h.log.Warn("refill failed", slog.String("user_id", c.user), slog.Any("err", err))
 			c.kick(websocket.StatusInternalError, "feed interrupted: reconnect with since")
 		}
@@ -101,22 +167,22 @@ func (q *refillQueue) work() {
 }
 
 // floor is the position a socket opened without ?since= fills a later gap from: the newest frame
-// this instance has delivered live, or, before any, the newest position in the database (read
-// once). A socket may so get a few frames from just before it connected; never lose one after.
+// this instance has received live, or, before any, the newest position in the database when the
+// first such socket came (read once). A socket may so get a few frames from before it connected,
+// never lose one after.
 func (h *Hub) floor() int64 {
 	if p := h.live.Load(); p > 0 || h.cfg.Missed == nil {
+		return p
+	}
+	if p := h.floorAt.Load(); p > 0 {
 		return p
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	newest, err := h.cfg.Missed.Newest(ctx)
-	if err != nil {
+	if err != nil || newest == 0 {
 		return 0
 	}
-	for {
-		seen := h.live.Load()
-		if newest <= seen || h.live.CompareAndSwap(seen, newest) {
-			return max(seen, newest)
-		}
-	}
+	h.floorAt.CompareAndSwap(0, newest)
+	return h.floorAt.Load()
 }

@@ -88,6 +88,9 @@ func (d *duringResume) Missed(ctx context.Context, user string, after int64, lim
 }
 
 func (d *duringResume) Newest(ctx context.Context) (int64, error) { return d.inner.Newest(ctx) }
+func (d *duringResume) Gap(ctx context.Context, users []string, after int64, limit int) ([]byte, int64, bool, error) {
+	return d.inner.Gap(ctx, users, after, limit)
+}
 
 func TestResumeSendsMissedFramesThenLiveWithoutGapOrDuplicate(t *testing.T) {
 	t.Parallel()

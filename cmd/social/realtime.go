@@ -71,7 +71,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		return nil, nil, nil, err
 	}
 	sub, err := amqpadapter.NewSubscriber(amqpadapter.SubscriberConfig{Dialer: amqpadapter.NewDialer(urls),
-		Exchange: a.cfg.AMQPExchange, OnConnect: func() { hub.Refill() }, Logger: log})
+		Exchange: a.cfg.AMQPExchange, OnConnect: func() { hub.Reconnected() }, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
