@@ -1,5 +1,5 @@
 # PostgreSQL on 127.0.0.1:5432. `make run` uses the machine's RabbitMQ on 127.0.0.1:5672; the
-# tests run against RabbitMQ 4: a private node "social-test" on 127.0.0.1:5673 started by
+# tests run against RabbitMQ 4: a private node "social-test" (127.0.0.1:5673, or the first free port after it) started by
 # scripts/rabbitmq4 (as root; the node's root is made once with debootstrap), unless you give
 # TEST_AMQP_URL yourself. `make test-floor` runs the relay and realtime tests against the 5672 node
 # (Debian 12's RabbitMQ 3.10, the oldest we support). Every target first runs scripts/services,
@@ -8,23 +8,28 @@
 GO ?= go
 export GOFLAGS ?=
 
+# TEST_RABBITMQ_PORT: the tests' node's port; auto (default) keeps its last one if free, else takes
+# the first free one from 5673 (scripts/rabbitmq4 says which).
+TEST_RABBITMQ_PORT ?= auto
 ifeq ($(origin TEST_AMQP_URL),undefined)
-TEST_AMQP_URL := amqp://guest:guest@127.0.0.1:5673/
-TEST_BROKER := scripts/rabbitmq4 start social-test 5673
-TEST_SERVICES := postgres chromium debootstrap
+TEST_BROKER := scripts/rabbitmq4 start social-test $(TEST_RABBITMQ_PORT)
+TEST_URL = $$(scripts/rabbitmq4 url social-test)
+TEST_SERVICES := postgres chromium debootstrap cgo
 else
 TEST_BROKER := @echo "tests use TEST_AMQP_URL=$(TEST_AMQP_URL)"
-TEST_SERVICES := postgres chromium
+TEST_URL = $(TEST_AMQP_URL)
+TEST_SERVICES := postgres chromium cgo
 endif
-export TEST_AMQP_URL
 FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e bench-fanout bench-broker lint
 
-## run: migrate and start api + dispatcher + realtime + web page on :8080
-run:
+## run: migrate and start api + dispatcher + realtime + web page on :8080 (HTTP_ADDR); Ctrl-C stops it
+# The binary runs itself, not under `go run`, which exits 1 after an interrupt (make then reports
+# an error for a clean shutdown).
+run: build
 	@scripts/services postgres rabbitmq
-	$(GO) run ./cmd/social all
+	bin/social all
 
 build:
 	$(GO) build -o bin/social ./cmd/social
@@ -32,7 +37,7 @@ build:
 ## test: every test (real PostgreSQL, RabbitMQ 4 and Chromium), race detector on, fuzz seeds included
 test: test-broker
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 9m ./...
+	TEST_AMQP_URL=$(TEST_URL) $(GO) test -race -count=1 -timeout 9m ./...
 
 # test-broker: PostgreSQL, Chromium and the RabbitMQ 4 node of the tests (idempotent: an already
 # running node is kept)
@@ -42,11 +47,11 @@ test-broker:
 
 ## test-faults: outage and cluster tests that start private RabbitMQ 4 nodes and PostgreSQL servers
 test-faults: test-broker
-	$(GO) test -race -count=1 -timeout 9m -tags faults ./faults/...
+	TEST_AMQP_URL=$(TEST_URL) $(GO) test -race -count=1 -timeout 9m -tags faults ./faults/...
 
 ## test-floor: the relay and realtime tests against the machine's RabbitMQ 3.10 (FLOOR_AMQP_URL)
 test-floor:
-	@scripts/services postgres rabbitmq
+	@scripts/services postgres rabbitmq cgo
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 9m ./outbox/... ./adapters/amqp/... ./adapters/websocket/...
 	TEST_AMQP_URL=$(FLOOR_AMQP_URL) $(GO) test -race -count=1 -timeout 5m ./cmd/social \
 		-run '^(TestSeedScenarioTwoRealtimeInstances|TestRealtime|TestAllServesTheWebsocket|TestDialog|TestDispatcherSendsOneMessagePerInstance|TestHandOverRace)'
@@ -62,21 +67,21 @@ fuzz:
 
 ## bench-relay, bench-ws, bench-e2e: benchmarks against the tests' RabbitMQ 4 node (TEST_AMQP_URL)
 bench-relay: test-broker
-	$(GO) run ./cmd/socialbench relay -amqp $(TEST_AMQP_URL)
+	$(GO) run ./cmd/socialbench relay -amqp $(TEST_URL)
 
 bench-ws: test-broker
-	$(GO) run ./cmd/socialbench ws -amqp-url $(TEST_AMQP_URL)
+	$(GO) run ./cmd/socialbench ws -amqp-url $(TEST_URL)
 
 ## bench-e2e: the whole system under open-loop load, against baselines (docs/performance.md); E2E_FLAGS to change
 E2E_FLAGS ?= --find-max --out bench-results/e2e
 bench-e2e: test-broker
-	$(GO) run ./cmd/socialbench e2e --amqp-url $(TEST_AMQP_URL) $(E2E_FLAGS)
+	$(GO) run ./cmd/socialbench e2e --amqp-url $(TEST_URL) $(E2E_FLAGS)
 
 ## bench-fanout: realtime fan-out figures of issue #15; FANOUT_FLAGS="--centrifugo /path/to/centrifugo" adds Centrifugo beside ours
 FANOUT_FLAGS ?=
 bench-fanout: test-broker
-	$(GO) run ./cmd/socialbench fanout --amqp-url $(TEST_AMQP_URL) $(FANOUT_FLAGS)
+	$(GO) run ./cmd/socialbench fanout --amqp-url $(TEST_URL) $(FANOUT_FLAGS)
 
 ## bench-broker: RabbitMQ's own CPU per post for the contract's CC message and alternatives (raw amqp091-go)
 bench-broker: test-broker
-	$(GO) run ./cmd/socialbench broker --amqp-url $(TEST_AMQP_URL)
+	$(GO) run ./cmd/socialbench broker --amqp-url $(TEST_URL)

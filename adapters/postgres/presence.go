@@ -198,7 +198,7 @@ func (p *Presence) Run(ctx context.Context) error {
 			}
 		}
 	}
-	log.Info("presence: realtime instance registered", slog.String("instance_id", p.cfg.InstanceID))
+	log.Info("presence: realtime instance registered")
 	defer p.unregister(context.WithoutCancel(ctx))
 
 	renew := time.NewTicker(p.cfg.Lease / 5)

@@ -223,11 +223,12 @@ migrations/*.sql that are not applied yet. Idempotent.`,
 	root.AddCommand(a.outboxCommand(environ, debug))
 	root.AddCommand(&cobra.Command{
 		Use:   "healthcheck URL",
-		Short: "exit 0 when URL answers 200 (container health checks)",
-		Long: `GETs URL (3 s at most) and exits 0 when it answers 200, 1 otherwise. The container image
-has no curl: compose's health checks run 'social healthcheck http://127.0.0.1:PORT/readyz'.
-Reads no configuration.`,
-		Example: "  social healthcheck http://127.0.0.1:8080/readyz",
+		Short: "exit 0 when URL answers: HTTP 200, or a PostgreSQL login (health checks)",
+		Long: `Exits 0 when URL answers within 3 s, 1 otherwise: an http:// URL with 200 to a GET, a
+postgres:// URL with a login and a ping. The container image has no curl: compose's health checks
+run 'social healthcheck http://127.0.0.1:PORT/readyz'; scripts/services asks it whether PostgreSQL
+lets user postgres in. Reads no configuration.`,
+		Example: "  social healthcheck http://127.0.0.1:8080/readyz\n  social healthcheck postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return newUsageError(cmd, "want exactly one URL, got %d arguments", len(args))

@@ -286,3 +286,19 @@ func TestOnlyMainReadsTheEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHealthcheckAsksPostgresForALogin: scripts/services asks `social healthcheck` whether user
+// postgres logs in on a machine without psql; a refused login fails without showing a password.
+func TestHealthcheckAsksPostgresForALogin(t *testing.T) {
+	db := pgtest.New(t)
+	a, _ := newTestApp()
+	if err := a.run(context.Background(), []string{"healthcheck", db.URL}, nil); err != nil {
+		t.Fatalf("healthcheck %s: %v", db.URL, err)
+	}
+	bad := strings.Replace(db.URL, "postgres@", "nobody:hunter2@", 1)
+	a, _ = newTestApp()
+	err := a.run(context.Background(), []string{"healthcheck", bad}, nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("healthcheck with a refused login: %v", err)
+	}
+}
