@@ -70,9 +70,9 @@ type Config struct {
 	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS" envDefault:"100"`
 	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW" envDefault:"1m"`
 	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
-	// client, for the login throttle's per-address count; "none" trusts no one. The default trusts
-	// loopback and private networks (compose's nginx gateway).
-	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"`
+	// client, for the login throttle's per-address count; "none" (the default) trusts no one, so no
+	// peer can choose the address it is counted by. compose.yaml names its gateway's address.
+	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"none"`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	// WSSendQueueBytes bounds the frame bytes queued for one websocket (realtime); a socket that

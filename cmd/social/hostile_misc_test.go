@@ -99,7 +99,7 @@ func TestConfigRefusesUnboundedHTTPSettings(t *testing.T) {
 		t.Errorf("none: %v %v", p, err)
 	}
 	cfg, _ = parseConfig(map[string]string{})
-	if p, err := cfg.trustedProxies(); err != nil || len(p) != 6 || cfg.FeedPageMaxBytes != 1<<20 || cfg.LoginFailuresPerAccount != 30 {
+	if p, err := cfg.trustedProxies(); err != nil || len(p) != 0 || cfg.FeedPageMaxBytes != 1<<20 || cfg.LoginFailuresPerAccount != 30 {
 		t.Errorf("defaults: proxies %v %v, feed %d, logins %d", p, err, cfg.FeedPageMaxBytes, cfg.LoginFailuresPerAccount)
 	}
 }
