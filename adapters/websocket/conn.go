@@ -28,6 +28,7 @@ type conn struct {
 	user string
 	ws   *websocket.Conn // nil until the upgrade
 	wire *wire           // under ws: holds a batch until one write(2)
+	in   *input          // under ws: what it reads, bounded once closing
 	// kinds are the frame kinds this socket forwards (?types=; defaultKinds), fixed at the
 	// handshake: live frames of other kinds are not queued and resume does not read them.
 	kinds []string
@@ -301,9 +302,25 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	if code == websocket.StatusTryAgainLater {
 		c.h.log.Info("closing slow websocket client", slog.String("user_id", c.user))
 	}
-	if err := c.ws.Close(code, reason); err != nil && !errors.Is(err, context.Canceled) {
+	if err := c.closeBounded(code, reason); err != nil && !errors.Is(err, context.Canceled) {
 		c.h.log.Debug("close websocket", slog.String("user_id", c.user), slog.Any("err", err))
 	}
+}
+
+// The close handshake's bounds: coder/websocket waits up to 5 s for the peer's close frame, but
+// reads everything the peer sends meanwhile without a deadline or a byte limit (see input).
+const (
+	closeHandshakeTimeout = 2 * time.Second
+	closeReadBytes        = 64 << 10
+)
+
+// closeBounded runs the close handshake, cut after closeHandshakeTimeout or closeReadBytes read,
+// whatever the peer does: a peer that streams a frame announced as 2^62 bytes after our close
+// must not hold the socket, its reader and a core.
+func (c *conn) closeBounded(code websocket.StatusCode, reason string) error {
+	c.in.closing()
+	_ = c.wire.SetReadDeadline(time.Now().Add(closeHandshakeTimeout))
+	return c.ws.Close(code, reason)
 }
 
 // startTimers arms the keepalive and the token expiry. A timer costs ~100 bytes and no goroutine
@@ -341,12 +358,12 @@ func (c *conn) keepalive() {
 // or the end of the connection. Then the socket leaves the hub.
 func (c *conn) readUntilClosed() {
 	if _, _, err := c.ws.Reader(context.Background()); err == nil {
-		c.ws.Close(websocket.StatusPolicyViolation, "unexpected data message")
+		c.closeBounded(websocket.StatusPolicyViolation, "unexpected data message")
 	}
 	c.ws.CloseNow()
 	c.ended()
 	c.h.metrics.connections.Dec()
-	// Done before the unbind: a shutdown waits for sockets, not for the broker (the instance's
+	// Done before leaving presence: a shutdown waits for sockets, not for the database (the instance's
 	// exclusive queue goes with its connection anyway).
 	c.h.active.Done()
 	c.h.unregister(c)

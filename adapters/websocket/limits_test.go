@@ -1,9 +1,16 @@
 package websocket_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +97,89 @@ func TestMaxSocketsPerUserIsConfigurable(t *testing.T) {
 	}
 	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("third socket: %v, want 429", err)
+	}
+}
+
+// TestHugeClientFrameIsCutInTimeAndBytes: a client announces a data frame of 2^62 bytes and
+// streams it. The server answers 1008, and its close handshake, which reads whatever the peer
+// still sends, is cut in time and bytes: the red team's 4 sockets read 8.2 GB in 60 s, 77 CPU-s.
+func TestHugeClientFrameIsCutInTimeAndBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	fmt.Fprintf(conn, "GET /post/feed/posted HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nAuthorization: Bearer %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(key), e.token(t, uuid.NewString()))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	// A masked binary frame of 2^62 bytes: FIN|binary, MASK|127, the length, the mask.
+	header := []byte{0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
+	if _, err := conn.Write(header); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var sent int64
+	chunk := make([]byte, 64<<10)
+	for time.Since(start) < 30*time.Second {
+		n, err := conn.Write(chunk)
+		sent += int64(n)
+		if err != nil {
+			break // the server closed the connection
+		}
+	}
+	took := time.Since(start)
+	if took >= 30*time.Second {
+		t.Fatalf("still reading after %s and %d MB", took.Round(time.Second), sent>>20)
+	}
+	// What the server read is at most closeReadBytes plus what the kernel buffered on both sides.
+	if sent > 64<<20 {
+		t.Errorf("the server took %d MB before cutting the connection", sent>>20)
+	}
+	t.Logf("cut after %s, %d KB sent", took.Round(time.Millisecond), sent>>10)
+}
+
+// TestCloseSentWithTheUpgradeIsAnsweredAsAClose: a client's close frame that arrives with its
+// upgrade request (net/http has read it ahead by the hijack) is read as a close. It was dropped at
+// the hijack, and what followed was parsed from the middle: socialbench churn saw 186 of 84,000
+// clients that sent only a close answered 1008 "unexpected data message".
+func TestCloseSentWithTheUpgradeIsAnsweredAsAClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	req := fmt.Sprintf("GET /post/feed/posted HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nAuthorization: Bearer %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(key), e.token(t, uuid.NewString()))
+	// A masked close frame, code 1000, mask 0: FIN|close, MASK|2, mask, payload.
+	closeFrame := []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8}
+	if _, err := conn.Write(append([]byte(req), closeFrame...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	head := make([]byte, 4)
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatalf("no close frame from the server: %v", err)
+	}
+	if head[0] != 0x88 || head[1] < 2 || int(head[2])<<8|int(head[3]) != 1000 {
+		t.Fatalf("server answered % x, want a close frame with 1000", head)
 	}
 }

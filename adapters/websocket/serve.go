@@ -104,7 +104,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.active.Done()
 		return
 	}
-	c.ws, c.wire = ws, sb.wire
+	c.ws, c.wire, c.in = ws, sb.wire, sb.input
 	h.metrics.connections.Inc()
 	// Push-only: one reader goroutine answers pings and the close handshake; a data message from
 	// the client closes the socket with 1008. It is the only goroutine this socket keeps; when it

@@ -29,6 +29,7 @@ import (
 // that stops reading holds up nobody but itself.
 type wire struct {
 	net.Conn
+	in      *input          // what Read serves (the read-ahead bytes, then the conn, bounded once closing); nil: the conn
 	raw     syscall.RawConn // nil: the conn has no fd (tests, TLS); every write then blocks, bounded
 	timeout time.Duration   // a blocked write that makes no progress for this long fails
 	writes  prometheus.Counter
@@ -72,6 +73,13 @@ var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &
 
 // Write is called by coder/websocket, under its frame lock, once per frame (control frames are
 // at most 127 bytes and always arrive whole: the bufio.Writer in front of the wire is larger).
+func (w *wire) Read(p []byte) (int, error) {
+	if w.in == nil {
+		return w.Conn.Read(p)
+	}
+	return w.in.Read(p)
+}
+
 func (w *wire) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
