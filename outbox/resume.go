@@ -94,27 +94,20 @@ func (m *Resume) Missed(ctx context.Context, userID string, after int64, limit, 
 	last = after
 	var n, size int
 	for rows.Next() {
-		var (
-			pos     int64
-			typ     string
-			payload []byte
-			at      time.Time
-			now     *string
-		)
-		if err := rows.Scan(&pos, &typ, &payload, &at, &now); err != nil {
+		var r frameRow
+		if err := rows.Scan(&r.pos, &r.typ, &r.payload, &r.at, &r.now); err != nil {
 			return nil, 0, false, fmt.Errorf("scan missed frame: %w", err)
 		}
 		n++
-		b, err := domain.EncodeFrame(typ, payload, pos, at, nowOf(now))
-		if errors.Is(err, domain.ErrUnknownEventType) || errors.Is(err, domain.ErrSuperseded) {
-			last = pos
+		last = r.pos
+		b, err := r.encode()
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if b == nil {
 			continue
 		}
-		if err != nil {
-			return nil, 0, false, fmt.Errorf("missed frame at position %d: %w", pos, err)
-		}
 		frames = append(frames, b)
-		last = pos
 		if size += len(b); size >= maxBytes {
 			// The rest of this query's rows are dropped unread by Close: the next page
 			// starts after last.
@@ -187,28 +180,22 @@ func (m *Resume) Gap(ctx context.Context, users []string, after int64, limit int
 	msg, last = domain.NewDeliveries(nil), after
 	n := 0
 	for rows.Next() {
-		var (
-			pos     int64
-			typ     string
-			payload []byte
-			at      time.Time
-			now     *string
-			to      []string
-		)
-		if err := rows.Scan(&pos, &typ, &payload, &at, &now, &to); err != nil {
+		var r frameRow
+		var to []string
+		if err := rows.Scan(&r.pos, &r.typ, &r.payload, &r.at, &r.now, &to); err != nil {
 			return nil, 0, false, fmt.Errorf("scan the gap: %w", err)
 		}
 		n++
-		last = pos
+		last = r.pos
 		if len(to) == 0 {
 			continue
 		}
-		b, err := domain.EncodeFrame(typ, payload, pos, at, nowOf(now))
-		if errors.Is(err, domain.ErrUnknownEventType) || errors.Is(err, domain.ErrSuperseded) {
-			continue
-		}
+		b, err := r.encode()
 		if err != nil {
-			return nil, 0, false, fmt.Errorf("gap frame at position %d: %w", pos, err)
+			return nil, 0, false, err
+		}
+		if b == nil {
+			continue
 		}
 		msg = domain.AppendDelivery(msg, b, to)
 	}
@@ -216,4 +203,26 @@ func (m *Resume) Gap(ctx context.Context, users []string, after int64, limit int
 		return nil, 0, false, fmt.Errorf("read the gap: %w", err)
 	}
 	return msg, last, n == limit, nil
+}
+
+// frameRow is an event read for a resume or a gap, with its position and what is true now.
+type frameRow struct {
+	pos     int64
+	typ     string
+	payload []byte
+	at      time.Time
+	now     *string
+}
+
+// encode is the row's frame as the relay encodes it; nil (no error) for a row that sends nothing:
+// an event type this version does not relay, or a post deleted since (superseded).
+func (r frameRow) encode() ([]byte, error) {
+	b, err := domain.EncodeFrame(r.typ, r.payload, r.pos, r.at, nowOf(r.now))
+	if errors.Is(err, domain.ErrUnknownEventType) || errors.Is(err, domain.ErrSuperseded) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("frame at position %d: %w", r.pos, err)
+	}
+	return b, nil
 }

@@ -106,21 +106,7 @@ func TestMaxSocketsPerUserIsConfigurable(t *testing.T) {
 func TestHugeClientFrameIsCutInTimeAndBytes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	key := make([]byte, 16)
-	_, _ = rand.Read(key)
-	fmt.Fprintf(conn, "GET /post/feed/posted HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nAuthorization: Bearer %s\r\n\r\n",
-		base64.StdEncoding.EncodeToString(key), e.token(t, uuid.NewString()))
-	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", res, err)
-	}
+	conn, _ := e.rawUpgrade(t, nil)
 	// A masked binary frame of 2^62 bytes: FIN|binary, MASK|127, the length, the mask.
 	header := []byte{0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
 	if _, err := conn.Write(header); err != nil {
@@ -154,27 +140,9 @@ func TestHugeClientFrameIsCutInTimeAndBytes(t *testing.T) {
 func TestCloseSentWithTheUpgradeIsAnsweredAsAClose(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	key := make([]byte, 16)
-	_, _ = rand.Read(key)
-	req := fmt.Sprintf("GET /post/feed/posted HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nAuthorization: Bearer %s\r\n\r\n",
-		base64.StdEncoding.EncodeToString(key), e.token(t, uuid.NewString()))
 	// A masked close frame, code 1000, mask 0: FIN|close, MASK|2, mask, payload.
-	closeFrame := []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8}
-	if _, err := conn.Write(append([]byte(req), closeFrame...)); err != nil {
-		t.Fatal(err)
-	}
+	conn, br := e.rawUpgrade(t, []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8})
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
-	res, err := http.ReadResponse(br, nil)
-	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v %v", res, err)
-	}
 	head := make([]byte, 4)
 	if _, err := io.ReadFull(br, head); err != nil {
 		t.Fatalf("no close frame from the server: %v", err)
@@ -182,4 +150,30 @@ func TestCloseSentWithTheUpgradeIsAnsweredAsAClose(t *testing.T) {
 	if head[0] != 0x88 || head[1] < 2 || int(head[2])<<8|int(head[3]) != 1000 {
 		t.Fatalf("server answered % x, want a close frame with 1000", head)
 	}
+}
+
+// rawUpgrade opens a websocket by hand, sending after the request's headers, in the same write,
+// whatever after holds (frames a client sends before it has read the 101), and returns the
+// connection and its reader past the 101.
+func (e *env) rawUpgrade(t *testing.T, after []byte) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	req := fmt.Sprintf("GET /post/feed/posted HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nAuthorization: Bearer %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(key), e.token(t, uuid.NewString()))
+	if _, err := conn.Write(append([]byte(req), after...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	return conn, br
 }
