@@ -6,6 +6,8 @@
 //	socialbench e2e     the whole system under open-loop load
 //	socialbench fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo
 //	socialbench broker  RabbitMQ's own CPU per post for the contract's message and alternatives
+//	socialbench churn   websocket connects+disconnects/s on one realtime vs raw queue.bind+unbind
+//	socialbench failover  a broker connection cut under 10,000 sockets: sockets closed, recovery, gap fill
 package main
 
 import (
@@ -21,7 +23,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	const usage = "usage: socialbench relay|ws|e2e|fanout|broker [flags] (-h for each)"
+	const usage = "usage: socialbench relay|ws|e2e|fanout|broker|churn|failover [flags] (-h for each)"
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
@@ -33,7 +35,9 @@ func main() {
 			"  ws      idle websocket capacity and delivery latency vs a bare coder/websocket server\n" +
 			"  e2e     the whole system under open-loop load\n" +
 			"  fanout  realtime fan-out figures of issue #15, optionally beside Centrifugo\n" +
-			"  broker  RabbitMQ's own CPU per post for the contract's message and alternatives")
+			"  broker  RabbitMQ's own CPU per post for the contract's message and alternatives\n" +
+			"  churn   websocket connects+disconnects/s on one realtime vs raw queue.bind+unbind\n" +
+			"  failover  a broker connection cut under 10,000 sockets: sockets closed, recovery, gap fill")
 		return
 	}
 	var err error
@@ -48,8 +52,12 @@ func main() {
 		err = runFanout(ctx, args)
 	case "broker":
 		err = runBroker(ctx, args)
+	case "churn":
+		err = runChurn(ctx, args)
+	case "failover":
+		err = runFailover(ctx, args)
 	default:
-		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e, fanout or broker)\n", cmd)
+		fmt.Fprintf(os.Stderr, "socialbench: unknown benchmark %q (want relay, ws, e2e, fanout, broker, churn or failover)\n", cmd)
 		os.Exit(2)
 	}
 	if errors.Is(err, flag.ErrHelp) {
