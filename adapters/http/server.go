@@ -159,6 +159,14 @@ func (s *Server) Routes() []string {
 // clientAddress takes the client's address from X-Real-IP when the connection comes from a
 // trusted proxy, and from the connection otherwise (echo's default would believe any peer's
 // X-Forwarded-For, so a client could pick the address it is throttled by).
+// ClientAddressKey returns the function that names a request's client for per-address bounds (the
+// login throttle here, the realtime's sockets per address): the peer's address, or X-Real-IP when
+// the peer is one of trusted (the gateway); IPv6 by its /64 (one subscriber's network).
+func ClientAddressKey(trusted []netip.Prefix) func(*http.Request) string {
+	extract := clientAddress(trusted)
+	return func(r *http.Request) string { return addressKey(extract(r)) }
+}
+
 func clientAddress(trusted []netip.Prefix) echo.IPExtractor {
 	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 	for _, p := range trusted {

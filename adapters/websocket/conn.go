@@ -26,6 +26,7 @@ const (
 type conn struct {
 	h    *Hub
 	user string
+	addr string          // the client's address (Config.ClientAddress), for MaxSocketsPerAddress
 	ws   *websocket.Conn // nil until the upgrade
 	wire *wire           // under ws: holds a batch until one write(2)
 	in   *input          // under ws: what it reads, bounded once closing

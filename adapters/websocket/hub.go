@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +85,16 @@ type Config struct {
 	// handshake is answered 429 with Retry-After, before any presence write or upgrade. Default 16
 	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
 	MaxSocketsPerUser int
+	// MaxSockets bounds this instance's sockets in all; the next handshake is answered 503 with
+	// Retry-After (a load balancer moves on), well before the process runs out of descriptors, so
+	// its health and metrics still answer. 0: no bound (cmd/social derives one from the
+	// descriptor limit).
+	MaxSockets int
+	// MaxSocketsPerAddress bounds the sockets of one client address (ClientAddress); the next
+	// handshake is 429 with Retry-After. Default 1,000 (DefaultMaxSocketsPerAddress).
+	MaxSocketsPerAddress int
+	// ClientAddress names a request's client for MaxSocketsPerAddress; default the peer's host.
+	ClientAddress func(*http.Request) string
 	// Writers is how many goroutines write frames for all sockets (writers.go). Default GOMAXPROCS.
 	Writers int
 	// Refills is how many sockets fill their gap from PostgreSQL at once after Refill (a broker
@@ -90,6 +102,10 @@ type Config struct {
 	// that the instance's pool still serves new sockets' resumes.
 	Refills int
 }
+
+// DefaultMaxSocketsPerAddress is Config.MaxSocketsPerAddress when unset: an office behind one NAT
+// address keeps a thousand tabs; one attacker's address does not take the instance.
+const DefaultMaxSocketsPerAddress = 1000
 
 // DefaultResumeMax is the most frames one resume sends by default.
 const DefaultResumeMax = 1000
@@ -126,6 +142,21 @@ func (c *Config) setDefaults() {
 	if c.Refills <= 0 {
 		c.Refills = 8
 	}
+	if c.MaxSocketsPerAddress <= 0 {
+		c.MaxSocketsPerAddress = DefaultMaxSocketsPerAddress
+	}
+	if c.ClientAddress == nil {
+		c.ClientAddress = peerHost
+	}
+}
+
+// peerHost is the host of the request's peer.
+func peerHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // Validate reports missing required fields.
@@ -146,8 +177,10 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu    sync.RWMutex
-	users map[string][]*conn // a user's sockets (usually one: a slice is smaller than a set)
+	mu        sync.RWMutex
+	users     map[string][]*conn // a user's sockets (usually one: a slice is smaller than a set)
+	sockets   int                // in users
+	byAddress map[string]int     // sockets per client address
 
 	writers writers // the goroutines that write frames, shared by every socket
 
@@ -176,11 +209,18 @@ func NewHub(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		users: make(map[string][]*conn), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
+		users: make(map[string][]*conn), byAddress: make(map[string]int), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
 }
 
-// errTooManySockets: the user already holds Config.MaxSocketsPerUser sockets here.
-var errTooManySockets = errors.New("too many sockets for this user")
+// The bounds register refuses a socket by (serve.go answers each).
+var (
+	// errTooManySockets: the user already holds Config.MaxSocketsPerUser sockets here.
+	errTooManySockets = errors.New("too many sockets for this user")
+	// errTooManyFromAddress: the client address holds Config.MaxSocketsPerAddress.
+	errTooManyFromAddress = errors.New("too many sockets from this address")
+	// errInstanceFull: the instance holds Config.MaxSockets.
+	errInstanceFull = errors.New("this instance holds the most sockets it takes")
+)
 
 // register adds c to the hub, then waits for the user's presence: from its return on, every frame
 // relayed to the user reaches c's queue (c is listed before the presence commits, so none is
@@ -189,11 +229,20 @@ var errTooManySockets = errors.New("too many sockets for this user")
 // concurrent handshakes cannot pass the bound together).
 func (h *Hub) register(ctx context.Context, c *conn) error {
 	h.mu.Lock()
-	if len(h.users[c.user]) >= h.cfg.MaxSocketsPerUser {
+	switch {
+	case h.cfg.MaxSockets > 0 && h.sockets >= h.cfg.MaxSockets:
+		h.mu.Unlock()
+		return errInstanceFull
+	case h.byAddress[c.addr] >= h.cfg.MaxSocketsPerAddress:
+		h.mu.Unlock()
+		return errTooManyFromAddress
+	case len(h.users[c.user]) >= h.cfg.MaxSocketsPerUser:
 		h.mu.Unlock()
 		return errTooManySockets
 	}
 	h.users[c.user] = append(h.users[c.user], c)
+	h.sockets++
+	h.byAddress[c.addr]++
 	h.mu.Unlock()
 	if err := h.cfg.Presence.Join(ctx, c.user); err != nil {
 		h.remove(c)
@@ -218,6 +267,10 @@ func (h *Hub) remove(c *conn) {
 		delete(h.users, c.user)
 	} else {
 		h.users[c.user] = set
+	}
+	h.sockets--
+	if h.byAddress[c.addr]--; h.byAddress[c.addr] <= 0 {
+		delete(h.byAddress, c.addr)
 	}
 }
 
@@ -289,11 +342,7 @@ func (h *Hub) acquire() bool {
 func (h *Hub) Connections() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	n := 0
-	for _, set := range h.users {
-		n += len(set)
-	}
-	return n
+	return h.sockets
 }
 
 // Shutdown closes every socket with 1001 (going away) so clients reconnect elsewhere, refuses new

@@ -177,3 +177,52 @@ func (e *env) rawUpgrade(t *testing.T, after []byte) (net.Conn, *bufio.Reader) {
 	}
 	return conn, br
 }
+
+// TestInstanceAndAddressBoundsRefuseBeforeTheUpgrade (issue #24, item 3): one address with many
+// accounts reached the process's descriptor limit; accept failed and health and metrics timed
+// out. An address past MaxSocketsPerAddress gets 429, any handshake past MaxSockets 503, both with
+// Retry-After and before any presence write or upgrade; other addresses are not held up by the
+// first bound, and a socket that closes makes room.
+func TestInstanceAndAddressBoundsRefuseBeforeTheUpgrade(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *ws.Config) {
+		c.MaxSockets, c.MaxSocketsPerAddress = 3, 2
+		c.ClientAddress = func(r *http.Request) string { return r.Header.Get("X-Test-Address") }
+	})
+	dial := func(addr string) (*websocket.Conn, int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, resp, err := websocket.Dial(ctx, e.wsURL(""), &websocket.DialOptions{HTTPHeader: http.Header{
+			"Authorization": {"Bearer " + e.token(t, uuid.NewString())}, "X-Test-Address": {addr}}})
+		if err != nil {
+			if resp == nil {
+				t.Fatalf("dial: %v", err)
+			}
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("%d without Retry-After", resp.StatusCode)
+			}
+			return nil, resp.StatusCode
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		return c, http.StatusSwitchingProtocols
+	}
+	first, _ := dial("198.51.100.1")
+	dial("198.51.100.1")
+	if _, status := dial("198.51.100.1"); status != http.StatusTooManyRequests {
+		t.Fatalf("third socket of one address: %d, want 429", status)
+	}
+	if _, status := dial("198.51.100.2"); status != http.StatusSwitchingProtocols {
+		t.Fatalf("another address: %d, want 101", status)
+	}
+	if _, status := dial("198.51.100.3"); status != http.StatusServiceUnavailable {
+		t.Fatalf("fourth socket of the instance: %d, want 503", status)
+	}
+	first.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, 10*time.Second, "room after a close", func() bool { return e.hub.Connections() == 2 })
+	if _, status := dial("198.51.100.3"); status != http.StatusSwitchingProtocols {
+		t.Fatalf("after a socket closed: %d, want 101", status)
+	}
+	if got := e.metric("social_ws_capped_total"); got < 1 {
+		t.Errorf("social_ws_capped_total %v, want counted", got)
+	}
+}

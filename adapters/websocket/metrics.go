@@ -8,6 +8,7 @@ type metrics struct {
 	writes      prometheus.Counter
 	slow        prometheus.Counter
 	refused     prometheus.Counter
+	capped      *prometheus.CounterVec
 	latency     prometheus.Histogram
 	resyncs     prometheus.Counter
 	refills     prometheus.Counter
@@ -31,6 +32,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_too_many_sockets_total", Help: "Websocket handshakes refused with 429: the user held the most sockets allowed on this instance.",
 		}),
+		capped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "social_ws_capped_total", Help: "Websocket handshakes refused by a bound: cap=\"address\" (429, MaxSocketsPerAddress) or cap=\"instance\" (503, MaxSockets).",
+		}, []string{"cap"}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_resyncs_total", Help: "Resumes ended with a resync frame (more missed than one resume sends, or since above the newest position).",
 		}),
@@ -47,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.latency, m.resyncs, m.refills, m.gaps)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.capped, m.latency, m.resyncs, m.refills, m.gaps)
 	}
 	return m
 }

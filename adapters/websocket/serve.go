@@ -65,7 +65,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
 	// done: live frames meanwhile wait in the queue.
-	c := &conn{h: h, user: claims.UserID, kinds: kinds, lines: lines, writing: true}
+	c := &conn{h: h, user: claims.UserID, addr: h.cfg.ClientAddress(r), kinds: kinds, lines: lines, writing: true}
 	// Join presence before anything is read from PostgreSQL: from here on every frame relayed to
 	// this user reaches c's queue, so a resume that reads the database afterwards leaves no gap
 	// (design.md §3). The request context may carry the API's request timeout (in `all`): the
@@ -73,11 +73,24 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bindCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	err = h.register(bindCtx, c)
 	cancel()
-	if errors.Is(err, errTooManySockets) {
+	switch {
+	case errors.Is(err, errTooManySockets):
 		h.active.Done()
 		h.metrics.refused.Inc()
 		log.Info("refusing a websocket: the user holds the most sockets allowed", slog.Int("max", h.cfg.MaxSocketsPerUser))
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per user", h.cfg.MaxSocketsPerUser))
+		return
+	case errors.Is(err, errTooManyFromAddress):
+		h.active.Done()
+		h.metrics.capped.WithLabelValues("address").Inc()
+		log.Info("refusing a websocket: its address holds the most sockets allowed", slog.Int("max", h.cfg.MaxSocketsPerAddress))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per client address", h.cfg.MaxSocketsPerAddress))
+		return
+	case errors.Is(err, errInstanceFull):
+		h.active.Done()
+		h.metrics.capped.WithLabelValues("instance").Inc()
+		log.Warn("refusing a websocket: the instance holds the most sockets it takes", slog.Int("max", h.cfg.MaxSockets))
+		writeError(w, http.StatusServiceUnavailable, "this feed server is full: retry, or another")
 		return
 	}
 	if err != nil {

@@ -85,6 +85,13 @@ type Config struct {
 	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
 	// handshake gets 429 with Retry-After.
 	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
+	// WSMaxSockets bounds one realtime instance's websockets; the next handshake gets 503 with
+	// Retry-After. 0: the process's open-file limit (raised to its hard limit at start) less 1,024
+	// for everything else, so health, metrics and the database keep their descriptors.
+	WSMaxSockets int `env:"WS_MAX_SOCKETS" envDefault:"0"`
+	// WSMaxSocketsPerAddress bounds the websockets of one client address (X-Real-IP from
+	// HTTP_TRUSTED_PROXIES, IPv6 by /64) on one instance; the next gets 429 with Retry-After.
+	WSMaxSocketsPerAddress int `env:"WS_MAX_SOCKETS_PER_ADDRESS" envDefault:"1000"`
 	// RealtimeInstanceID is a realtime instance's id: its routing key, its queue's binding and its
 	// presence rows (design.md §3). Empty: a fresh "rt-<uuid>" at every start. Each running
 	// instance needs its own; a fixed one makes logs and the broker's listings stable.
@@ -108,6 +115,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.RealtimeLease < time.Second {
 		errs = append(errs, errors.New("REALTIME_LEASE must be at least 1s"))
+	}
+	if cfg.WSMaxSockets < 0 || cfg.WSMaxSocketsPerAddress < 1 {
+		errs = append(errs, errors.New("WS_MAX_SOCKETS must be 0 (from the open-file limit) or more, WS_MAX_SOCKETS_PER_ADDRESS at least 1"))
 	}
 	if cfg.WSMaxSocketsPerUser < 1 {
 		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))

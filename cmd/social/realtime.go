@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"syscall"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -13,6 +14,7 @@ import (
 
 	amqpadapter "github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/auth"
+	httpapi "github.com/socialnet/social/adapters/http"
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
@@ -75,16 +77,20 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	proxies, _ := a.cfg.trustedProxies() // validated by parseConfig
 	hub, err = websocket.NewHub(websocket.Config{
-		Tokens:            tokens,
-		Presence:          presence,
-		Missed:            outbox.NewResume(pool),
-		AllowedOrigins:    a.cfg.WSAllowedOrigins,
-		SendQueueBytes:    a.cfg.WSSendQueueBytes,
-		ResumeMax:         a.cfg.WSResumeMaxFrames,
-		MaxSocketsPerUser: a.cfg.WSMaxSocketsPerUser,
-		Logger:            log,
-		Registerer:        reg,
+		Tokens:               tokens,
+		Presence:             presence,
+		Missed:               outbox.NewResume(pool),
+		AllowedOrigins:       a.cfg.WSAllowedOrigins,
+		SendQueueBytes:       a.cfg.WSSendQueueBytes,
+		ResumeMax:            a.cfg.WSResumeMaxFrames,
+		MaxSocketsPerUser:    a.cfg.WSMaxSocketsPerUser,
+		MaxSockets:           a.maxSockets(log),
+		MaxSocketsPerAddress: a.cfg.WSMaxSocketsPerAddress,
+		ClientAddress:        httpapi.ClientAddressKey(proxies),
+		Logger:               log,
+		Registerer:           reg,
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -120,4 +126,27 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		return errors.Join(presence.Ready(ctx), sub.Ready(ctx))
 	}
 	return hub, run, ready, nil
+}
+
+// maxSockets is WS_MAX_SOCKETS, or, when 0, the open-file limit less 1,024: the soft limit is first
+// raised to the hard one (a socket is a descriptor; the default soft limit of 1,024 would refuse
+// the thousand-and-first user), and a realtime at its bound still answers health and metrics and
+// reaches the database. A red team reached the limit from one address: accept4 failed, /readyz
+// and /metrics timed out.
+func (a *app) maxSockets(log *slog.Logger) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+		raised := lim
+		raised.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+			lim = raised
+		}
+	}
+	if a.cfg.WSMaxSockets > 0 {
+		if uint64(a.cfg.WSMaxSockets)+1024 > lim.Cur {
+			log.Warn("WS_MAX_SOCKETS is close to or above the open-file limit", slog.Int("ws_max_sockets", a.cfg.WSMaxSockets), slog.Uint64("open_file_limit", lim.Cur))
+		}
+		return a.cfg.WSMaxSockets
+	}
+	return max(64, int(min(lim.Cur, 1<<30))-1024)
 }
