@@ -35,6 +35,8 @@ var envDocs = map[string]string{
 	"WS_ALLOWED_ORIGINS":         "extra browser origins allowed to open the websocket, comma-separated",
 	"WS_SEND_QUEUE_BYTES":        "frame bytes queued per websocket before it is closed with 1013",
 	"WS_MAX_SOCKETS_PER_USER":    "websockets one user may hold on this instance; the next gets 429",
+	"WS_MAX_SOCKETS":             "websockets this instance holds; the next gets 503; 0: open-file limit less 1,024",
+	"WS_MAX_SOCKETS_PER_ADDRESS": "websockets one client address may hold on this instance; the next gets 429",
 	"WS_RESUME_MAX_FRAMES":       "most frames one resume (?since=) sends before a resync frame",
 	"LOG_LEVEL":                  "debug, info, warn or error",
 	"REALTIME_INSTANCE_ID":       "this realtime instance's routing key; empty: a fresh rt-<uuid> per start",
@@ -63,8 +65,8 @@ var (
 	envAPI = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST", "BCRYPT_CONCURRENCY",
 		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
 		"HTTP_TRUSTED_PROXIES"}
-	envRelay      = []string{"AMQP_URL", "AMQP_EXCHANGE"}
-	envWebsocket  = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER",
+	envRelay     = []string{"AMQP_URL", "AMQP_EXCHANGE"}
+	envWebsocket = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER",
 		"WS_MAX_SOCKETS", "WS_MAX_SOCKETS_PER_ADDRESS", "HTTP_TRUSTED_PROXIES"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}
 	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR"}
