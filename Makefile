@@ -14,11 +14,11 @@ TEST_RABBITMQ_PORT ?= auto
 ifeq ($(origin TEST_AMQP_URL),undefined)
 TEST_BROKER := scripts/rabbitmq4 start social-test $(TEST_RABBITMQ_PORT)
 TEST_URL = $$(scripts/rabbitmq4 url social-test)
-TEST_SERVICES := postgres chromium debootstrap cgo
+TEST_SERVICES := postgres chromium debootstrap cgo nginx
 else
 TEST_BROKER := @echo "tests use TEST_AMQP_URL=$(TEST_AMQP_URL)"
 TEST_URL = $(TEST_AMQP_URL)
-TEST_SERVICES := postgres chromium cgo
+TEST_SERVICES := postgres chromium cgo nginx
 endif
 FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
