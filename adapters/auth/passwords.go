@@ -7,16 +7,16 @@ import (
 	"runtime"
 
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/sync/semaphore"
 )
 
 // Passwords hashes and checks passwords with bcrypt, a bounded number at a time: a hash takes a
 // core for tens of milliseconds (cost 10), so eight concurrent logins on two cores delayed every
 // other request of the process (p95 7 → 237 ms). A call beyond the bound waits for a slot, or
-// until its context ends (the request timeout: 503).
+// until its context ends (the request timeout: 503); waiting logins (Match) go before waiting
+// registrations (Hash).
 type Passwords struct {
 	cost  int
-	slots *semaphore.Weighted
+	slots *slots
 }
 
 // NewPasswords returns a bcrypt hasher; cost 0 means bcrypt.DefaultCost (tests use
@@ -35,15 +35,15 @@ func NewPasswords(cost, concurrency int) (*Passwords, error) {
 	if concurrency == 0 {
 		concurrency = max(1, runtime.GOMAXPROCS(0)/2)
 	}
-	return &Passwords{cost: cost, slots: semaphore.NewWeighted(int64(concurrency))}, nil
+	return &Passwords{cost: cost, slots: newSlots(concurrency)}, nil
 }
 
-// Hash returns the bcrypt hash of password.
+// Hash returns the bcrypt hash of password (a registration: it waits behind waiting logins).
 func (p *Passwords) Hash(ctx context.Context, password string) (string, error) {
-	if err := p.slots.Acquire(ctx, 1); err != nil {
+	if err := p.slots.acquire(ctx, false); err != nil {
 		return "", fmt.Errorf("wait to hash password: %w", err)
 	}
-	defer p.slots.Release(1)
+	defer p.slots.release()
 	h, err := bcrypt.GenerateFromPassword([]byte(password), p.cost)
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
@@ -53,10 +53,10 @@ func (p *Passwords) Hash(ctx context.Context, password string) (string, error) {
 
 // Match reports whether password matches hash. A malformed hash is an error, not a mismatch.
 func (p *Passwords) Match(ctx context.Context, hash, password string) (bool, error) {
-	if err := p.slots.Acquire(ctx, 1); err != nil {
+	if err := p.slots.acquire(ctx, true); err != nil {
 		return false, fmt.Errorf("wait to check password: %w", err)
 	}
-	defer p.slots.Release(1)
+	defer p.slots.release()
 	err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
 	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 		return false, nil

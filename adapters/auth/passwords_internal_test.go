@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -19,7 +20,7 @@ func TestPasswordHashingWaitsForASlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.slots.Acquire(context.Background(), 1); err != nil { // a hash in progress
+	if err := p.slots.acquire(context.Background(), true); err != nil { // a hash in progress
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -30,7 +31,7 @@ func TestPasswordHashingWaitsForASlot(t *testing.T) {
 	if _, err := p.Hash(ctx, "password1"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Hash with no free slot: %v, want the context's deadline", err)
 	}
-	p.slots.Release(1)
+	p.slots.release()
 	if ok, err := p.Match(context.Background(), hash, "password1"); !ok || err != nil {
 		t.Fatalf("Match with a free slot: %v %v", ok, err)
 	}
@@ -41,8 +42,8 @@ func TestPasswordConcurrencyDefaultsToHalfTheProcessors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.slots.TryAcquire(1) {
-		t.Fatal("no slot at all")
+	if want := max(1, runtime.GOMAXPROCS(0)/2); p.slots.free != want {
+		t.Fatalf("%d slots, want %d", p.slots.free, want)
 	}
 	if _, err := NewPasswords(4, -1); err == nil {
 		t.Fatal("negative concurrency accepted")

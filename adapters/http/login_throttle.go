@@ -18,6 +18,9 @@ const (
 	DefaultLoginFailuresPerAccount = 30
 	DefaultLoginFailuresPerAddress = 100
 	DefaultLoginFailureWindow      = time.Minute
+	// DefaultRegistrationsPerAddress is how many registrations one address makes per minute: a
+	// family or a classroom behind one address signs up; a flood of bcrypt hashes does not.
+	DefaultRegistrationsPerAddress = 20
 	// loginThrottleKeys bounds each of the two tables (about 200 bytes an entry): a client with
 	// many addresses cannot grow them without bound. The least recently failing key goes first;
 	// accounts enter only after a wrong password, each paid with a bcrypt hash, so flushing a
@@ -80,6 +83,16 @@ func (b *buckets) fail(key string, now time.Time) {
 	lim.ReserveN(now, 1) // never cancelled: a failure past the bound is debt
 }
 
+// take counts one attempt for key and returns 0, or, when none is left, the wait until one is
+// (counting nothing).
+func (b *buckets) take(key string, now time.Time) time.Duration {
+	if wait := b.wait(key, now); wait > 0 {
+		return wait
+	}
+	b.fail(key, now)
+	return 0
+}
+
 // throttledError is a 429 with the Retry-After the client should honour.
 type throttledError struct {
 	err   *domain.Error
@@ -90,7 +103,7 @@ func (e *throttledError) Error() string { return e.err.Error() }
 func (e *throttledError) Unwrap() error { return e.err }
 
 func throttled(wait time.Duration, what string) error {
-	return &throttledError{err: domain.Errorf(domain.ETHROTTLED, "too many failed logins %s: retry later", what), after: wait}
+	return &throttledError{err: domain.Errorf(domain.ETHROTTLED, "too many %s: retry later", what), after: wait}
 }
 
 // retryAfterHeader is a wait in whole seconds, at least one.

@@ -41,6 +41,10 @@ type Config struct {
 	LoginFailuresPerAccount int
 	LoginFailuresPerAddress int
 	LoginFailureWindow      time.Duration
+	// RegistrationsPerAddress is how many registrations a client address may make per minute;
+	// beyond, 429 with Retry-After before any hashing. Default 20
+	// (DefaultRegistrationsPerAddress).
+	RegistrationsPerAddress int
 	// TrustedProxies are the addresses whose X-Real-IP header names the client (the gateway's);
 	// from any other peer the connection's address is the client's. None by default.
 	TrustedProxies []netip.Prefix
@@ -57,6 +61,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *httpMetrics
 	logins  *loginThrottle
+	// registrations counts registrations per client address (each is a bcrypt hash).
+	registrations *buckets
 }
 
 // NewServer builds the API with every route of design.md §2 registered.
@@ -77,13 +83,17 @@ func NewServer(cfg Config) *Server {
 	if cfg.LoginFailureWindow <= 0 {
 		cfg.LoginFailureWindow = DefaultLoginFailureWindow
 	}
+	if cfg.RegistrationsPerAddress <= 0 {
+		cfg.RegistrationsPerAddress = DefaultRegistrationsPerAddress
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer),
-		logins: newLoginThrottle(cfg.LoginFailuresPerAccount, cfg.LoginFailuresPerAddress, cfg.LoginFailureWindow)}
+		logins:        newLoginThrottle(cfg.LoginFailuresPerAccount, cfg.LoginFailuresPerAddress, cfg.LoginFailureWindow),
+		registrations: newBuckets(cfg.RegistrationsPerAddress, time.Minute)}
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientAddress(cfg.TrustedProxies)
 	e.JSONSerializer = jsonSerializer{}

@@ -51,6 +51,9 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if wait := s.registrations.take(addressKey(c.RealIP()), time.Now()); wait > 0 {
+		return throttled(wait, "registrations from this address")
+	}
 	hash, err := s.cfg.Passwords.Hash(c.Request().Context(), r.Password)
 	if err != nil {
 		return err
@@ -85,10 +88,10 @@ func (s *Server) login(c echo.Context) error {
 	ctx, now := c.Request().Context(), time.Now()
 	address := addressKey(c.RealIP())
 	if wait := s.logins.addresses.wait(address, now); wait > 0 {
-		return throttled(wait, "from this address")
+		return throttled(wait, "failed logins from this address")
 	}
 	if wait := s.logins.accounts.wait(id, now); wait > 0 {
-		return throttled(wait, "for this account")
+		return throttled(wait, "failed logins for this account")
 	}
 	hash, err := s.cfg.Users.PasswordHash(ctx, id)
 	if domain.ErrorCode(err) == domain.ENOTFOUND {

@@ -187,6 +187,7 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 
 		LoginFailuresPerAccount: a.cfg.LoginFailuresPerAccount,
 		LoginFailuresPerAddress: a.cfg.LoginFailuresPerAddress,
+		RegistrationsPerAddress: a.cfg.RegistrationsPerAddress,
 		LoginFailureWindow:      a.cfg.LoginFailureWindow,
 		TrustedProxies:          proxies,
 		Registerer:              reg,

@@ -54,6 +54,7 @@ var envDocs = map[string]string{
 	"LOGIN_FAILURES_PER_ACCOUNT": "failed logins per account per window before 429",
 	"LOGIN_FAILURES_PER_ADDRESS": "failed logins per client address per window before 429",
 	"LOGIN_FAILURE_WINDOW":       "the window of the login throttle",
+	"REGISTRATIONS_PER_ADDRESS":  "registrations per client address per minute before 429",
 	"SHUTDOWN_TIMEOUT":           "bound of a graceful shutdown",
 }
 
@@ -64,6 +65,7 @@ var (
 		"HTTP_READ_HEADER_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "HTTP_IDLE_TIMEOUT"}
 	envAPI = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST", "BCRYPT_CONCURRENCY",
 		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
+		"REGISTRATIONS_PER_ADDRESS",
 		"HTTP_TRUSTED_PROXIES"}
 	envRelay     = []string{"AMQP_URL", "AMQP_EXCHANGE"}
 	envWebsocket = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER",

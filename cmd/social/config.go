@@ -69,6 +69,9 @@ type Config struct {
 	LoginFailuresPerAccount int           `env:"LOGIN_FAILURES_PER_ACCOUNT" envDefault:"30"`
 	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS" envDefault:"100"`
 	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW" envDefault:"1m"`
+	// RegistrationsPerAddress is how many registrations a client address may make per minute;
+	// beyond, 429 with Retry-After (each is a bcrypt hash; logins are served before them).
+	RegistrationsPerAddress int `env:"REGISTRATIONS_PER_ADDRESS" envDefault:"20"`
 	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
 	// client, for the login throttle's per-address count; "none" (the default) trusts no one, so no
 	// peer can choose the address it is counted by. compose.yaml names its gateway's address.
@@ -127,6 +130,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.BcryptConcurrency < 0 {
 		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))
+	}
+	if cfg.RegistrationsPerAddress < 1 {
+		errs = append(errs, errors.New("REGISTRATIONS_PER_ADDRESS must be at least 1"))
 	}
 	if cfg.LoginFailuresPerAccount < 1 || cfg.LoginFailuresPerAddress < 1 || cfg.LoginFailureWindow <= 0 {
 		errs = append(errs, errors.New("LOGIN_FAILURES_PER_ACCOUNT and LOGIN_FAILURES_PER_ADDRESS must be at least 1, LOGIN_FAILURE_WINDOW positive"))

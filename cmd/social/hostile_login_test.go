@@ -138,3 +138,34 @@ func TestHostileCorrectLoginsFromOneAddressAreNeverThrottled(t *testing.T) {
 	}
 	expectStatus(t, loginAs(t, base, users[1].id, "password1", "198.51.100.10"), http.StatusTooManyRequests, "after 5 failures from the address")
 }
+
+// TestHostileRegistrationsAreThrottledPerAddress (issue #24, item 6): /user/register was
+// unthrottled and shared the bcrypt slots with logins; 80 registrations at once put logins at ~5 s.
+// One address registers REGISTRATIONS_PER_ADDRESS a minute, then gets 429 with Retry-After before
+// any hashing; another address, and a login from the first, are not held up by it.
+func TestHostileRegistrationsAreThrottledPerAddress(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.extra = map[string]string{"REGISTRATIONS_PER_ADDRESS": "3", "HTTP_TRUSTED_PROXIES": "127.0.0.1/32"}
+	base, _ := s.start(t, "api")
+	register := func(addr string) *http.Response {
+		t.Helper()
+		body := `{"first_name":"Flood","second_name":"Er","birthdate":"1990-01-02","biography":"","city":"X","password":"password1"}`
+		req, _ := http.NewRequest(http.MethodPost, base+"/user/register", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Real-IP", addr)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	for i := range 3 {
+		expectStatus(t, register("203.0.113.50"), http.StatusOK, "registration "+strconv.Itoa(i+1))
+	}
+	expectStatus(t, register("203.0.113.50"), http.StatusTooManyRequests, "4th registration from the address")
+	expectStatus(t, register("203.0.113.51"), http.StatusOK, "another address")
+	u := signUp(t, base, "Member") // from loopback: its own address
+	expectStatus(t, loginAs(t, base, u.id, "password1", "203.0.113.50"), http.StatusOK, "a login from the throttled address")
+}
