@@ -47,6 +47,9 @@ func runRelay(ctx context.Context, args []string) error {
 	skipBaseline := fs.Bool("no-baseline", false, "measure the relay only")
 	bound := fs.Int("bound", 0, "followers online, i.e. with a presence row (0 = all); every F/bound-th")
 	probe := fs.Bool("probe", false, "while the relay runs, another author with one online follower posts; print how long that post took to arrive")
+	publisher := fs.String("publisher", publisherOurs, "the relay's message.Publisher: "+publisherOurs+" (adapters/amqp) or "+publisherWatermill+
+		" (v3, confirms on, transient, pooled channels); comma-separated for several in one run, each on a fresh database and exchange in the order given, the baselines once after the last")
+	wmPool := fs.Int("wm-pool", 0, "watermill-amqp: Publish.ChannelPoolSize (0 = one channel per instance)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,46 +62,47 @@ func runRelay(ctx context.Context, args []string) error {
 	if *instances < 1 {
 		return errors.New("-instances must be at least 1")
 	}
-	b := &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe, amqpURL: *amqpURL}
-	for i := range *instances {
-		b.instances = append(b.instances, fmt.Sprintf("rt-%d", i))
+	kinds := strings.Split(*publisher, ",")
+	for _, k := range kinds {
+		if k != publisherOurs && k != publisherWatermill {
+			return fmt.Errorf("unknown -publisher %q (want %s and/or %s)", k, publisherOurs, publisherWatermill)
+		}
 	}
-	if err := b.setUp(ctx, *adminURL); err != nil {
-		b.tearDown()
-		return err
+	if *wmPool <= 0 {
+		*wmPool = *instances
 	}
-	defer b.tearDown()
-
-	fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers online on %d instances), %d follower deliveries; %s\n",
-		b.posts, b.followers, b.authors, b.bound, len(b.instances), b.posts*b.bound, b.broker)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	// Every publisher relays a fresh outbox on a fresh exchange; the bench of the last one also
+	// runs the baselines.
+	var b *relayBench
+	defer func() {
+		if b != nil {
+			b.tearDown()
+		}
+	}()
+	rates := make(map[string]float64)
+	for k, kind := range kinds {
+		if b != nil {
+			b.tearDown()
+		}
+		b = &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe, amqpURL: *amqpURL, wmPool: *wmPool}
+		for i := range *instances {
+			b.instances = append(b.instances, fmt.Sprintf("rt-%d", i))
+		}
+		if err := b.setUp(ctx, *adminURL); err != nil {
+			return err
+		}
+		fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers online on %d instances), %d follower deliveries; %s; publisher %s\n",
+			b.posts, b.followers, b.authors, b.bound, len(b.instances), b.posts*b.bound, b.broker, kind)
+		rate, err := b.measureRelay(ctx, kind, *batch, k == 0 && *cpuProfile != "", *cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
+		rates[kind] = rate
 	}
-	relayDur, err := b.runRelay(ctx, *batch)
-	if *cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	if err != nil {
-		return err
+	if len(rates) == 2 {
+		fmt.Printf("publishers: %s ÷ %s = %.2f (relay deliveries/s)\n", publisherWatermill, publisherOurs, rates[publisherWatermill]/rates[publisherOurs])
 	}
 	total := float64(b.posts * b.bound)
-	relayRate := total / relayDur.Seconds()
-	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond))
-	if b.probe {
-		if lat, ok := b.probeLatency(); ok {
-			fmt.Printf("probe:    another author's post, created %s after the relay's first delivery, arrived %s after it was created\n",
-				probeDelay, lat.Round(time.Millisecond))
-		} else {
-			fmt.Printf("probe:    another author's post did not arrive before the relay finished\n")
-		}
-	}
 
 	if *skipBaseline {
 		return nil
@@ -111,7 +115,9 @@ func runRelay(ctx context.Context, args []string) error {
 	baseRate := float64(n) / baseDur.Seconds()
 	fmt.Printf("baseline: %10.0f deliveries/s  (raw amqp091-go, one message per online follower, %d in flight, %d messages in %s)\n",
 		baseRate, *window, n, baseDur.Round(time.Millisecond))
-	fmt.Printf("ratio:    %.2f (relay deliveries/s ÷ baseline)\n", relayRate/baseRate)
+	for _, kind := range kinds {
+		fmt.Printf("ratio:    %.2f (relay deliveries/s ÷ baseline; publisher %s)\n", rates[kind]/baseRate, kind)
+	}
 
 	// The broker's own ceiling for the relay's message shape: one feed message per instance per
 	// post, published raw, with nothing read from or written to PostgreSQL. Relay ÷ this is how
@@ -124,8 +130,44 @@ func runRelay(ctx context.Context, args []string) error {
 	rawRate := total / rawDur.Seconds()
 	fmt.Printf("raw instance: %6.0f deliveries/s  (raw amqp091-go, the relay's messages: one per post and instance, %d posts in %s)\n",
 		rawRate, b.posts, rawDur.Round(time.Millisecond))
-	fmt.Printf("relay ÷ raw instance: %.2f\n", relayRate/rawRate)
+	for _, kind := range kinds {
+		fmt.Printf("relay ÷ raw instance: %.2f (publisher %s)\n", rates[kind]/rawRate, kind)
+	}
 	return nil
+}
+
+// measureRelay relays b's outbox through the publisher kind and prints the relay's figures;
+// it returns follower deliveries/s.
+func (b *relayBench) measureRelay(ctx context.Context, kind string, batch int, profile bool, profilePath string) (float64, error) {
+	if profile {
+		f, err := os.Create(profilePath)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, err
+		}
+	}
+	relayDur, err := b.runRelay(ctx, batch, kind)
+	if profile {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return 0, err
+	}
+	total := float64(b.posts * b.bound)
+	relayRate := total / relayDur.Seconds()
+	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything; publisher %s)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond), kind)
+	if b.probe {
+		if lat, ok := b.probeLatency(); ok {
+			fmt.Printf("probe:    another author's post, created %s after the relay's first delivery, arrived %s after it was created\n",
+				probeDelay, lat.Round(time.Millisecond))
+		} else {
+			fmt.Printf("probe:    another author's post did not arrive before the relay finished\n")
+		}
+	}
+	return relayRate, nil
 }
 
 // runInstanceCeiling publishes posts × one feed message per instance (the frame and that
@@ -152,6 +194,7 @@ type relayBench struct {
 	bound                     int      // followers online (with a presence row)
 	instances                 []string // realtime instance ids the online followers are spread over
 	probe                     bool     // measure another author's post during the relay
+	wmPool                    int      // watermill-amqp's channel pool size (-publisher watermill-amqp)
 	amqpURL                   string
 	broker                    amqp.Broker
 	cpu                       *cpuParties
@@ -405,19 +448,16 @@ func (b *relayBench) waitCount(ctx context.Context, want int64) error {
 	return nil
 }
 
-func (b *relayBench) runRelay(ctx context.Context, batch int) (time.Duration, error) {
-	pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Exchange: b.exchange, Logger: quietLog()})
-	if err != nil {
-		return 0, err
-	}
-	defer pub.Close()
-	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub, Refused: amqp.IsRefused, Logger: quietLog(), BatchSize: batch})
-	if err != nil {
-		return 0, err
-	}
+func (b *relayBench) runRelay(ctx context.Context, batch int, kind string) (time.Duration, error) {
 	// The publisher connects before the clock starts (the baselines' connection is open too);
 	// the relay's own start (a database connection, the leader lock) is timed.
-	if _, err := pub.Connect(ctx); err != nil {
+	pub, err := b.newRelayPublisher(ctx, kind)
+	if err != nil {
+		return 0, err
+	}
+	defer pub.close()
+	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub.pub, Refused: pub.refused, Logger: quietLog(), BatchSize: batch})
+	if err != nil {
 		return 0, err
 	}
 	b.counted.Store(0)
