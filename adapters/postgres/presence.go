@@ -373,21 +373,26 @@ func (p *Presence) flush(ctx context.Context) error {
 	return nil
 }
 
-// settleLocked ends a user's write: answers the waiters, or queues the next write if the wish
-// changed meanwhile.
+// settleLocked ends a user's write: answers the waiters once the row is as they want it (a join
+// is answered only when the row is committed: the hand-over rule), or queues the next write if
+// the wish changed meanwhile (a join that came while a leave's delete ran waits for the insert).
 func (p *Presence) settleLocked(id string, u *presentUser, err error) {
 	u.busy = false
-	for _, w := range u.waiters {
-		w <- err
-	}
-	u.waiters = nil
 	if err != nil {
+		for _, w := range u.waiters {
+			w <- err
+		}
+		u.waiters = nil
 		return // the failed joins' Leave calls settle the count
 	}
 	if (u.sockets > 0) != u.stored {
 		p.scheduleLocked(id, u)
 		return
 	}
+	for _, w := range u.waiters {
+		w <- nil
+	}
+	u.waiters = nil
 	if u.sockets == 0 {
 		delete(p.users, id)
 	}

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,4 +227,34 @@ func TestPresenceOfAKilledInstanceIsDeletedByAnotherInstancesRenewal(t *testing.
 		err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM realtime_instances WHERE id = 'rt-killed') + (SELECT count(*) FROM presence WHERE instance_id = 'rt-killed')`).Scan(&n)
 		return err == nil && n == 0
 	})
+}
+
+// TestPresenceJoinDuringALeavesDeleteWaitsForTheInsert: a page reload — the last socket closes
+// (its row's delete starts) and a new one joins while the delete runs. The join must return only
+// once the row is back, or the resume that follows could miss a frame nobody routes here.
+func TestPresenceJoinDuringALeavesDeleteWaitsForTheInsert(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	p := startPresence(t, db.Pool, "rt-reload", 0, nil)
+	ctx := context.Background()
+	for i := range 200 {
+		u := uuid.NewString()
+		if err := p.Join(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		writes := p.Writes()
+		p.Leave(u)
+		// Join as the delete's statement starts (the count moves just before it is sent).
+		for deadline := time.Now().Add(5 * time.Second); p.Writes() == writes; runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatal("the delete never started")
+			}
+		}
+		if err := p.Join(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		if !presentUsers(t, db.Pool, "rt-reload")[u] {
+			t.Fatalf("reload %d: Join returned with no presence row", i)
+		}
+	}
 }
