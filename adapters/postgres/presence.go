@@ -60,9 +60,11 @@ type PresenceConfig struct {
 	// every Lease/5. An instance killed without a goodbye stops receiving frames after at most
 	// Lease; its users reconnect elsewhere anyway.
 	Lease time.Duration
-	// OnLost is called (on Run's goroutine, after the new registration committed) when the
-	// registration had lapsed: frames relayed meanwhile skipped this instance.
-	OnLost func()
+	// BeforeRegister and OnLost are called (on Run's goroutine) around registering again after
+	// the registration lapsed: frames relayed meanwhile skipped this instance. The hub holds its
+	// sockets' writes before (so a frame routed once the registration commits cannot move a
+	// socket past its gap) and fills their gaps after (websocket.Hub.Hold, Refill).
+	BeforeRegister, OnLost func()
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -304,6 +306,9 @@ func (p *Presence) renew(ctx context.Context) {
 func (p *Presence) lost(ctx context.Context, why string) {
 	p.registered.Store(false)
 	p.cfg.Logger.Warn("presence: registration lost; registering again and filling open sockets' gaps", slog.String("why", why))
+	if p.cfg.BeforeRegister != nil {
+		p.cfg.BeforeRegister()
+	}
 	if err := p.register(ctx); err != nil {
 		if ctx.Err() == nil {
 			p.cfg.Logger.Warn("presence: register again", slog.Any("err", err))

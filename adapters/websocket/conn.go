@@ -41,7 +41,10 @@ type conn struct {
 	head  int
 	// queued is the body bytes of queue[head:], held under Config.SendQueueBytes.
 	queued int
-	last   *frame // last enqueued: Deliver passes a frame once even if a user is named twice
+	// queuedUpTo is the highest position enqueued: a frame at or below it is one the socket
+	// already has (a user named twice in a message, the live copy of a frame a gap fill
+	// delivered, a replay) and is dropped.
+	queuedUpTo int64
 	// writing is true while someone owns the socket's writes: the handler (upgrade, resume), a
 	// writer round, the run queue (the socket waits in it for a round) or the wire's drain of an
 	// unfinished batch. Only the owner writes or closes.
@@ -58,9 +61,12 @@ type conn struct {
 	// already sent from PostgreSQL and are dropped (no duplicate across the switch).
 	resumedUpTo int64
 	// refill: the socket must fill a gap from PostgreSQL (Hub.Refill) once its writes are free,
-	// from its position or refillAfter, whichever is later.
+	// from its position or refillAfter, whichever is later. held: not before the instance's new
+	// registration commits (Hub.Hold); parked: held, and nobody runs its writes meanwhile.
 	refill      bool
 	refillAfter int64
+	held        bool
+	parked      bool
 	// position is the newest position the socket has: sent, or covered by a resume (or, before
 	// any, the instance's floor at the handshake). A refill resumes from it. Read and written only
 	// by the owner of the writes.
@@ -91,10 +97,10 @@ func (c *conn) enqueue(f *frame) {
 func (c *conn) enqueueFrame(f *frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.kicked || c.last == f {
+	if c.closed || c.kicked || f.position <= c.queuedUpTo {
 		return false
 	}
-	c.last = f
+	c.queuedUpTo = f.position
 	// An empty queue takes any frame: a socket with nothing waiting is not behind.
 	if c.queued > 0 && c.queued+len(f.body) > c.h.cfg.SendQueueBytes {
 		c.h.metrics.slow.Inc()
@@ -261,6 +267,11 @@ func (c *conn) drained(err error) {
 func (c *conn) next() {
 	c.mu.Lock()
 	if c.refill && !c.kicked && !c.closed {
+		if c.held {
+			c.parked = true // Refill hands it on
+			c.mu.Unlock()
+			return
+		}
 		c.mu.Unlock()
 		c.h.refills.push(c)
 		return

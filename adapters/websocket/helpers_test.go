@@ -68,7 +68,7 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 	ctx, cancel := context.WithCancel(context.Background())
 	var hub *ws.Hub
 	e.presence, err = postgres.NewPresence(postgres.PresenceConfig{Pool: db.Pool, InstanceID: e.instance, Lease: 2 * time.Second,
-		OnLost: func() { hub.Refill() }, Logger: log})
+		BeforeRegister: func() { hub.Hold() }, OnLost: func() { hub.Refill() }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,9 +195,6 @@ type Hub struct {
 	// floorAt is where a socket opened without ?since= fills a later gap from, before anything
 	// was received live: the newest position at the first such socket (read once).
 	floorAt atomic.Int64
-	// skip is the range of positions a gap fill delivered: their live copies, routed around the
-	// reconnect, are not delivered again.
-	skip atomic.Pointer[[2]int64]
 	// refills are the sockets waiting to fill a gap, taken by up to Config.Refills goroutines.
 	refills refillQueue
 }
@@ -294,9 +291,6 @@ func (h *Hub) Deliver(body []byte, recipients []string) {
 		if f.position <= seen || h.live.CompareAndSwap(seen, f.position) {
 			break
 		}
-	}
-	if r := h.skip.Load(); r != nil && f.position > r[0] && f.position <= r[1] {
-		return // already delivered by the gap fill
 	}
 	h.deliver(f, recipients)
 }

@@ -62,3 +62,37 @@ func TestBrokerReconnectFillsTheGapWithoutClosingSockets(t *testing.T) {
 		t.Errorf("gap fills counted %v, want one more than %v (read once for the instance)", got, gaps)
 	}
 }
+
+// TestLapsedRegistrationFillsTheGapInOrder: the instance's lease lapses (as after a stall longer
+// than REALTIME_LEASE), so routing skips it; it registers again and fills each socket's gap from
+// the outbox. A frame routed once the new registration commits waits behind the gap: the socket
+// gets the gap's frames, then it, in position order, and stays open.
+func TestLapsedRegistrationFillsTheGapInOrder(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	e := newEnvWith(t, db, "test.feed."+uuid.NewString(), slog.New(slog.DiscardHandler))
+	author, reader := register(t, db, "author"), register(t, db, "reader")
+	follow(t, db, reader, author)
+	c := e.dial(t, reader, "")
+	first := postRelayed(t, db, author, "before")
+	e.publish(t, first, reader)
+	c.next(15 * time.Second)
+
+	refills := e.metric("social_ws_refills_total")
+	db.Exec(t, `UPDATE realtime_instances SET lease_until = now() - interval '1 second' WHERE id = $1`, e.instance)
+	gap := []string{postRelayed(t, db, author, "gap 1").PostID, postRelayed(t, db, author, "gap 2").PostID}
+	waitFor(t, 20*time.Second, "registered again", func() bool {
+		return db.Count(t, "realtime_instances", "id = '"+e.instance+"'", "lease_until > now()") == 1
+	})
+	live := postRelayed(t, db, author, "after")
+	e.publish(t, live, reader)
+	for _, want := range append(gap, live.PostID) {
+		if f := c.next(15 * time.Second); f.PostID != want {
+			t.Fatalf("got %+v, want post %s (the gap, then the live frame)", f, want)
+		}
+	}
+	if n := e.hub.Connections(); n != 1 {
+		t.Fatalf("%d sockets after the lapse, want the one", n)
+	}
+	waitFor(t, 10*time.Second, "the refill counted", func() bool { return e.metric("social_ws_refills_total") > refills })
+}

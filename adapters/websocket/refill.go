@@ -19,8 +19,8 @@ const gapRows = 200
 // connection, before its first delivery: frames routed here while there was no queue were dropped
 // by the broker, and are in the outbox. The gap is read once for the whole instance — every frame
 // above the last one received live that goes to a user connected here — and delivered like a
-// live message, before any later one; their live copies (routed around the reconnect) are then
-// skipped. No socket is closed. Before anything was received, or for a gap longer than gapRows,
+// live message, before any later one; each socket drops the live copies of positions it already
+// has (routed around the reconnect). No socket is closed. Before anything was received, or for a gap longer than gapRows,
 // each socket fills its own gap instead (Refill).
 func (h *Hub) Reconnected() {
 	after := h.live.Load()
@@ -42,7 +42,6 @@ func (h *Hub) Reconnected() {
 		h.refill(after)
 		return
 	}
-	h.skip.Store(&[2]int64{after, last})
 	frames := 0
 	err = domain.EachDelivery(msg, func(body []byte, to []string) {
 		f, err := parseFrame(body)
@@ -70,9 +69,36 @@ func (h *Hub) userIDs() []string {
 	return ids
 }
 
+// Hold stops every open socket's writes before the instance registers again after its
+// registration lapsed: live frames routed once the new registration commits wait in the queues,
+// so each socket's position is still the last frame it had when Refill reads its gap from there.
+func (h *Hub) Hold() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, set := range h.users {
+		for _, c := range set {
+			c.hold()
+		}
+	}
+}
+
+// hold marks c for a refill and parks its writes (or lets its owner park them when it lets go).
+func (c *conn) hold() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.kicked {
+		return
+	}
+	c.refill, c.held = true, true
+	if c.claimLocked() {
+		c.parked = true
+	}
+}
+
 // Refill fills every open socket's gap from PostgreSQL, by resume's rule, from the last position
 // the socket has: frames routed to this instance while it had no live registration (routing
-// skipped it) were never delivered, and are in the outbox. No socket is closed for it, unless it
+// skipped it) were never delivered, and are in the outbox. Call Hold before the registration
+// that ends the gap, and Refill after it commits. No socket is closed for it, unless it
 // missed more than a resume sends (resync). Live frames that arrive meanwhile wait in the
 // socket's queue and go out after the refill, those it already sent dropped by position.
 func (h *Hub) Refill() { h.refill(0) }
@@ -100,17 +126,26 @@ func (h *Hub) refill(after int64) {
 	}
 }
 
-// askRefill marks c for a refill from after (or its own position, if later); if nobody owns its
-// writes it is queued at once, else its owner queues it when it lets go (next).
+// askRefill marks c for a refill from after (or its own position, if later) and queues it if
+// nobody runs its writes (it was parked, or idle); else its owner queues it when it lets go
+// (next). A parked socket that was kicked or closed meanwhile goes to the writers instead, which
+// carry out its close.
 func (c *conn) askRefill(after int64) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	parked := c.parked
+	c.parked, c.held = false, false
 	if c.closed || c.kicked {
+		c.mu.Unlock()
+		if parked {
+			c.h.writers.push(c)
+		}
 		return false
 	}
 	c.refill = true
 	c.refillAfter = max(c.refillAfter, after)
-	if c.claimLocked() {
+	queue := parked || c.claimLocked()
+	c.mu.Unlock()
+	if queue {
 		c.h.refills.push(c)
 	}
 	return true

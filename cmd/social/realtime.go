@@ -68,7 +68,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 	// A lapsed registration and a broker reconnect both mean frames skipped this instance for a
 	// while: every open socket fills its gap from the outbox.
 	presence, err := postgres.NewPresence(postgres.PresenceConfig{Pool: pool, InstanceID: id, Lease: a.cfg.RealtimeLease,
-		OnLost: func() { hub.Refill() }, Logger: log})
+		BeforeRegister: func() { hub.Hold() }, OnLost: func() { hub.Refill() }, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
 	}
