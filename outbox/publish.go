@@ -28,7 +28,9 @@ type instanceMessages struct {
 }
 
 // build encodes a batch's deliveries into feed messages (domain.AppendDelivery), per instance,
-// rows in position order. Rows that are refused or superseded send nothing.
+// rows in position order. Rows that are refused or superseded send nothing, and neither do the
+// later rows of an author whose row is refused: they are released (outcomes) and published after
+// its retry, so no follower gets them ahead of it.
 func build(rows []*row, rt routes) []*instanceMessages {
 	var out []*instanceMessages
 	byInstance := map[string]*instanceMessages{}
@@ -43,8 +45,12 @@ func build(rows []*row, rt routes) []*instanceMessages {
 		im.rows = append(im.rows, openRows[im.instance])
 		open[im.instance], openRows[im.instance] = nil, nil
 	}
+	refused := map[string]bool{}
 	for i, rw := range rows {
-		if rw.refuse != "" || rw.superseded {
+		if rw.refuse != "" {
+			refused[rw.author] = true
+		}
+		if rw.refuse != "" || rw.superseded || refused[rw.author] {
 			continue
 		}
 		for _, t := range rt.of(i, rw) {

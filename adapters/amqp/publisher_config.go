@@ -20,9 +20,22 @@ var (
 	ErrClosed = fmt.Errorf("%w: publisher closed", ErrUnavailable)
 )
 
-// IsRefused says whether a Publish error is the broker refusing messages (a nack) rather than
-// being unavailable: the outbox relay counts it as an attempt of the messages' rows.
-func IsRefused(err error) bool { return errors.Is(err, ErrNacked) }
+// IsRefused says whether a Publish error is the broker refusing messages (a nack) and nothing
+// else: the outbox relay counts it as an attempt of the messages' rows. A call where any message
+// went unconfirmed for want of the broker is not refused: its rows are released, no attempt
+// counted, and the relay backs off (an outage must never park rows as dead).
+func IsRefused(err error) bool {
+	var pe *PublishError
+	if errors.As(err, &pe) {
+		for _, e := range pe.Failed {
+			if !errors.Is(e, ErrNacked) {
+				return false
+			}
+		}
+		return len(pe.Failed) > 0
+	}
+	return errors.Is(err, ErrNacked)
+}
 
 // PublishError reports the messages of one Publish call that were not confirmed. Every message not
 // listed in Failed was confirmed (acked) by the broker.

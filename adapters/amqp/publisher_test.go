@@ -3,6 +3,7 @@ package amqp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"testing"
@@ -228,5 +229,24 @@ func TestPublisherCloseIsFinal(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Errorf("second close: %v", err)
+	}
+}
+
+func TestIsRefusedOnlyWhenEveryFailureIsANack(t *testing.T) {
+	nack := fmt.Errorf("%w: message m", amqp.ErrNacked)
+	down := fmt.Errorf("%w: channel closed", amqp.ErrUnavailable)
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&amqp.PublishError{Failed: map[int]error{0: nack, 1: nack}}, true},
+		{&amqp.PublishError{Failed: map[int]error{0: nack, 1: down}}, false},
+		{&amqp.PublishError{Failed: map[int]error{0: down}}, false},
+		{amqp.ErrClosed, false},
+		{nack, true},
+	} {
+		if got := amqp.IsRefused(tc.err); got != tc.want {
+			t.Errorf("IsRefused(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

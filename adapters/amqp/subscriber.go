@@ -33,7 +33,7 @@ type SubscriberConfig struct {
 	Logger *slog.Logger
 	// MinBackoff and MaxBackoff bound the reconnect delay (doubling with jitter). Defaults 100ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
-	// Prefetch bounds unprocessed deliveries in flight to this subscriber. Default 256.
+	// Prefetch bounds the deliveries sent to this subscriber and not yet acknowledged. Default 256.
 	Prefetch int
 }
 
@@ -67,10 +67,12 @@ var ErrNotConnected = errors.New("rabbitmq: subscriber not connected")
 // forever, on the next node of a cluster when one fails, declaring the queue and binding again
 // (OnConnect tells the instance to fill its sockets' gaps); no socket is closed for it.
 //
-// Deliveries are auto-acknowledged by the broker: a frame is a transient notification, and if
-// this process dies with frames in flight its sockets die with it, their clients resume from
-// PostgreSQL. Each Watermill message must still be acked (or nacked) before the next one is
-// delivered, which keeps the position order and bounds what the handler holds.
+// Each Watermill message must be acked (or nacked) before the next one is delivered, which keeps
+// the position order; the AMQP delivery is acknowledged then, whatever the handler said (a frame
+// is a transient notification: if this process dies with frames in flight its sockets die with
+// it, and their clients resume from PostgreSQL). Manual acknowledgement is what makes Prefetch
+// bound the deliveries held here: with auto-ack the broker ignores it and amqp091-go buffers
+// whatever arrives, without bound, while the handler (or a gap fill in OnConnect) is busy.
 type Subscriber struct {
 	cfg       SubscriberConfig
 	ready     atomic.Bool
@@ -201,6 +203,9 @@ func (s *Subscriber) session(ctx context.Context, topic string, out chan<- *mess
 			case <-ctx.Done():
 				return true, nil
 			}
+			if err := d.Ack(false); err != nil {
+				return true, fmt.Errorf("ack: %w", err)
+			}
 		}
 	}
 }
@@ -225,7 +230,7 @@ func (s *Subscriber) setup(conn *amqp091.Connection, queue, key string) (<-chan 
 	if err := ch.Qos(s.cfg.Prefetch, 0, false); err != nil {
 		return nil, fmt.Errorf("qos: %w", err)
 	}
-	deliveries, err := ch.Consume(queue, "", true, true, false, false, nil)
+	deliveries, err := ch.Consume(queue, "", false, true, false, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", queue, err)
 	}

@@ -192,9 +192,9 @@ type Hub struct {
 	// here with a position up to it has arrived (one publisher, in position order), so a broker
 	// reconnect's gap starts there (refill.go).
 	live atomic.Int64
-	// floorAt is where a socket opened without ?since= fills a later gap from, before anything
-	// was received live: the newest position at the first such socket (read once).
-	floorAt atomic.Int64
+	// floorAt is where a socket opened without ?since= fills a later gap from (refill.go: floor),
+	// read at floorRead (unix nanoseconds).
+	floorAt, floorRead atomic.Int64
 	// refills are the sockets waiting to fill a gap, taken by up to Config.Refills goroutines.
 	refills refillQueue
 }

@@ -201,23 +201,27 @@ func (q *refillQueue) work() {
 	}
 }
 
-// floor is the position a socket opened without ?since= fills a later gap from: the newest frame
-// this instance has received live, or, before any, the newest position in the database when the
-// first such socket came (read once). A socket may so get a few frames from before it connected,
-// never lose one after.
+// floor is the position a socket opened without ?since= fills a later gap from: the newest
+// position in the database, read at most once a second (floorTTL) for all handshakes. A socket
+// may so get a few frames from just before it connected, never lose one after; and a refill of
+// a socket on a quiet instance does not reach back to frames from long before it connected.
 func (h *Hub) floor() int64 {
-	if p := h.live.Load(); p > 0 || h.cfg.Missed == nil {
-		return p
+	if h.cfg.Missed == nil {
+		return 0
 	}
-	if p := h.floorAt.Load(); p > 0 {
-		return p
+	if at := h.floorRead.Load(); at != 0 && time.Since(time.Unix(0, at)) < floorTTL {
+		return h.floorAt.Load()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	newest, err := h.cfg.Missed.Newest(ctx)
-	if err != nil || newest == 0 {
-		return 0
+	if err != nil {
+		return max(h.floorAt.Load(), h.live.Load())
 	}
-	h.floorAt.CompareAndSwap(0, newest)
-	return h.floorAt.Load()
+	h.floorAt.Store(newest)
+	h.floorRead.Store(time.Now().UnixNano())
+	return newest
 }
+
+// floorTTL is how long one read of the newest position serves as the floor of new sockets.
+const floorTTL = time.Second
