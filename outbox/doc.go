@@ -3,8 +3,8 @@
 //
 // It knows no event type: the domain encodes each relayed type's frame and names its recipients
 // (domain/relayed.go; docs/events.md), and a row goes to the followers of its author or to the
-// recipients its event names. It publishes through its own port, outbox/broker (adapters/amqp
-// implements it).
+// recipients its event names, those of them online, per realtime instance (route.go). It
+// publishes through Watermill's message.Publisher, one feed message per instance (publish.go).
 //
 // The outbox row life cycle (table outbox, migrations/0001_init.sql):
 //
@@ -13,13 +13,13 @@
 //   - One relay at a time is leader (session advisory lock). It claims pending rows in id order,
 //     skipping authors whose earlier row waits for a retry (order per author), and gives each
 //     claimed row without a position the next value of outbox_position_seq, recording the batch's
-//     positions in one outbox_inflight row and committing before it publishes (the same
-//     statement reads each author's first page of followers). Positions
+//     positions in one outbox_inflight row and committing before it routes and publishes. Positions
 //     therefore grow in relay order, and a reader that saw position P never sees a smaller one
 //     later: this is what realtime `?since=` resume relies on (it reads in-flight positions too).
 //   - After the broker confirmed every message of a row, the row becomes 'relayed' with its
 //     position (relayed_at set), and the batch's outbox_inflight row is deleted, in one
-//     transaction. Rows are kept: resume and replay read them by position.
+//     transaction. Rows are kept: resume, the realtime's gap fill and replay read them by
+//     position. The leader claims the next batch only after marking this one.
 //   - A publish failure increments attempts, stores last_error, sets next_attempt_at with backoff
 //     and drops the position (the retry gets a fresh, higher one, so the invariant above holds;
 //     clients that saw the old frame dedupe by postId+type / event id). After MaxAttempts the row
