@@ -196,9 +196,9 @@ type result struct {
 
 // markSQL applies the outcomes of one batch in one statement and deletes its outbox_inflight row
 // ($7; 0 when the batch had no fresh positions): a relayed row's position moves into outbox in the
-// same transaction, so resume sees it in exactly one of the two places. It runs on a pool
-// connection, not the leader's (so marking overlaps the next claim), hence not fenced by the
-// leader lock; the inflight row fences it instead. A leader cut off mid-batch finds its batch
+// same transaction, so resume sees it in exactly one of the two places. It runs on the leader's
+// connection, in a transaction of its own; the inflight row fences it, should a leader's mark
+// arrive after its session was taken over. A leader cut off mid-batch finds its batch
 // deleted by its successor (resetUnfinished) and marks none of its fresh rows, which the successor
 // claims again with new positions; the DELETE waits for a concurrent one, so the two never both
 // win. A replay row keeps its position across leaders (o.position = u.pos), and a late mark of it
@@ -258,10 +258,9 @@ func markBatch(ctx context.Context, conn interface {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
-	// The mark is a prepared statement on a pool connection. PostgreSQL's generic plan for it
-	// (after five executions it may keep one) joins outbox to the unnest with a nested loop that
-	// re-reads the arrays for every row: 357 ms for 1,000 rows against 3.6 ms for a custom plan
-	// (EXPLAIN ANALYZE at 300,000 rows). The claim had the same trap (see lead).
+	// The leader's session plans generically (leaderConfig); the mark's generic plan joins outbox
+	// to the unnest with a nested loop that re-reads the arrays for every row, so this statement
+	// alone is planned with its arguments.
 	b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
 	b.Queue(markSQL, ids, outcomes, errs, retry, maxAttempts, pos, inflight)
 	b.Queue("COMMIT")
