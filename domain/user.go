@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -56,6 +57,11 @@ func (r Registration) Validate(now time.Time) (time.Time, error) {
 			return time.Time{}, err
 		}
 	}
+	for _, f := range []struct{ name, value string }{{"first_name", r.FirstName}, {"second_name", r.SecondName}, {"city", r.City}} {
+		if err := checkName(f.name, f.value); err != nil {
+			return time.Time{}, err
+		}
+	}
 	if strings.TrimSpace(r.FirstName) == "" || strings.TrimSpace(r.SecondName) == "" {
 		return time.Time{}, Errorf(EINVALID, "first_name and second_name must not be blank")
 	}
@@ -75,6 +81,33 @@ func (r Registration) Validate(now time.Time) (time.Time, error) {
 func ValidatePassword(password string) error {
 	if n := len(password); n < MinPasswordLen || n > MaxPasswordLen {
 		return Errorf(EINVALID, "password must be %d to %d bytes long", MinPasswordLen, MaxPasswordLen)
+	}
+	return nil
+}
+
+// checkName refuses what lets one name pass for another on screen (design.md §2): control
+// characters (TAB and BEL included), bidirectional controls (U+202E turns "Anna" into what reads
+// as another name), zero-width characters and the BOM, noncharacters, and a name with no letter
+// (combining marks alone). Names are NFC-normalized before they get here (at the HTTP boundary,
+// the domain imports the standard library only).
+func checkName(field, v string) error {
+	marksOnly := v != ""
+	for _, r := range v {
+		switch {
+		case unicode.IsControl(r):
+			return Errorf(EINVALID, "%s must not contain control characters", field)
+		case r == 0x061C || r == 0x200E || r == 0x200F || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069):
+			return Errorf(EINVALID, "%s must not contain bidirectional control characters", field)
+		case (r >= 0x200B && r <= 0x200D) || r == 0x2060 || r == 0xFEFF:
+			return Errorf(EINVALID, "%s must not contain zero-width characters", field)
+		case (r >= 0xFDD0 && r <= 0xFDEF) || r&0xFFFE == 0xFFFE:
+			return Errorf(EINVALID, "%s must not contain noncharacters", field)
+		case !unicode.Is(unicode.M, r):
+			marksOnly = false
+		}
+	}
+	if marksOnly {
+		return Errorf(EINVALID, "%s must not be combining marks alone", field)
 	}
 	return nil
 }

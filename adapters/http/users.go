@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/socialnet/social/domain"
@@ -47,6 +49,9 @@ func (s *Server) register(c echo.Context) error {
 		return err
 	}
 	r := domain.Registration(req)
+	// One name, one form: names are stored NFC-normalized, and search normalizes its prefixes
+	// the same way, so "é" typed as e + U+0301 and as U+00E9 are the same letter to both.
+	r.FirstName, r.SecondName, r.City = norm.NFC.String(r.FirstName), norm.NFC.String(r.SecondName), norm.NFC.String(r.City)
 	birth, err := r.Validate(time.Now())
 	if err != nil {
 		return err
@@ -129,7 +134,7 @@ func (s *Server) getUser(c echo.Context) error {
 }
 
 func (s *Server) searchUsers(c echo.Context) error {
-	q := domain.UserSearch{FirstName: c.QueryParam("first_name"), LastName: c.QueryParam("last_name")}
+	q := domain.UserSearch{FirstName: norm.NFC.String(c.QueryParam("first_name")), LastName: norm.NFC.String(c.QueryParam("last_name"))}
 	if err := q.Validate(); err != nil {
 		return err
 	}

@@ -51,6 +51,15 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 		"long password":       `{"first_name":"A","second_name":"B","birthdate":"2000-01-01","password":"` + strings.Repeat("x", 73) + `"}`,
 		"long name":           `{"first_name":"` + strings.Repeat("я", 101) + `","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
 		"invalid UTF-8":       "{\"first_name\":\"\xff\",\"second_name\":\"B\",\"birthdate\":\"2000-01-01\",\"password\":\"12345678\"}",
+		// Names for impersonation (issue #24, item 10), each refused:
+		"BEL in a name":           `{"first_name":"An\u0007na","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"TAB in a name":           `{"first_name":"An\tna","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"bidi override":           `{"first_name":"\u202eanna","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"zero-width space":        `{"first_name":"An\u200bna","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"BOM":                     `{"first_name":"\ufeffAnna","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"noncharacter":            `{"first_name":"Anna\uffff","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"combining marks alone":   `{"first_name":"\u0301\u0301","second_name":"B","birthdate":"2000-01-01","password":"12345678"}`,
+		"bidi override in a city": `{"first_name":"A","second_name":"B","city":"\u202eX","birthdate":"2000-01-01","password":"12345678"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			expectError(t, api.do("POST", "/user/register", "", body), http.StatusBadRequest)
@@ -145,6 +154,17 @@ func TestUserSearchMatchesPrefixesOfBothNames(t *testing.T) {
 		t.Errorf("no match = %v, want []", got)
 	}
 	expectError(t, api.do("GET", "/user/search?first_name=%FF", "", nil), 400)
+
+	// One name, one form (NFC at the boundary): a name registered decomposed (e + U+0301) is found
+	// by its composed form, and the other way round.
+	decomposed := api.register("Rene\u0301e", "Me\u0301nard")
+	composed := api.register("Zoë", "Brontë")
+	if got := search("first_name=Ren%C3%A9e"); !equal(got, []string{decomposed.ID}) {
+		t.Errorf("composed query for a decomposed name = %v, want [%s]", got, decomposed.ID)
+	}
+	if got := search("first_name=Zoe%CC%88&last_name=Bront"); !equal(got, []string{composed.ID}) {
+		t.Errorf("decomposed query for a composed name = %v, want [%s]", got, composed.ID)
+	}
 }
 
 func equal(a, b []string) bool {
