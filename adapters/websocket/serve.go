@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/domain"
 )
@@ -73,32 +74,18 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	bindCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	err = h.register(bindCtx, c)
 	cancel()
-	switch {
-	case errors.Is(err, errTooManySockets):
-		h.active.Done()
-		h.metrics.refused.Inc()
-		log.Info("refusing a websocket: the user holds the most sockets allowed", slog.Int("max", h.cfg.MaxSocketsPerUser))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per user", h.cfg.MaxSocketsPerUser))
-		return
-	case errors.Is(err, errTooManyFromAddress):
-		h.active.Done()
-		h.metrics.capped.WithLabelValues("address").Inc()
-		log.Info("refusing a websocket: its address holds the most sockets allowed", slog.Int("max", h.cfg.MaxSocketsPerAddress))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per client address", h.cfg.MaxSocketsPerAddress))
-		return
-	case errors.Is(err, errInstanceFull):
-		h.active.Done()
-		h.metrics.capped.WithLabelValues("instance").Inc()
-		log.Warn("refusing a websocket: the instance holds the most sockets it takes", slog.Int("max", h.cfg.MaxSockets))
-		writeError(w, http.StatusServiceUnavailable, "this feed server is full: retry, or another")
-		return
-	}
 	if err != nil {
-		// No upgrade without committed presence: a socket opened now would receive nothing
-		// (routing skips it) and look healthy. 503 + Retry-After; the client retries.
 		h.active.Done()
-		log.Warn("join presence; refusing the websocket", slog.Any("err", err))
-		writeError(w, http.StatusServiceUnavailable, "feed temporarily unavailable")
+		status, msg, counter := h.refusal(err)
+		if counter != nil {
+			counter.Inc()
+			log.Info("refusing a websocket: " + msg)
+		} else {
+			// No upgrade without committed presence: a socket opened now would receive
+			// nothing (routing skips it) and look healthy. 503 + Retry-After; the client retries.
+			log.Warn("join presence; refusing the websocket", slog.Any("err", err))
+		}
+		writeError(w, status, msg)
 		return
 	}
 	opts := &websocket.AcceptOptions{
@@ -214,4 +201,19 @@ func (c *conn) resync(position int64) error {
 	c.h.metrics.resyncs.Inc()
 	c.kick(websocket.StatusNormalClosure, "resync: reload, then reconnect with since")
 	return nil
+}
+
+// refusal is the answer to a handshake register refused: a bound (429 or 503, with the counter
+// it is counted by), or no presence (503, no counter: the database is away).
+func (h *Hub) refusal(err error) (status int, msg string, counter prometheus.Counter) {
+	switch {
+	case errors.Is(err, errTooManySockets):
+		return http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per user", h.cfg.MaxSocketsPerUser), h.metrics.refused
+	case errors.Is(err, errTooManyFromAddress):
+		return http.StatusTooManyRequests, fmt.Sprintf("at most %d feed sockets per client address", h.cfg.MaxSocketsPerAddress),
+			h.metrics.capped.WithLabelValues("address")
+	case errors.Is(err, errInstanceFull):
+		return http.StatusServiceUnavailable, "this feed server is full: retry, or another", h.metrics.capped.WithLabelValues("instance")
+	}
+	return http.StatusServiceUnavailable, "feed temporarily unavailable", nil
 }
