@@ -41,10 +41,12 @@ type conn struct {
 	head  int
 	// queued is the body bytes of queue[head:], held under Config.SendQueueBytes.
 	queued int
-	// queuedUpTo is the highest position enqueued: a frame at or below it is one the socket
-	// already has (a user named twice in a message, the live copy of a frame a gap fill
-	// delivered, a replay) and is dropped.
-	queuedUpTo int64
+	last   *frame // last enqueued: Deliver passes a frame once even if a user is named twice
+	// gapSeen are the positions a broker reconnect's gap fill queued (nil otherwise): their live
+	// copies, routed around the reconnect, are dropped; forgotten once a later position arrives
+	// live (gapMax), so a replay of them later still goes out.
+	gapSeen map[int64]struct{}
+	gapMax  int64
 	// writing is true while someone owns the socket's writes: the handler (upgrade, resume), a
 	// writer round, the run queue (the socket waits in it for a round) or the wire's drain of an
 	// unfinished batch. Only the owner writes or closes.
@@ -97,10 +99,10 @@ func (c *conn) enqueue(f *frame) {
 func (c *conn) enqueueFrame(f *frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.kicked || f.position <= c.queuedUpTo {
+	if c.closed || c.kicked || c.last == f || c.seenInGap(f) {
 		return false
 	}
-	c.queuedUpTo = f.position
+	c.last = f
 	// An empty queue takes any frame: a socket with nothing waiting is not behind.
 	if c.queued > 0 && c.queued+len(f.body) > c.h.cfg.SendQueueBytes {
 		c.h.metrics.slow.Inc()
@@ -117,6 +119,28 @@ func (c *conn) enqueueFrame(f *frame) bool {
 	c.queue = append(c.queue, f)
 	c.queued += len(f.body)
 	return c.claimLocked()
+}
+
+// seenInGap records a gap fill's frame, or says whether a live frame is the copy of one. Called
+// with c.mu held.
+func (c *conn) seenInGap(f *frame) bool {
+	switch {
+	case f.gap:
+		if c.gapSeen == nil {
+			c.gapSeen = make(map[int64]struct{})
+		}
+		c.gapSeen[f.position] = struct{}{}
+		c.gapMax = max(c.gapMax, f.position)
+	case c.gapSeen == nil:
+	case f.position > c.gapMax:
+		c.gapSeen = nil // live is past the gap: no copy of it can follow
+	default:
+		if _, ok := c.gapSeen[f.position]; ok {
+			delete(c.gapSeen, f.position)
+			return true
+		}
+	}
+	return false
 }
 
 // kick asks for the socket to be closed with code (the first reason wins); queued frames are

@@ -19,6 +19,8 @@ type frame struct {
 	kind string
 	// live frames come from the broker; resume frames from PostgreSQL.
 	live bool
+	// gap frames come from a broker reconnect's gap fill (Hub.Reconnected).
+	gap bool
 }
 
 // frameMeta is the part of every relayed frame (domain.FeedFrame, domain.DialogFrame) the hub

@@ -19,8 +19,8 @@ const gapRows = 200
 // connection, before its first delivery: frames routed here while there was no queue were dropped
 // by the broker, and are in the outbox. The gap is read once for the whole instance — every frame
 // above the last one received live that goes to a user connected here — and delivered like a
-// live message, before any later one; each socket drops the live copies of positions it already
-// has (routed around the reconnect). No socket is closed. Before anything was received, or for a gap longer than gapRows,
+// live message, before any later one; each socket drops the live copy of a frame the gap gave it
+// (routed around the reconnect). No socket is closed. Before anything was received, or for a gap longer than gapRows,
 // each socket fills its own gap instead (Refill).
 func (h *Hub) Reconnected() {
 	after := h.live.Load()
@@ -49,6 +49,7 @@ func (h *Hub) Reconnected() {
 			return
 		}
 		frames++
+		f.gap = true
 		h.deliver(f, to)
 	})
 	if err != nil {
