@@ -106,6 +106,9 @@ type ReplayResult struct {
 	Done bool
 }
 
+// replayBatchTimeout bounds one batch's statement, which an interrupt does not cut short.
+const replayBatchTimeout = 30 * time.Second
+
 // ResumeFrom is the --from-position that continues an interrupted replay without enqueueing any
 // row of it twice.
 func (r ReplayResult) ResumeFrom(f ReplayFilter) int64 {
@@ -176,7 +179,13 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, opts ReplayOptions) (Replay
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		ids, last, err := replayBatch(ctx, pool, args, cursor, opts.BatchSize)
+		// A batch runs to its end even when ctx ends meanwhile (an operator's Ctrl-C): its UPDATE
+		// commits on the server whether or not the client waits for the answer, and a batch
+		// committed but not counted would make the printed resume command skip nothing it should
+		// and the count lie. ctx is checked between batches instead.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replayBatchTimeout)
+		ids, last, err := replayBatch(bctx, pool, args, cursor, opts.BatchSize)
+		cancel()
 		if err != nil {
 			return res, err
 		}
