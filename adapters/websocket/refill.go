@@ -160,7 +160,7 @@ func (c *conn) runRefill() {
 	c.mu.Unlock()
 	c.h.metrics.refills.Inc()
 	if !c.ending() {
-		if err := c.resume(from); err != nil && !c.ending() {
+		if err := c.resume(from, true); err != nil && !c.ending() {
 			c.h.log.Warn("refill failed", slog.String("user_id", c.user), slog.Any("err", err))
 			c.kick(websocket.StatusInternalError, "feed interrupted: reconnect with since")
 		}

@@ -123,7 +123,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.position = h.floor()
 	}
 	if since >= 0 {
-		if err := c.resume(since); err != nil && !c.ending() { // not just the client leaving mid-resume
+		if err := c.resume(since, false); err != nil && !c.ending() { // not just the client leaving mid-resume
 			log.Warn("resume failed", slog.Any("err", err))
 			c.kick(websocket.StatusInternalError, "resume failed: reconnect with since")
 		}
@@ -144,7 +144,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // was, every live frame at or below since would be dropped as already resumed, for ever), the
 // client gets a resync frame naming the newest position and the socket is closed. Newest is read
 // before any frame is sent, so what the client reloads through REST covers every frame up to it.
-func (c *conn) resume(since int64) error {
+//
+// refill says the position is the server's own (a refill's, from frames this socket was sent), not
+// the client's: above the newest position it means the database lost positions it had handed
+// out (a crash took the relay's last marks, which commit asynchronously; those rows are relayed
+// again at new positions), not a restore, so the refill goes on from the newest instead of
+// closing the socket with a resync.
+func (c *conn) resume(since int64, refill bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	newest, err := c.h.cfg.Missed.Newest(ctx)
 	cancel()
@@ -152,7 +158,10 @@ func (c *conn) resume(since int64) error {
 		return err
 	}
 	if since > newest {
-		return c.resync(newest)
+		if !refill {
+			return c.resync(newest)
+		}
+		since = newest
 	}
 	after, sent := since, 0
 	types := domain.RelayedEventTypesOf(c.kinds)
