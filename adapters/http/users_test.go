@@ -144,6 +144,9 @@ func TestUserSearchMatchesPrefixesOfBothNames(t *testing.T) {
 	if got := search("first_name=Iva&last_name=Petr"); !equal(got, []string{ivan.ID, ivanka.ID}) {
 		t.Errorf("Iva/Petr = %v, want [%s %s]", got, ivan.ID, ivanka.ID)
 	}
+	if got := search("first_name=iva&last_name=PETR"); !equal(got, []string{ivan.ID, ivanka.ID}) {
+		t.Errorf("iva/PETR = %v, want [%s %s]: names match case-insensitively", got, ivan.ID, ivanka.ID)
+	}
 	if got := search("first_name=Ivan&last_name=Petrov"); !equal(got, []string{ivan.ID}) {
 		t.Errorf("Ivan/Petrov = %v, want [%s]", got, ivan.ID)
 	}

@@ -78,10 +78,10 @@ func (s *UserService) PasswordHash(ctx context.Context, id string) (string, erro
 	return hash, nil
 }
 
-// Search returns users whose names start with the given prefixes (case-sensitive, byte for byte),
-// ordered by id.
+// Search returns users whose names start with the given prefixes, case-insensitively (names and
+// prefixes are NFC-normalized at the HTTP boundary), ordered by id.
 //
-// A prefix is asked as a range, name ~>=~ prefix AND name ~<~ next, with next the smallest string
+// A prefix is asked as a range, lower(name) ~>=~ prefix AND lower(name) ~<~ next, with next the smallest string
 // after every string that starts with the prefix (prefixRange), so the text_pattern_ops indexes
 // serve it whatever plan PostgreSQL caches. `name LIKE $1` served them only in a plan made for the
 // given value: after five runs of pgx's prepared statement the generic plan took over and read
@@ -112,11 +112,16 @@ func searchQuery(q domain.UserSearch, limit int) (string, []any) {
 		if f.prefix == "" {
 			continue
 		}
-		args = append(args, f.prefix)
-		conds = append(conds, fmt.Sprintf("%s ~>=~ $%d", f.column, len(args)))
-		if next, ok := prefixRange(f.prefix); ok {
+		// Case-insensitive: the indexes hold lower(name) (migration 0013) and the prefix is
+		// lowered the same way. Go's and PostgreSQL's lowercasing agree on the scripts names are
+		// written in (Latin, Cyrillic, Greek…); under the plain "C" locale PostgreSQL lowers ASCII
+		// only.
+		prefix := strings.ToLower(f.prefix)
+		args = append(args, prefix)
+		conds = append(conds, fmt.Sprintf("lower(%s) ~>=~ $%d", f.column, len(args)))
+		if next, ok := prefixRange(prefix); ok {
 			args = append(args, next)
-			conds = append(conds, fmt.Sprintf("%s ~<~ $%d", f.column, len(args)))
+			conds = append(conds, fmt.Sprintf("lower(%s) ~<~ $%d", f.column, len(args)))
 		}
 	}
 	where := ""

@@ -175,5 +175,5 @@ $("dialog-search").addEventListener("submit", async (ev) => {
     rememberName(u);
     list.append(person(u, button("Message", "message", () => { addPeer(u); list.replaceChildren(); open(u.id); })));
   }
-  if (!users.length) list.append(el("li", { textContent: "Nobody found. Names match from their start, capitals count." }));
+  if (!users.length) list.append(el("li", { textContent: "Nobody found. Names match from their start." }));
 });

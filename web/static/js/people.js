@@ -102,7 +102,7 @@ $("search").addEventListener("submit", async (ev) => {
     rememberName(u);
     list.append(person(u, followButton(u)));
   }
-  if (!users.length) list.append(el("li", { textContent: "Nobody found. Names match from their start, capitals count: try a shorter prefix." }));
+  if (!users.length) list.append(el("li", { textContent: "Nobody found. Names match from their start: try a shorter prefix." }));
 });
 
 // On the sign-in screen: find your own id by name.
