@@ -78,7 +78,8 @@ func (b *browser) person() context.Context {
 // do runs steps on a tab within 30 s, failing the test with what the page shows.
 func do(t *testing.T, tab context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	// Generous: the package's other tests run beside these on two cores, under -race.
+	ctx, cancel := context.WithTimeout(tab, 60*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("%s: %v (page says %q)", what, err, pageText(tab))

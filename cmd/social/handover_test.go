@@ -32,7 +32,8 @@ func TestHandOverRaceLosesNoFrame(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 connects")
 	}
-	t.Parallel()
+	// Not parallel: it takes the machine's cores for half a minute, and the browser tests beside
+	// it timed out signing up (CI saw it once).
 	const (
 		users       = 100
 		authors     = 5
