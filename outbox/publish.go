@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,34 @@ type instanceMessages struct {
 	instance string
 	msgs     []*message.Message
 	rows     [][]int // row indexes of each message, in order
+	// The message being filled, and its rows.
+	body     []byte
+	bodyRows []int
+}
+
+// add appends row i's frame for ids, sealing the message being filled first if it would pass
+// maxMessageBytes.
+func (im *instanceMessages) add(i int, frame []byte, ids []string) {
+	if im.body != nil && len(im.body)+domain.DeliverySize(frame, ids) > maxMessageBytes {
+		im.seal()
+	}
+	if im.body == nil {
+		im.body = domain.NewDeliveries(make([]byte, 0, 512))
+	}
+	im.body = domain.AppendDelivery(im.body, frame, ids)
+	if len(im.bodyRows) == 0 || im.bodyRows[len(im.bodyRows)-1] != i {
+		im.bodyRows = append(im.bodyRows, i)
+	}
+}
+
+// seal ends the message being filled, if any.
+func (im *instanceMessages) seal() {
+	if im.body == nil {
+		return
+	}
+	im.msgs = append(im.msgs, message.NewMessage(uuid.NewString(), im.body))
+	im.rows = append(im.rows, im.bodyRows)
+	im.body, im.bodyRows = nil, nil
 }
 
 // build encodes a batch's deliveries into feed messages (domain.AppendDelivery), per instance,
@@ -34,17 +63,6 @@ type instanceMessages struct {
 func build(rows []*row, rt routes) []*instanceMessages {
 	var out []*instanceMessages
 	byInstance := map[string]*instanceMessages{}
-	open := map[string][]byte{} // the message being filled, per instance
-	openRows := map[string][]int{}
-	seal := func(im *instanceMessages) {
-		body := open[im.instance]
-		if body == nil {
-			return
-		}
-		im.msgs = append(im.msgs, message.NewMessage(uuid.NewString(), body))
-		im.rows = append(im.rows, openRows[im.instance])
-		open[im.instance], openRows[im.instance] = nil, nil
-	}
 	refused := map[string]bool{}
 	for i, rw := range rows {
 		if rw.refuse != "" {
@@ -60,38 +78,15 @@ func build(rows []*row, rt routes) []*instanceMessages {
 				byInstance[t.instance] = im
 				out = append(out, im)
 			}
-			for ids := range chunks(t.users, maxIDsPerDelivery) {
-				body := open[t.instance]
-				if body != nil && len(body)+domain.DeliverySize(rw.frame, ids) > maxMessageBytes {
-					seal(im)
-					body = nil
-				}
-				if body == nil {
-					body = domain.NewDeliveries(make([]byte, 0, 512))
-				}
-				open[t.instance] = domain.AppendDelivery(body, rw.frame, ids)
-				if r := openRows[t.instance]; len(r) == 0 || r[len(r)-1] != i {
-					openRows[t.instance] = append(r, i)
-				}
+			for ids := range slices.Chunk(t.users, maxIDsPerDelivery) {
+				im.add(i, rw.frame, ids)
 			}
 		}
 	}
 	for _, im := range out {
-		seal(im)
+		im.seal()
 	}
 	return out
-}
-
-func chunks(ids []string, n int) func(func([]string) bool) {
-	return func(yield func([]string) bool) {
-		for len(ids) > 0 {
-			k := min(n, len(ids))
-			if !yield(ids[:k]) {
-				return
-			}
-			ids = ids[k:]
-		}
-	}
 }
 
 // publish sends every instance's messages, one Publish call per instance (topic = the instance's

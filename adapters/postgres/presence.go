@@ -90,9 +90,6 @@ func NewPresence(cfg PresenceConfig) (*Presence, error) {
 	return &Presence{cfg: cfg, users: map[string]*presentUser{}, wake: make(chan struct{}, 1)}, nil
 }
 
-// InstanceID is the instance's id.
-func (p *Presence) InstanceID() string { return p.cfg.InstanceID }
-
 // Ready reports whether the instance is registered (for /readyz).
 func (p *Presence) Ready(context.Context) error {
 	if !p.registered.Load() {
@@ -154,19 +151,6 @@ func (p *Presence) Leave(userID string) {
 		return
 	}
 	p.scheduleLocked(userID, u)
-}
-
-// Users is the number of users with a socket here.
-func (p *Presence) Users() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, u := range p.users {
-		if u.sockets > 0 {
-			n++
-		}
-	}
-	return n
 }
 
 func (p *Presence) scheduleLocked(userID string, u *presentUser) {
