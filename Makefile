@@ -34,6 +34,14 @@ run: build
 build:
 	$(GO) build -o bin/social ./cmd/social
 
+## lint: gofmt, go vet, staticcheck (pinned, fetched by go run) and go.mod/go.sum tidy
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+
 ## test: every test (real PostgreSQL, RabbitMQ 4 and Chromium), race detector on, fuzz seeds included
 test: test-broker
 	$(GO) vet ./...

@@ -254,10 +254,6 @@ func (r *Relay) observe(results []result, dead int) {
 	}
 }
 
-// inFlightPoll is how often a leader with batches in flight and no new rows checks whether one
-// of them finished, between waits for a NOTIFY.
-const inFlightPoll = 10 * time.Millisecond
-
 // waitNotification sleeps until a NOTIFY arrives or timeout passes (notified says which); then it
 // drops the notifications pgx has already received (one wake-up is enough for any number of new
 // rows). A timeout is not an error; a broken connection is.

@@ -85,13 +85,6 @@ func statementKind(q string) string {
 	return strings.Join(strings.Fields(q), " ")[:min(40, len(strings.Join(strings.Fields(q), " ")))]
 }
 
-// reset forgets what was sampled so far.
-func (w *pgWaits) reset() {
-	w.mu.Lock()
-	w.counts, w.n = map[string]int{}, 0
-	w.mu.Unlock()
-}
-
 // top returns the most frequent (statement · wait) pairs with the share of samples each was seen in.
 func (w *pgWaits) top(n int) []pgWait {
 	w.mu.Lock()
