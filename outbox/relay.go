@@ -124,17 +124,14 @@ func (r *Relay) lead(ctx context.Context) error {
 //
 // The claim runs as a prepared statement thousands of times, and its plan must not depend on
 // the statistics of the moment: a fresh system polls an empty outbox, then a burst fills it
-// long before autovacuum analyzes it again. Plans made from such statistics read the tables
-// sequentially: socialbench e2e caught a generic claim (kept after five runs) taking 500 ms of
-// CPU per call that way, and a custom one, made on every run, took 16 ms for 500 rows against
-// 4 ms by index (EXPLAIN ANALYZE, outbox analyzed empty, then 20,000 rows). Every table the
-// claim reads has the index it needs, so this session forbids sequential scans (they stay
-// possible where no index exists: the planner only makes them costly) and plans each statement
-// once, generically: the same index-only shape whatever the statistics, and no planning per
-// claim (0.5–0.8 ms each, which every post's path to its followers paid).
+// long before autovacuum analyzes it again, and plans made from such statistics read whole
+// tables sequentially, a stall proportional to the backlog. Every table the leader reads has the
+// index it needs, so this session forbids sequential scans (they stay possible where no index
+// exists: the planner only makes them costly) and plans each statement once, generically: the
+// same index-only shape whatever the statistics, and no planning on every post's path.
 // TestClaimPlanReadsByIndex checks the shape. JIT is off: a plan that still holds a (disabled)
-// sequential scan, e.g. of the tiny outbox_inflight, costs past jit_above_cost, and compiling it
-// took 90–100 ms of a new leader's first statement (resetUnfinished) to run a 0.2 ms query.
+// sequential scan costs past jit_above_cost, and compiling it takes far longer than the
+// millisecond queries the leader runs.
 func leaderConfig(pool *pgxpool.Pool, planCacheMode string) *pgx.ConnConfig {
 	cc := pool.Config().ConnConfig.Copy()
 	cc.RuntimeParams["plan_cache_mode"] = cmp.Or(planCacheMode, "force_generic_plan")
@@ -258,9 +255,8 @@ func (r *Relay) observe(results []result, dead int) {
 // drops the notifications pgx has already received (one wake-up is enough for any number of new
 // rows). A timeout is not an error; a broken connection is.
 //
-// The drop never waits. It used to wait 1 ms for each further notification, and any wait below a
-// millisecond costs one anyway (an idle Go runtime sleeps in epoll_wait, whose timeout is in
-// milliseconds): 1.1–1.2 ms of every post's path to its followers, measured (docs/performance.md).
+// The drop never waits: any wait, however short, costs a millisecond (an idle Go runtime sleeps in
+// epoll_wait, whose timeout is in milliseconds), on every post's path to its followers.
 // Notifications still unread on the socket wake the next wait at once: one more claim, which may
 // find nothing; never a row left behind (the claim after this call sees every row committed
 // before it). That claim's round trip reads them into pgx's buffer, and the drop after the next

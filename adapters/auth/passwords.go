@@ -10,8 +10,8 @@ import (
 )
 
 // Passwords hashes and checks passwords with bcrypt, a bounded number at a time: a hash takes a
-// core for tens of milliseconds (cost 10), so eight concurrent logins on two cores delayed every
-// other request of the process (p95 7 → 237 ms). A call beyond the bound waits for a slot, or
+// core for tens of milliseconds (cost 10), so unbounded concurrent logins take every core from
+// every other request of the process. A call beyond the bound waits for a slot, or
 // until its context ends (the request timeout: 503); waiting logins (Match) go before waiting
 // registrations (Hash).
 type Passwords struct {

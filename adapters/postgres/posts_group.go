@@ -15,8 +15,7 @@ import (
 // Every post transaction commits synchronously (a 200 promises the event and the outbox row are
 // on disk), and the outbox trigger NOTIFYs the dispatcher. In PostgreSQL ≤ 16 a transaction that
 // NOTIFYs holds a cluster-wide lock from pre-commit until its commit record is flushed, so such
-// commits cannot share a WAL flush: one fsync per post, whatever the pool size. socialbench e2e
-// measured the trigger costing ~40% of the post rate on this machine (docs/performance.md).
+// commits cannot share a WAL flush: one fsync per post, whatever the pool size.
 //
 // createGroup therefore lets concurrent Create calls share a transaction: at most `slots`
 // transactions are in flight; a call that finds every slot busy waits, and the next free slot

@@ -13,9 +13,8 @@ import (
 // By default every frame is its own websocket message: one JSON object per message, as the OTUS
 // AsyncAPI channel and design.md §4 describe. The server already writes a round's messages with
 // one write(2) (wire.go), but the client still reads, unmasks and dispatches each message apart:
-// in a burst that per-message cost is most of a reading client's CPU (socialbench fanout measured
-// our client at twice Centrifugo's per delivery, whose protocol packs several replies into one
-// message). A client that asks with ?batch=lines gets the frames of a round in one message, one
+// in a burst that per-message cost is most of a reading client's CPU (Centrifugo's protocol packs
+// several replies into one message for the same reason). A client that asks with ?batch=lines gets the frames of a round in one message, one
 // JSON object per line ('\n' between them, none after the last; JSON text never holds a raw
 // newline, so splitting on '\n' is exact), at most maxBatchBytes of frames per message (a round's
 // bound, so a round is one message) unless a single frame is larger. Order, positions, resume and the resync frame are unchanged: a message with one line
