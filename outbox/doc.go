@@ -9,7 +9,8 @@
 // The outbox row life cycle (table outbox, migrations/0001_init.sql):
 //
 //   - The event's transaction inserts the row as status 'pending', position NULL, together with
-//     the event, with its author and, for explicit recipients, its recipients (migration 0008). A statement trigger NOTIFYs channel "social_outbox" at commit.
+//     the event, with its author and, for explicit recipients, its recipients (migration 0008). A statement trigger NOTIFYs
+//     NotifyChannel at commit.
 //   - One relay at a time is leader (session advisory lock). It claims pending rows in id order,
 //     skipping authors whose earlier row waits for a retry (order per author), and gives each
 //     claimed row without a position the next value of outbox_position_seq, recording the batch's
@@ -31,3 +32,8 @@
 //     frames carry their original position (and event id), so clients dedupe them.
 //   - retry-dead sets dead rows back to 'pending' with attempts = 0.
 package outbox
+
+// NotifyChannel is the channel the relay LISTENs on for new rows. The outbox trigger of
+// migrations/0001_init.sql names it too (SQL cannot import a Go constant; TestNotifyChannelIsTheTriggers
+// checks they agree); replay and retry-dead notify it so the leader claims at once.
+const NotifyChannel = "social_outbox"

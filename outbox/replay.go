@@ -275,7 +275,7 @@ func replayBatch(ctx context.Context, pool *pgxpool.Pool, filter []any, from int
 		if len(ids) > 0 {
 			// The outbox trigger fires on INSERT only; without this the dispatcher would notice
 			// the batch at its next poll.
-			if _, err := tx.Exec(ctx, `SELECT pg_notify('social_outbox', '')`); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel); err != nil {
 				return err
 			}
 		}

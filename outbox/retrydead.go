@@ -36,7 +36,7 @@ func RetryDead(ctx context.Context, pool *pgxpool.Pool, ids ...int64) (int64, er
 			if err != nil || n == 0 {
 				return err
 			}
-			_, err = tx.Exec(ctx, `SELECT pg_notify('social_outbox', '')`) // wake the dispatcher now
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel) // wake the dispatcher now
 			return err
 		})
 		if err != nil {
