@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/faults/testinfra"
 )
@@ -61,7 +63,7 @@ func TestClusterFailoverLosesNoPost(t *testing.T) {
 
 	// Posts keep flowing while node B goes away.
 	p := startPoster(t, api, author, 25*time.Millisecond)
-	eventually(t, 10*time.Second, "posts flowing before the failover", func() bool { return p.count() >= 10 })
+	wait.For(t, 10*time.Second, "posts flowing before the failover", func() bool { return p.count() >= 10 })
 	from := s.realtime.Lines()
 	stopped := time.Now()
 	b.Stop(t)
@@ -72,7 +74,7 @@ func TestClusterFailoverLosesNoPost(t *testing.T) {
 	waitStatus(t, s.realtimeURL+"/readyz", 200, 10*time.Second)
 	// The instance's queue is bound again with its id, on the surviving node; no user binding
 	// anywhere.
-	eventually(t, 10*time.Second, "the instance's binding on node a", func() bool {
+	wait.For(t, 10*time.Second, "the instance's binding on node a", func() bool {
 		bound := bindings(t, a)
 		instance := false
 		for k := range bound {
@@ -81,7 +83,7 @@ func TestClusterFailoverLosesNoPost(t *testing.T) {
 		return instance && !bound[followers[0].id]
 	})
 	after := p.count()
-	eventually(t, 10*time.Second, "posts flowing after the failover", func() bool { return p.count() >= after+20 })
+	wait.For(t, 10*time.Second, "posts flowing after the failover", func() bool { return p.count() >= after+20 })
 	ids := append([]string{first}, p.stop(t)...)
 
 	for i, f := range feeds {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -62,17 +64,17 @@ func TestKilledRealtimeInstanceIsForgottenAndItsUsersResumeElsewhere(t *testing.
 	}
 
 	p := startPoster(t, api, author, 50*time.Millisecond)
-	eventually(t, 10*time.Second, "posts flowing before the kill", func() bool { return p.count() >= 5 })
+	wait.For(t, 10*time.Second, "posts flowing before the kill", func() bool { return p.count() >= 5 })
 	s.realtime.Kill(t)
-	eventually(t, 20*time.Second, "the killed instance's registration and presence gone", func() bool {
+	wait.For(t, 20*time.Second, "the killed instance's registration and presence gone", func() bool {
 		return db.Count(t, "realtime_instances", "id = '"+killed[0]+"'") == 0 && db.Count(t, "presence", "instance_id = '"+killed[0]+"'") == 0
 	})
-	eventually(t, 20*time.Second, "the follower present on the other instance", func() bool {
+	wait.For(t, 20*time.Second, "the follower present on the other instance", func() bool {
 		now := presenceOf(t, db.Pool, follower.id)
 		return len(now) == 1 && now[0] != killed[0]
 	})
 	after := p.count()
-	eventually(t, 10*time.Second, "posts after the move", func() bool { return p.count() >= after+5 })
+	wait.For(t, 10*time.Second, "posts after the move", func() bool { return p.count() >= after+5 })
 	ids := append([]string{first}, p.stop(t)...)
 	f.waitFor(ids, 30*time.Second)
 	dups, _ := f.exactlyOnce(ids)
@@ -117,7 +119,7 @@ func TestDatabaseCrashRebuildsPresenceAndFramesFlow(t *testing.T) {
 	for _, u := range []string{s.apiURL, s.dispatcherURL, s.realtimeURL} {
 		waitStatus(t, u+"/readyz", http.StatusOK, 30*time.Second)
 	}
-	eventually(t, 20*time.Second, "presence rebuilt", func() bool { return len(presenceOf(t, pool, follower.id)) == 1 })
+	wait.For(t, 20*time.Second, "presence rebuilt", func() bool { return len(presenceOf(t, pool, follower.id)) == 1 })
 	r, second := api.post(author, "after the crash")
 	api.must(r, "post after the crash")
 	f.waitFor([]string{first, second}, 30*time.Second)

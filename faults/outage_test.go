@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -45,11 +47,11 @@ func TestBrokerOutageKeepsTheAPIUpAndLosesNoPost(t *testing.T) {
 	}
 
 	p := startPoster(t, api, author, 50*time.Millisecond)
-	eventually(t, 10*time.Second, "posts flowing before the outage", func() bool { return p.count() >= 5 })
+	wait.For(t, 10*time.Second, "posts flowing before the outage", func() bool { return p.count() >= 5 })
 	node.StopApp(t)
 	down := time.Now()
 	waitStatus(t, s.dispatcherURL+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
-	eventually(t, brokerOutage, "outbox backlog growing while the broker is down", func() bool {
+	wait.For(t, brokerOutage, "outbox backlog growing while the broker is down", func() bool {
 		return pending(t, db.Pool) >= 20
 	})
 	// The outage itself is the scenario: the broker stays down for brokerOutage.
@@ -59,7 +61,7 @@ func TestBrokerOutageKeepsTheAPIUpAndLosesNoPost(t *testing.T) {
 	restarting := time.Now()
 	node.StartApp(t) // returns once the broker accepts connections again
 	up := time.Since(restarting)
-	eventually(t, 30*time.Second, "outbox backlog drained after start_app", func() bool {
+	wait.For(t, 30*time.Second, "outbox backlog drained after start_app", func() bool {
 		return pending(t, db.Pool) == 0
 	})
 	drained := time.Since(restarting)
@@ -69,7 +71,7 @@ func TestBrokerOutageKeepsTheAPIUpAndLosesNoPost(t *testing.T) {
 	if drained-up > 15*time.Second {
 		t.Errorf("backlog took %s to drain after the broker came back, want seconds", drained-up)
 	}
-	eventually(t, 10*time.Second, "posts flowing after the outage", func() bool { return p.count() >= countAtRestart+10 })
+	wait.For(t, 10*time.Second, "posts flowing after the outage", func() bool { return p.count() >= countAtRestart+10 })
 	ids := append([]string{first}, p.stop(t)...) // stop fails the test if any post was not a 200
 	waitStatus(t, s.dispatcherURL+"/readyz", http.StatusOK, 15*time.Second)
 	waitStatus(t, s.realtimeURL+"/readyz", http.StatusOK, 15*time.Second)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/google/uuid"
 
 	"github.com/socialnet/social/adapters/amqp/amqptest"
@@ -57,11 +59,11 @@ func TestBacklogFlushAfterDispatcherOutageReachesAReadingClient(t *testing.T) {
 	// Up; SIGKILL as soon as the flush reached the client; up again.
 	framesBefore := f.frameCount()
 	d2 := testinfra.StartProcess(t, "dispatcher2", socialBin, s.dispatcherEnv, "dispatcher")
-	eventually(t, 30*time.Second, "the first backlog frame at the client", func() bool { return f.frameCount() > framesBefore })
+	wait.For(t, 30*time.Second, "the first backlog frame at the client", func() bool { return f.frameCount() > framesBefore })
 	d2.Kill(t)
 	left := pending(t, db.Pool)
 	testinfra.StartProcess(t, "dispatcher3", socialBin, s.dispatcherEnv, "dispatcher")
-	eventually(t, 60*time.Second, "backlog relayed", func() bool { return pending(t, db.Pool) == 0 })
+	wait.For(t, 60*time.Second, "backlog relayed", func() bool { return pending(t, db.Pool) == 0 })
 
 	f.waitFor(ids, 60*time.Second)
 	dups, _ := f.exactlyOnce(ids)
@@ -151,17 +153,17 @@ func TestBrokerRestartWithAReadingClientLosesNothing(t *testing.T) {
 	author, f, first := followedFeed(t, api, s.wsURL, "before the restart")
 
 	p := startPoster(t, api, author, 20*time.Millisecond)
-	eventually(t, 10*time.Second, "posts flowing before the restart", func() bool { return p.count() >= 10 })
+	wait.For(t, 10*time.Second, "posts flowing before the restart", func() bool { return p.count() >= 10 })
 	node.StopApp(t)
 	waitStatus(t, s.realtimeURL+"/readyz", http.StatusServiceUnavailable, 15*time.Second)
 	atStop := p.count()
-	eventually(t, 15*time.Second, "posts created while the broker is down", func() bool { return p.count() >= atStop+20 })
+	wait.For(t, 15*time.Second, "posts created while the broker is down", func() bool { return p.count() >= atStop+20 })
 	node.StartApp(t)
 	waitStatus(t, s.realtimeURL+"/readyz", http.StatusOK, 30*time.Second)
 	atStart := p.count()
-	eventually(t, 15*time.Second, "posts flowing after the restart", func() bool { return p.count() >= atStart+20 })
+	wait.For(t, 15*time.Second, "posts flowing after the restart", func() bool { return p.count() >= atStart+20 })
 	ids := append([]string{first}, p.stop(t)...)
-	eventually(t, 30*time.Second, "outbox drained", func() bool { return pending(t, db.Pool) == 0 })
+	wait.For(t, 30*time.Second, "outbox drained", func() bool { return pending(t, db.Pool) == 0 })
 
 	f.waitFor(ids, 30*time.Second)
 	dups, _ := f.exactlyOnce(ids)

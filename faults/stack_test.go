@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/google/uuid"
 
 	"github.com/socialnet/social/faults/testinfra"
@@ -95,7 +97,7 @@ func onPort(addr string, port int) bool {
 // waitStatus polls url until it answers want, failing after timeout.
 func waitStatus(t *testing.T, url string, want int, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, "GET "+url+" = "+itoa(want), func() bool {
+	wait.For(t, timeout, "GET "+url+" = "+itoa(want), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -106,19 +108,4 @@ func waitStatus(t *testing.T, url string, want int, timeout time.Duration) {
 		res.Body.Close()
 		return res.StatusCode == want
 	})
-}
-
-// eventually polls cond every 50 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("not within %s: %s", timeout, what)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 
@@ -91,7 +93,7 @@ func TestSocketOpenedBeforeTheConsumerIsReadyMissesNothing(t *testing.T) {
 		r, id := api.post(author, "after the socket opened, broker still unreachable")
 		api.must(r, "post while the consumer is down")
 		wantIDs = append(wantIDs, id)
-		eventually(t, 30*time.Second, "the post relayed", func() bool { return pending(t, db.Pool) == 0 })
+		wait.For(t, 30*time.Second, "the post relayed", func() bool { return pending(t, db.Pool) == 0 })
 	} else if status != http.StatusServiceUnavailable {
 		t.Fatalf("dial while the consumer is down: status %d (%v), want 503 (or a socket that delivers)", status, err)
 	}
@@ -100,7 +102,7 @@ func TestSocketOpenedBeforeTheConsumerIsReadyMissesNothing(t *testing.T) {
 	waitStatus(t, "http://"+rt+"/readyz", http.StatusOK, 30*time.Second)
 	if sock == nil {
 		// A client retries a refused upgrade (503 with Retry-After) before its socket is open.
-		eventually(t, 30*time.Second, "socket opened once the consumer is ready", func() bool {
+		wait.For(t, 30*time.Second, "socket opened once the consumer is ready", func() bool {
 			_, err := dial()
 			return err == nil
 		})

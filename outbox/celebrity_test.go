@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/google/uuid"
 
 	"github.com/socialnet/social/outbox"
@@ -52,9 +54,9 @@ func TestCelebrityBurstDoesNotHoldOtherAuthors(t *testing.T) {
 				time.Sleep(200 * time.Millisecond) // the burst's pace: 10 posts in 2 s
 			}
 			wg.Wait()
-			waitFor(t, 60*time.Second, "the other author's posts", func() bool { return len(friend.deliveries()) == before+10 })
-			waitFor(t, 60*time.Second, "the outbox empty", func() bool { return e.db.Count(t, "outbox", "status = 'pending'") == 0 })
-			waitFor(t, 30*time.Second, "every online follower has every post", func() bool {
+			wait.For(t, 60*time.Second, "the other author's posts", func() bool { return len(friend.deliveries()) == before+10 })
+			wait.For(t, 60*time.Second, "the outbox empty", func() bool { return e.db.Count(t, "outbox", "status = 'pending'") == 0 })
+			wait.For(t, 30*time.Second, "every online follower has every post", func() bool {
 				n := 0
 				for _, c := range fans {
 					for _, d := range c.deliveries() {

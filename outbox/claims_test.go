@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/outbox"
@@ -34,9 +36,9 @@ func TestLeaderClaimsWhenNotifiedNotAfterEveryBatch(t *testing.T) {
 	const posts = 20
 	for i := range posts {
 		e.post(author, fmt.Sprintf("%d", i))
-		waitFor(t, 10*time.Second, fmt.Sprintf("post %d delivered", i), func() bool { return len(c.deliveries()) == i+1 })
+		wait.For(t, 10*time.Second, fmt.Sprintf("post %d delivered", i), func() bool { return len(c.deliveries()) == i+1 })
 		// Marked too: the next post must not find its predecessor's batch in flight.
-		waitFor(t, 10*time.Second, fmt.Sprintf("post %d marked", i), func() bool {
+		wait.For(t, 10*time.Second, fmt.Sprintf("post %d marked", i), func() bool {
 			return metricValue(t, reg, "social_outbox_relayed_rows_total") == float64(i+1)
 		})
 	}
@@ -65,7 +67,7 @@ func TestLeaderDrainsABacklogWithoutNotifications(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	e.relay(outbox.Config{Registerer: reg, BatchSize: 4, PollInterval: time.Hour})
-	waitFor(t, 20*time.Second, "the backlog relayed", func() bool { return len(c.deliveries()) >= posts })
+	wait.For(t, 20*time.Second, "the backlog relayed", func() bool { return len(c.deliveries()) >= posts })
 	if got := len(c.deliveries()); got != posts {
 		t.Fatalf("%d deliveries, want %d", got, posts)
 	}

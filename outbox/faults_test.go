@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/prometheus/client_golang/prometheus"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
@@ -42,17 +44,17 @@ func TestRelayKeepsBacklogWhileBrokerIsDownAndDrainsItAfter(t *testing.T) {
 	for range total {
 		e.post(author, "p")
 	}
-	waitFor(t, 10*time.Second, "failed publishes", func() bool { return metricValue(t, reg, "social_outbox_publish_errors_total") >= 3 })
+	wait.For(t, 10*time.Second, "failed publishes", func() bool { return metricValue(t, reg, "social_outbox_publish_errors_total") >= 3 })
 	// Unavailability is not the rows' fault: no attempt counted, nothing dead, nothing relayed.
 	if n := e.db.Count(t, "outbox", "status = 'pending'", "attempts = 0"); n != total {
 		t.Fatalf("%d rows pending with no attempts, want %d", n, total)
 	}
 
 	amqptest.NewProxyOn(t, addr, live.Host)
-	waitFor(t, 30*time.Second, "backlog drained", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
-	waitFor(t, 10*time.Second, "deliveries", func() bool { return len(c.deliveries()) == total })
+	wait.For(t, 30*time.Second, "backlog drained", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
+	wait.For(t, 10*time.Second, "deliveries", func() bool { return len(c.deliveries()) == total })
 	// Counted right after the mark commits, which the database shows first.
-	waitFor(t, 10*time.Second, "the relayed rows counted", func() bool {
+	wait.For(t, 10*time.Second, "the relayed rows counted", func() bool {
 		return metricValue(t, reg, "social_outbox_relayed_rows_total") == total
 	})
 }
@@ -117,20 +119,20 @@ func TestPoisonRowGoesDeadAndDoesNotBlockOtherAuthors(t *testing.T) {
 	for range 5 {
 		e.post(healthy, "fine")
 	}
-	waitFor(t, 10*time.Second, "healthy posts", func() bool { return len(c.deliveries()) == 5 })
-	waitFor(t, 10*time.Second, "poison row dead", func() bool {
+	wait.For(t, 10*time.Second, "healthy posts", func() bool { return len(c.deliveries()) == 5 })
+	wait.For(t, 10*time.Second, "poison row dead", func() bool {
 		return e.db.Count(t, "outbox", "status = 'dead'", "attempts = 3", "last_error LIKE '%nack%'", "position IS NULL") == 1
 	})
 	if n := e.db.Count(t, "outbox", "status = 'relayed'"); n != 5 {
 		t.Errorf("%d rows relayed, want the 5 healthy ones", n)
 	}
-	waitFor(t, 10*time.Second, "the dead row counted", func() bool {
+	wait.For(t, 10*time.Second, "the dead row counted", func() bool {
 		return metricValue(t, reg, "social_outbox_dead_rows_total") == 1
 	})
 	// A later post of the poisoned author is no longer blocked by the dead row (it is refused
 	// in turn here, since its follower still refuses: it is attempted, not skipped).
 	e.post(poisoned, "again")
-	waitFor(t, 10*time.Second, "second row attempted", func() bool {
+	wait.For(t, 10*time.Second, "second row attempted", func() bool {
 		return e.db.Count(t, "outbox", "attempts > 0") == 2
 	})
 }

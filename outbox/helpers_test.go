@@ -228,18 +228,6 @@ func (c *consumer) deliveries() []delivery {
 	return append([]delivery(nil), c.got...)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // recipientCount counts, per (user, event), how often a user was named in a delivery.
 func recipientCount(ds []delivery) map[[2]string]int {
 	out := map[[2]string]int{}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
@@ -44,10 +46,10 @@ func TestResumeReadsPositionsInFlightBeforeTheMark(t *testing.T) {
 	}
 
 	e.post(author, "first")
-	waitFor(t, 10*time.Second, "first post relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 1 })
+	wait.For(t, 10*time.Second, "first post relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 1 })
 	proxy.hold() // the broker's confirms stay in the proxy: what follows is published, not marked
 	e.post(author, "second")
-	waitFor(t, 10*time.Second, "second post delivered", func() bool { return len(c.deliveries()) == 2 })
+	wait.For(t, 10*time.Second, "second post delivered", func() bool { return len(c.deliveries()) == 2 })
 	first, second := c.deliveries()[0].frame, c.deliveries()[1].frame
 	if n := e.db.Count(t, "outbox", "status = 'pending'", "position IS NULL"); n != 1 {
 		t.Fatalf("%d pending rows without a position in outbox, want the second post's", n)
@@ -62,7 +64,7 @@ func TestResumeReadsPositionsInFlightBeforeTheMark(t *testing.T) {
 
 	// The connection dies unconfirmed: the row is released and relayed again at a new position.
 	proxy.cut()
-	waitFor(t, 10*time.Second, "second post relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 2 })
+	wait.For(t, 10*time.Second, "second post relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 2 })
 	got = missed(0)
 	if len(got) != 2 || got[0].PostText != "first" || got[1].PostText != "second" || got[1].Position <= second.Position {
 		t.Fatalf("resume after the mark: %+v, want first then second above %d, once each", got, second.Position)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
 )
@@ -33,7 +35,7 @@ func TestRelayAndReplaySendOnlyWhatIsTrueNow(t *testing.T) {
 	}
 	last := e.post(author, "last")
 	e.relay(outbox.Config{})
-	waitFor(t, 20*time.Second, "the last post", func() bool { return named(c, last.ID, follower) })
+	wait.For(t, 20*time.Second, "the last post", func() bool { return named(c, last.ID, follower) })
 	check := func(when string) (frames int) {
 		t.Helper()
 		for _, d := range c.deliveries() {
@@ -52,14 +54,14 @@ func TestRelayAndReplaySendOnlyWhatIsTrueNow(t *testing.T) {
 	if n := check("relayed backlog"); n != 4 {
 		t.Errorf("relayed %d frames, want 4", n)
 	}
-	waitFor(t, 10*time.Second, "5 rows relayed (the superseded one too)", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 5 })
+	wait.For(t, 10*time.Second, "5 rows relayed (the superseded one too)", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 5 })
 
 	res, err := outbox.Replay(ctx, e.db.Pool, outbox.ReplayOptions{ReplayFilter: outbox.ReplayFilter{FromPosition: 1}})
 	if err != nil || res.Enqueued != 5 {
 		t.Fatalf("replay: %+v, %v", res, err)
 	}
-	waitFor(t, 20*time.Second, "the replayed frames", func() bool { return len(c.deliveries()) >= 8 })
-	waitFor(t, 20*time.Second, "the replay relayed", func() bool { return e.db.Count(t, "outbox", "status = 'pending'") == 0 })
+	wait.For(t, 20*time.Second, "the replayed frames", func() bool { return len(c.deliveries()) >= 8 })
+	wait.For(t, 20*time.Second, "the replay relayed", func() bool { return e.db.Count(t, "outbox", "status = 'pending'") == 0 })
 	if n := check("replayed"); n != 8 {
 		t.Errorf("%d frames after the replay, want 8", n)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
 )
@@ -28,7 +30,7 @@ func TestRelayRoutesEachPostOncePerInstanceToItsOnlineFollowers(t *testing.T) {
 	e.relay(outbox.Config{})
 	p := e.post(author, "hello followers")
 
-	waitFor(t, 10*time.Second, "deliveries to both instances", func() bool { return len(a.deliveries()) > 0 && len(b.deliveries()) > 0 })
+	wait.For(t, 10*time.Second, "deliveries to both instances", func() bool { return len(a.deliveries()) > 0 && len(b.deliveries()) > 0 })
 	for _, tc := range []struct {
 		c    *consumer
 		want []string
@@ -56,11 +58,11 @@ func TestRelayRoutesEachPostOncePerInstanceToItsOnlineFollowers(t *testing.T) {
 			t.Errorf("consumer errors: %v", tc.c.errs)
 		}
 	}
-	waitFor(t, 5*time.Second, "row relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 1 })
+	wait.For(t, 5*time.Second, "row relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == 1 })
 	// Give a stray message every chance to arrive before declaring none did: a second post
 	// reaches instance a after anything the first could have sent anywhere (one channel, FIFO).
 	e.post(author, "second")
-	waitFor(t, 10*time.Second, "second delivery", func() bool { return len(a.deliveries()) == 2 })
+	wait.For(t, 10*time.Second, "second delivery", func() bool { return len(a.deliveries()) == 2 })
 	if n := len(c.deliveries()) + len(d.deliveries()); n != 0 {
 		t.Errorf("a stranger's or a lapsed instance got %d deliveries", n)
 	}
@@ -82,7 +84,7 @@ func TestRelayReadsABigAuthorFromThePresenceSide(t *testing.T) {
 	e.post(big, "to many")
 	e.post(small, "to two")
 
-	waitFor(t, 20*time.Second, "both posts", func() bool { return len(all.deliveries()) >= 2 })
+	wait.For(t, 20*time.Second, "both posts", func() bool { return len(all.deliveries()) >= 2 })
 	seen := recipientCount(all.deliveries())
 	for _, d := range all.deliveries() {
 		want := online
@@ -126,7 +128,7 @@ func TestRelayKeepsOrderPerAuthorAndPositionsGrow(t *testing.T) {
 	}
 	wg.Wait()
 	total := perAuthor * len(authors)
-	waitFor(t, 60*time.Second, "all posts", func() bool { return len(c.deliveries()) >= total })
+	wait.For(t, 60*time.Second, "all posts", func() bool { return len(c.deliveries()) >= total })
 
 	ds := c.deliveries()
 	if len(ds) != total {
@@ -169,8 +171,8 @@ func TestTwoRelaysRelayEveryPostExactlyOncePerFollower(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, 60*time.Second, "all rows relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
-	waitFor(t, 10*time.Second, "all deliveries", func() bool { return len(c.deliveries()) >= total })
+	wait.For(t, 60*time.Second, "all rows relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
+	wait.For(t, 10*time.Second, "all deliveries", func() bool { return len(c.deliveries()) >= total })
 
 	counts := recipientCount(c.deliveries())
 	if len(counts) != total*len(followers) {
@@ -199,15 +201,15 @@ func TestRelayCancelledMidBatchLosesNothing(t *testing.T) {
 	}
 	// Small groups so the batch is cut between confirms.
 	stop := e.relay(outbox.Config{BatchSize: 200})
-	waitFor(t, 30*time.Second, "some deliveries", func() bool { return len(c.deliveries()) >= 20 })
+	wait.For(t, 30*time.Second, "some deliveries", func() bool { return len(c.deliveries()) >= 20 })
 	stop()
 	if n := e.db.Count(t, "outbox", "status = 'relayed'"); n == total {
 		t.Logf("the relay finished before the cancel; the test proves less than intended")
 	}
 	e.relay(outbox.Config{})
-	waitFor(t, 60*time.Second, "backlog relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
+	wait.For(t, 60*time.Second, "backlog relayed", func() bool { return e.db.Count(t, "outbox", "status = 'relayed'") == total })
 
-	waitFor(t, 20*time.Second, "every post to every follower", func() bool {
+	wait.For(t, 20*time.Second, "every post to every follower", func() bool {
 		posts := map[string]map[string]bool{} // follower → posts named to them
 		for _, d := range c.deliveries() {
 			for _, f := range d.recipients() {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/socialnet/social/outbox"
 )
 
@@ -27,5 +29,5 @@ func TestReplayedRowsWithPositionsOutOfIdOrderAreRelayed(t *testing.T) {
 		t.Fatal(res, err)
 	}
 	e.relay(outbox.Config{Logger: slog.New(slog.DiscardHandler)})
-	waitFor(t, 10*time.Second, "3 replayed deliveries", func() bool { return len(c.deliveries()) == 3 })
+	wait.For(t, 10*time.Second, "3 replayed deliveries", func() bool { return len(c.deliveries()) == 3 })
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
@@ -35,7 +37,7 @@ func TestSubscriberReceivesItsTopicOnlyAndSurvivesAReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); _ = sub.Close() })
-	waitFor(t, "subscriber ready", func() bool { return sub.Ready(ctx) == nil })
+	wait.For(t, 10*time.Second, "subscriber ready", func() bool { return sub.Ready(ctx) == nil })
 
 	pub := newPublisher(t, exchange, amqptest.URL())
 	send := func(topic, body string) {
@@ -62,20 +64,9 @@ func TestSubscriberReceivesItsTopicOnlyAndSurvivesAReconnect(t *testing.T) {
 	}
 
 	proxy.Cut()
-	waitFor(t, "reconnected", func() bool { return connects.Load() == 2 && sub.Ready(ctx) == nil })
+	wait.For(t, 10*time.Second, "reconnected", func() bool { return connects.Load() == 2 && sub.Ready(ctx) == nil })
 	send("rt-me", "two")
 	if got := recv(); got != "two" {
 		t.Fatalf("after the reconnect got %q, want two", got)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialnet/social/internal/wait"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -27,7 +29,7 @@ func startPresence(t *testing.T, pool *pgxpool.Pool, id string, lease time.Durat
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, 10*time.Second, "instance registered", func() bool { return p.Ready(ctx) == nil })
+	wait.For(t, 10*time.Second, "instance registered", func() bool { return p.Ready(ctx) == nil })
 	return p
 }
 
@@ -48,17 +50,6 @@ func presentUsers(t *testing.T, pool *pgxpool.Pool, id string) map[string]bool {
 		out[u] = true
 	}
 	return out
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestPresenceJoinCommitsBeforeItReturnsAndLeaveAfterTheLastSocket: the hand-over rule of
@@ -83,7 +74,7 @@ func TestPresenceJoinCommitsBeforeItReturnsAndLeaveAfterTheLastSocket(t *testing
 		t.Fatal("presence deleted while the user still holds a socket")
 	}
 	p.Leave(u)
-	eventually(t, 5*time.Second, "presence deleted after the last socket", func() bool { return !presentUsers(t, db.Pool, "rt-a")[u] })
+	wait.For(t, 5*time.Second, "presence deleted after the last socket", func() bool { return !presentUsers(t, db.Pool, "rt-a")[u] })
 }
 
 // TestPresenceBatchesAStormOfJoins: 2,000 concurrent joins take far fewer statements than joins.
@@ -134,7 +125,7 @@ func TestPresenceRebuiltAfterTheTablesAreLost(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `TRUNCATE realtime_instances, presence`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "presence rebuilt", func() bool {
+	wait.For(t, 5*time.Second, "presence rebuilt", func() bool {
 		got := presentUsers(t, db.Pool, "rt-b")
 		return got[users[0]] && got[users[1]] && lost.Load() == 1
 	})
@@ -166,7 +157,7 @@ func TestPresenceOfALapsedInstanceIsCleanedUp(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `UPDATE realtime_instances SET lease_until = now() - interval '1 second' WHERE id = 'rt-live'`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "registered again after the lease lapsed", func() bool {
+	wait.For(t, 5*time.Second, "registered again after the lease lapsed", func() bool {
 		var live bool
 		err := db.Pool.QueryRow(ctx, `SELECT lease_until > now() FROM realtime_instances WHERE id = 'rt-live'`).Scan(&live)
 		return err == nil && live && lost.Load() == 1 && presentUsers(t, db.Pool, "rt-live")[u]
@@ -206,7 +197,7 @@ func TestPresenceRefusesJoinsWithoutTheDatabase(t *testing.T) {
 	if _, err := admin.Exec(ctx, `ALTER DATABASE `+db.Name+` ALLOW_CONNECTIONS true`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "joins served again", func() bool { return p.Join(ctx, uuid.NewString()) == nil })
+	wait.For(t, 10*time.Second, "joins served again", func() bool { return p.Join(ctx, uuid.NewString()) == nil })
 }
 
 // TestPresenceOfAKilledInstanceIsDeletedByAnotherInstancesRenewal: an instance that stops renewing
@@ -222,7 +213,7 @@ func TestPresenceOfAKilledInstanceIsDeletedByAnotherInstancesRenewal(t *testing.
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO presence (user_id, instance_id) VALUES ($1, 'rt-killed')`, uuid.NewString()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the killed instance forgotten", func() bool {
+	wait.For(t, 5*time.Second, "the killed instance forgotten", func() bool {
 		var n int
 		err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM realtime_instances WHERE id = 'rt-killed') + (SELECT count(*) FROM presence WHERE instance_id = 'rt-killed')`).Scan(&n)
 		return err == nil && n == 0
