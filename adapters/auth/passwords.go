@@ -19,12 +19,15 @@ type Passwords struct {
 	slots *slots
 }
 
+// DefaultBcryptCost is the hashing cost when none is given: bcrypt's own default.
+const DefaultBcryptCost = bcrypt.DefaultCost
+
 // NewPasswords returns a bcrypt hasher; cost 0 means bcrypt.DefaultCost (tests use
 // bcrypt.MinCost). concurrency bounds the hashes computed at once; 0 means half the processors
 // Go uses, at least one, which leaves the others to the rest of the API.
 func NewPasswords(cost, concurrency int) (*Passwords, error) {
 	if cost == 0 {
-		cost = bcrypt.DefaultCost
+		cost = DefaultBcryptCost
 	}
 	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
 		return nil, fmt.Errorf("bcrypt cost must be between %d and %d", bcrypt.MinCost, bcrypt.MaxCost)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -13,6 +14,10 @@ import (
 )
 
 // DefaultFeedMaxBytes is the default bound of a /post/feed response body.
+// DefaultRequestTimeout is Config.RequestTimeout when unset: well above a healthy request's
+// milliseconds, well below a client's patience.
+const DefaultRequestTimeout = 5 * time.Second
+
 const DefaultFeedMaxBytes = 1 << 20
 
 // MinFeedMaxBytes is the smallest bound accepted: the largest post (10,000 characters that JSON

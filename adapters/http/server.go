@@ -28,7 +28,7 @@ type Config struct {
 	Passwords *auth.Passwords
 	Logger    *slog.Logger
 	// RequestTimeout bounds each request's context, so a stalled database yields a 503 instead
-	// of a hung client. Default 5s.
+	// of a hung client. Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// FeedMaxBytes bounds the body of a /post/feed and a /dialog/{user_id}/list response: the
 	// page ends early, at a whole post or message, and says where the next begins (feed.go,
@@ -68,7 +68,7 @@ type Server struct {
 // NewServer builds the API with every route of design.md §2 registered.
 func NewServer(cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.FeedMaxBytes <= 0 {
 		cfg.FeedMaxBytes = DefaultFeedMaxBytes

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -22,7 +23,7 @@ import (
 const envAnnotation = "env"
 
 // envDocs is the one-line meaning of every variable Config reads, for help. Defaults come from
-// Config's envDefault tags; the README's table says more.
+// defaultConfig; the README's table says more.
 var envDocs = map[string]string{
 	"DATABASE_URL":               "PostgreSQL connection URL",
 	"AMQP_URL":                   "RabbitMQ URL; several comma-separated cluster nodes allowed",
@@ -315,17 +316,40 @@ func envHelp(cmd *cobra.Command) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// envDefaults maps each variable of Config to its envDefault tag.
+// envDefaults maps each variable of Config to its default (defaultConfig) as a user would write
+// it; "" for none.
 func envDefaults() map[string]string {
 	out := map[string]string{}
-	ct := reflect.TypeOf(Config{})
-	for i := range ct.NumField() {
-		f := ct.Field(i)
-		if name := envName(f); name != "" {
-			out[name] = f.Tag.Get("envDefault")
+	v, t := reflect.ValueOf(defaultConfig()), reflect.TypeOf(Config{})
+	for i := range t.NumField() {
+		name := envName(t.Field(i))
+		if name == "" {
+			continue
+		}
+		switch x := v.Field(i).Interface().(type) {
+		case time.Duration:
+			out[name] = shortDuration(x)
+		case []string:
+			out[name] = strings.Join(x, ",")
+		case string:
+			out[name] = x
+		default:
+			out[name] = fmt.Sprint(x)
 		}
 	}
 	return out
+}
+
+// shortDuration writes d as a user would: 24h, 2m, 10s (time.Duration.String says 24h0m0s).
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // envName is the variable a Config field reads ("" for none).

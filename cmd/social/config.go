@@ -13,7 +13,11 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/socialnet/social/adapters/amqp"
+	"github.com/socialnet/social/adapters/auth"
 	httpapi "github.com/socialnet/social/adapters/http"
+	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/adapters/websocket"
 )
 
 // Config is every setting of every subcommand, parsed once from the environment in main and
@@ -22,93 +26,128 @@ import (
 // password of its URLs.
 type Config struct {
 	// DatabaseURL is the PostgreSQL connection string.
-	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/social?sslmode=disable" log:"url"`
+	DatabaseURL string `env:"DATABASE_URL" log:"url"`
 	// AMQPURL lists one or more RabbitMQ addresses, comma-separated (cluster nodes); processes
 	// connect to one and move to the next when it fails.
-	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/" log:"url"`
+	AMQPURL string `env:"AMQP_URL" log:"url"`
 	// AMQPExchange is the direct exchange the dispatcher publishes to and realtime binds to.
-	AMQPExchange string `env:"AMQP_EXCHANGE" envDefault:"social.feed"`
+	AMQPExchange string `env:"AMQP_EXCHANGE"`
 	// JWTSecret signs tokens (HS256, at least 32 bytes). Required by api and realtime; `all`
 	// generates a random one when unset.
 	JWTSecret string `env:"JWT_SECRET" log:"secret"`
 	// TokenTTL is how long an issued token is valid.
-	TokenTTL time.Duration `env:"TOKEN_TTL" envDefault:"24h"`
+	TokenTTL time.Duration `env:"TOKEN_TTL"`
 	// HTTPAddr is the api's listen address (and everything's, in `all`).
-	HTTPAddr string `env:"HTTP_ADDR" envDefault:":8080"`
+	HTTPAddr string `env:"HTTP_ADDR"`
 	// WSAddr is the realtime instance's listen address.
-	WSAddr string `env:"WS_ADDR" envDefault:":8081"`
+	WSAddr string `env:"WS_ADDR"`
 	// DispatcherAddr is where `social dispatcher` serves /healthz, /readyz and /metrics.
-	DispatcherAddr string `env:"DISPATCHER_ADDR" envDefault:":8082"`
+	DispatcherAddr string `env:"DISPATCHER_ADDR"`
 	// LogLevel is debug, info, warn or error.
-	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	LogLevel string `env:"LOG_LEVEL"`
 	// DBMaxConns bounds the PostgreSQL pool of each process.
-	DBMaxConns int32 `env:"DB_MAX_CONNS" envDefault:"16"`
+	DBMaxConns int32 `env:"DB_MAX_CONNS"`
 	// RequestTimeout bounds every API request; a stalled database answers 503 after it.
-	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" envDefault:"5s"`
+	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT"`
 	// HTTPReadHeaderTimeout bounds reading a request's headers (every HTTP server of the binary).
-	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT"`
 	// HTTPReadTimeout bounds reading a whole request, headers and body: a body that trickles in
 	// is cut with 408 when it passes.
-	HTTPReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	HTTPReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT"`
 	// HTTPWriteTimeout bounds a request from the end of its headers to the last byte of its
 	// response: a client that does not read its response loses the connection, and the memory the
 	// response held is freed. Longer than REQUEST_TIMEOUT. Websockets are not bound by it.
-	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT"`
 	// HTTPIdleTimeout closes a keep-alive connection that sends no request for that long.
-	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"2m"`
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT"`
 	// FeedPageMaxBytes bounds a /post/feed response body: a page whose posts would pass it ends
 	// early, at a whole post, with a Link to the next page. At least 65536 (the largest post).
-	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES" envDefault:"1048576"`
+	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES"`
 	// BcryptCost is the password hashing cost (4..31).
-	BcryptCost int `env:"BCRYPT_COST" envDefault:"10"`
+	BcryptCost int `env:"BCRYPT_COST"`
 	// BcryptConcurrency bounds the passwords hashed at once (login, registration); 0 means half
 	// the processors, at least one, so a flood of logins leaves the other requests their cores.
-	BcryptConcurrency int `env:"BCRYPT_CONCURRENCY" envDefault:"0"`
+	BcryptConcurrency int `env:"BCRYPT_CONCURRENCY"`
 	// LoginFailuresPerAccount and LoginFailuresPerAddress are the failed logins an account and a
 	// client address may have per LoginFailureWindow; beyond, logins get 429 with Retry-After.
-	LoginFailuresPerAccount int           `env:"LOGIN_FAILURES_PER_ACCOUNT" envDefault:"30"`
-	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS" envDefault:"100"`
-	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW" envDefault:"1m"`
+	LoginFailuresPerAccount int           `env:"LOGIN_FAILURES_PER_ACCOUNT"`
+	LoginFailuresPerAddress int           `env:"LOGIN_FAILURES_PER_ADDRESS"`
+	LoginFailureWindow      time.Duration `env:"LOGIN_FAILURE_WINDOW"`
 	// RegistrationsPerAddress is how many registrations a client address may make per minute;
 	// beyond, 429 with Retry-After (each is a bcrypt hash; logins are served before them).
-	RegistrationsPerAddress int `env:"REGISTRATIONS_PER_ADDRESS" envDefault:"20"`
+	RegistrationsPerAddress int `env:"REGISTRATIONS_PER_ADDRESS"`
 	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
 	// client, for the login throttle's per-address count; "none" (the default) trusts no one, so no
 	// peer can choose the address it is counted by. compose.yaml names its gateway's address.
-	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:"," envDefault:"none"`
+	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:","`
 	// WSAllowedOrigins lists browser origins (besides the page's own) allowed to open the websocket.
 	WSAllowedOrigins []string `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	// WSSendQueueBytes bounds the frame bytes queued for one websocket (realtime); a socket that
 	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
 	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
-	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES" envDefault:"4194304"`
+	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES"`
 	// WSResumeMaxFrames is the most frames one resume (?since=) sends; a client that missed more
 	// gets a resync frame (design.md §4).
-	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES" envDefault:"1000"`
+	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES"`
 	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
 	// handshake gets 429 with Retry-After.
-	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
+	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER"`
 	// WSMaxSockets bounds one realtime instance's websockets; the next handshake gets 503 with
 	// Retry-After. 0: the process's open-file limit (raised to its hard limit at start) less 1,024
 	// for everything else, so health, metrics and the database keep their descriptors.
-	WSMaxSockets int `env:"WS_MAX_SOCKETS" envDefault:"0"`
+	WSMaxSockets int `env:"WS_MAX_SOCKETS"`
 	// WSMaxSocketsPerAddress bounds the websockets of one client address (X-Real-IP from
 	// HTTP_TRUSTED_PROXIES, IPv6 by /64) on one instance; the next gets 429 with Retry-After.
-	WSMaxSocketsPerAddress int `env:"WS_MAX_SOCKETS_PER_ADDRESS" envDefault:"1000"`
+	WSMaxSocketsPerAddress int `env:"WS_MAX_SOCKETS_PER_ADDRESS"`
 	// RealtimeInstanceID is a realtime instance's id: its routing key, its queue's binding and its
 	// presence rows (design.md §3). Empty: a fresh "rt-<uuid>" at every start. Each running
 	// instance needs its own; a fixed one makes logs and the broker's listings stable.
 	RealtimeInstanceID string `env:"REALTIME_INSTANCE_ID"`
 	// RealtimeLease is how long an instance's registration lives without a renewal (renewed every
 	// fifth of it): an instance killed without a goodbye is routed to for at most this long.
-	RealtimeLease time.Duration `env:"REALTIME_LEASE" envDefault:"10s"`
+	RealtimeLease time.Duration `env:"REALTIME_LEASE"`
 	// ShutdownTimeout bounds graceful shutdown.
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"`
+}
+
+// defaultConfig is every setting's default, the one place the binary states them: a package's
+// Default constant where the package owns the setting, the value here where only the binary
+// does. Help prints them (envDefaults) and TestREADMESettingsTable holds the README's table to them.
+func defaultConfig() Config {
+	return Config{
+		DatabaseURL:             "postgres://postgres@127.0.0.1:5432/social?sslmode=disable",
+		AMQPURL:                 "amqp://guest:guest@127.0.0.1:5672/",
+		AMQPExchange:            amqp.DefaultExchange,
+		TokenTTL:                24 * time.Hour,
+		HTTPAddr:                ":8080",
+		WSAddr:                  ":8081",
+		DispatcherAddr:          ":8082",
+		LogLevel:                "info",
+		DBMaxConns:              16,
+		RequestTimeout:          httpapi.DefaultRequestTimeout,
+		HTTPReadHeaderTimeout:   5 * time.Second,
+		HTTPReadTimeout:         10 * time.Second,
+		HTTPWriteTimeout:        30 * time.Second,
+		HTTPIdleTimeout:         2 * time.Minute,
+		FeedPageMaxBytes:        httpapi.DefaultFeedMaxBytes,
+		BcryptCost:              auth.DefaultBcryptCost,
+		LoginFailuresPerAccount: httpapi.DefaultLoginFailuresPerAccount,
+		LoginFailuresPerAddress: httpapi.DefaultLoginFailuresPerAddress,
+		LoginFailureWindow:      httpapi.DefaultLoginFailureWindow,
+		RegistrationsPerAddress: httpapi.DefaultRegistrationsPerAddress,
+		HTTPTrustedProxies:      []string{"none"},
+		WSSendQueueBytes:        websocket.DefaultSendQueueBytes,
+		WSResumeMaxFrames:       websocket.DefaultResumeMax,
+		WSMaxSocketsPerUser:     websocket.DefaultMaxSocketsPerUser,
+		WSMaxSocketsPerAddress:  websocket.DefaultMaxSocketsPerAddress,
+		RealtimeLease:           postgres.DefaultPresenceLease,
+		ShutdownTimeout:         10 * time.Second,
+	}
 }
 
 // parseConfig reads the configuration from environ (the process environment in production, a map in tests).
 func parseConfig(environ map[string]string) (Config, error) {
-	var cfg Config
+	cfg := defaultConfig() // a variable that is unset keeps its default
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)
 	}
