@@ -58,7 +58,7 @@ func ValidateIdempotencyKey(key string) error {
 	return nil
 }
 
-// FeedPage selects a page of a list, newest first: the feed, the users one follows.
+// FeedPage selects a page of a list, newest first: the feed, a user's posts, the users one follows.
 type FeedPage struct {
 	Offset int
 	Limit  int
@@ -68,7 +68,7 @@ type FeedPage struct {
 	MaxTextBytes int
 }
 
-// Paging limits of /post/feed.
+// Paging limits of /post/feed (and of the lists paged like it).
 const (
 	MaxFeedLimit  = 1000
 	MaxFeedOffset = 1_000_000
@@ -101,6 +101,9 @@ type PostService interface {
 	// Feed returns posts of the users userID follows, newest first. cut reports that the page
 	// ended early at page.MaxTextBytes: more posts follow at Offset+len(posts).
 	Feed(ctx context.Context, userID string, page FeedPage) (posts []Post, cut bool, err error)
+	// ByAuthor returns authorID's posts, newest first, paged as Feed; an unknown authorID is
+	// ENOTFOUND.
+	ByAuthor(ctx context.Context, authorID string, page FeedPage) (posts []Post, cut bool, err error)
 }
 
 // FriendService manages the directed "friend" (follow) relation: Set(a, b) makes b's posts reach a.

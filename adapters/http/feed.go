@@ -25,18 +25,42 @@ const DefaultFeedMaxBytes = 1 << 20
 const MinFeedMaxBytes = 64 << 10
 
 func (s *Server) feed(c echo.Context) error {
-	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
+	page, err := s.postPage(c)
 	if err != nil {
 		return err
 	}
-	// Encoded JSON is never shorter than the text it carries: a page whose texts pass the budget
-	// could not be sent whole anyway, so the database stops there.
-	page.MaxTextBytes = s.cfg.FeedMaxBytes
 	posts, cut, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
 	if err != nil {
 		return err
 	}
-	return writeFeed(c, page, posts, cut, s.cfg.FeedMaxBytes)
+	return writeFeed(c, "/post/feed?", page, posts, cut, s.cfg.FeedMaxBytes)
+}
+
+// postList is GET /post/list?user_id=: that user's posts, newest first, paged as the feed (an
+// addition to OTUS: the page shows your own posts from it, in every browser).
+func (s *Server) postList(c echo.Context) error {
+	author, err := parseID("user_id", c.QueryParam("user_id"))
+	if err != nil {
+		return err
+	}
+	page, err := s.postPage(c)
+	if err != nil {
+		return err
+	}
+	posts, cut, err := s.cfg.Posts.ByAuthor(c.Request().Context(), author, page)
+	if err != nil {
+		return err
+	}
+	return writeFeed(c, "/post/list?user_id="+author+"&", page, posts, cut, s.cfg.FeedMaxBytes)
+}
+
+// postPage reads the paging of a list of posts (/post/feed, /post/list).
+func (s *Server) postPage(c echo.Context) (domain.FeedPage, error) {
+	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
+	// Encoded JSON is never shorter than the text it carries: a page whose texts pass the budget
+	// could not be sent whole anyway, so the database stops there.
+	page.MaxTextBytes = s.cfg.FeedMaxBytes
+	return page, err
 }
 
 // writeFeed sends posts as a JSON array of at most maxBytes (always at least one post). It
@@ -46,9 +70,10 @@ func (s *Server) feed(c echo.Context) error {
 // post's encoding, whatever its size and however slowly the client reads (the write timeout ends
 // a client that does not read).
 //
-// A page cut short (here or in the database) carries `Link: </post/feed?offset=N&limit=L>;
-// rel="next"`: the client pages on from offset N, as after any page.
-func writeFeed(c echo.Context, page domain.FeedPage, posts []domain.Post, cut bool, maxBytes int) error {
+// A page cut short (here or in the database) carries `Link: <next offset=N&limit=L>; rel="next"`
+// (next is the list's path and query up to the paging, e.g. "/post/feed?"): the client pages on
+// from offset N, as after any page.
+func writeFeed(c echo.Context, next string, page domain.FeedPage, posts []domain.Post, cut bool, maxBytes int) error {
 	var enc postEncoder
 	size := len("[]\n")
 	for i, p := range posts {
@@ -66,7 +91,7 @@ func writeFeed(c echo.Context, page domain.FeedPage, posts []domain.Post, cut bo
 	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	h.Set(echo.HeaderContentLength, strconv.Itoa(size))
 	if cut {
-		h.Set("Link", fmt.Sprintf(`</post/feed?offset=%d&limit=%d>; rel="next"`, page.Offset+len(posts), page.Limit))
+		h.Set("Link", fmt.Sprintf(`<%soffset=%d&limit=%d>; rel="next"`, next, page.Offset+len(posts), page.Limit))
 	}
 	c.Response().WriteHeader(http.StatusOK)
 	w := c.Response()

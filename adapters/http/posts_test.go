@@ -3,11 +3,14 @@ package http_test
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	httpapi "github.com/socialnet/social/adapters/http"
 )
 
 const unknownID = "01939c5e-0000-7000-8000-000000000000"
@@ -189,9 +192,15 @@ func TestFriendErrors(t *testing.T) {
 
 func (a *testAPI) feedIDs(u user, query string) []string {
 	a.t.Helper()
-	res := a.do("GET", "/post/feed?"+query, u.Token, nil)
+	return a.postIDs(u, "/post/feed?"+query)
+}
+
+// postIDs reads a list of posts (/post/feed, /post/list) as u and returns their ids in order.
+func (a *testAPI) postIDs(u user, path string) []string {
+	a.t.Helper()
+	res := a.do("GET", path, u.Token, nil)
 	if res.Status != 200 {
-		a.t.Fatalf("feed %s: %d %s", query, res.Status, res.Body)
+		a.t.Fatalf("%s: %d %s", path, res.Status, res.Body)
 	}
 	var posts []struct {
 		ID           string `json:"id"`
@@ -235,6 +244,85 @@ func TestFeedIsNewestFirstAndPages(t *testing.T) {
 	}
 	for _, q := range []string{"limit=0", "limit=1001", "limit=-1", "offset=-1", "offset=x", "limit=1.5", "offset=1000001"} {
 		expectError(t, api.do("GET", "/post/feed?"+q, reader.Token, nil), 400)
+	}
+}
+
+// TestPostListIsOneUsersPostsPagedLikeTheFeed: GET /post/list?user_id= (an addition to OTUS, for
+// the page's own posts) lists that user's posts and nobody else's, newest first, with the feed's
+// paging rules and bounds; any signed-in user may read anyone's.
+func TestPostListIsOneUsersPostsPagedLikeTheFeed(t *testing.T) {
+	t.Parallel()
+	api := newTestAPI(t)
+	author, other, reader := api.register("Ada", "Author"), api.register("Otto", "Other"), api.register("Rita", "Reader")
+	var want []string // newest first
+	for i := range 25 {
+		want = append([]string{api.post(author, fmt.Sprintf("post %d", i))}, want...)
+		api.post(other, "noise")
+	}
+	list := "/post/list?user_id=" + author.ID
+	for _, u := range []user{author, reader} {
+		if got := api.postIDs(u, list); !equal(got, want[:10]) {
+			t.Errorf("default page = %v, want the 10 newest %v", got, want[:10])
+		}
+	}
+	if got := api.postIDs(reader, list+"&offset=10&limit=10"); !equal(got, want[10:20]) {
+		t.Errorf("second page = %v, want %v", got, want[10:20])
+	}
+	if got := api.postIDs(reader, list+"&offset=20&limit=1000"); !equal(got, want[20:]) {
+		t.Errorf("last page = %v, want %v", got, want[20:])
+	}
+	if got := api.postIDs(reader, list+"&offset=25&limit=5"); len(got) != 0 {
+		t.Errorf("past the end = %v, want empty", got)
+	}
+	if got := api.postIDs(reader, "/post/list?user_id="+reader.ID); len(got) != 0 {
+		t.Errorf("a user without posts: %v, want empty", got)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=-1", "offset=-1", "offset=x", "limit=1.5", "offset=1000001"} {
+		expectError(t, api.do("GET", list+"&"+q, reader.Token, nil), 400)
+	}
+	for _, path := range []string{"/post/list", "/post/list?user_id=", "/post/list?user_id=nope"} {
+		expectError(t, api.do("GET", path, reader.Token, nil), 400)
+	}
+	expectError(t, api.do("GET", "/post/list?user_id="+unknownID, reader.Token, nil), 404)
+	expectError(t, api.do("GET", list, "", nil), 401)
+}
+
+// A /post/list response is bounded like the feed's (docs/limits.md): 120 of the longest posts
+// (2.4 MB of text) come as pages under 1 MiB, each with a Link to the next, until all are read.
+func TestPostListPageIsBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	api := newTestAPI(t)
+	author := api.register("Ada", "Bytes")
+	api.db.Exec(t, `INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version)
+		SELECT gen_random_uuid(), $1, repeat('я', 10000), now(), now(), 1 FROM generate_series(1, 120)`, author.ID)
+	next := regexp.MustCompile(`^</post/list\?user_id=` + author.ID + `&offset=(\d+)&limit=1000>; rel="next"$`)
+	seen := map[string]bool{}
+	for path := "/post/list?user_id=" + author.ID + "&limit=1000"; path != ""; {
+		res := api.do("GET", path, author.Token, nil)
+		if res.Status != 200 || len(res.Body) > httpapi.DefaultFeedMaxBytes {
+			t.Fatalf("%s: %d, %d bytes", path, res.Status, len(res.Body))
+		}
+		var posts []struct {
+			ID string `json:"id"`
+		}
+		res.JSON(t, &posts)
+		if len(posts) == 0 {
+			t.Fatalf("%s: an empty page", path)
+		}
+		for _, p := range posts {
+			seen[p.ID] = true
+		}
+		path = ""
+		if l := res.Header.Get("Link"); l != "" {
+			m := next.FindStringSubmatch(l)
+			if m == nil || m[1] != fmt.Sprint(len(seen)) {
+				t.Fatalf("Link %q after %d posts", l, len(seen))
+			}
+			path = strings.TrimPrefix(strings.Split(l, ">")[0], "<")
+		}
+	}
+	if len(seen) != 120 {
+		t.Errorf("read %d posts through the Links, want 120", len(seen))
 	}
 }
 

@@ -30,10 +30,9 @@ type Config struct {
 	// RequestTimeout bounds each request's context, so a stalled database yields a 503 instead
 	// of a hung client. Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
-	// FeedMaxBytes bounds the body of a /post/feed and a /dialog/{user_id}/list response: the
-	// page ends early, at a whole post or message, and says where the next begins (feed.go,
-	// dialogs.go). Default DefaultFeedMaxBytes, at least
-	// MinFeedMaxBytes.
+	// FeedMaxBytes bounds the body of a /post/feed, /post/list and /dialog/{user_id}/list
+	// response: the page ends early, at a whole post or message, and says where the next begins
+	// (feed.go, dialogs.go). Default DefaultFeedMaxBytes, at least MinFeedMaxBytes.
 	FeedMaxBytes int
 	// LoginFailuresPerAccount and LoginFailuresPerAddress are how many failed logins an account
 	// and a client address may have per LoginFailureWindow before further attempts get 429
@@ -116,6 +115,7 @@ func NewServer(cfg Config) *Server {
 	e.PUT("/post/delete/:id", s.deletePost, s.authenticate)
 	e.GET("/post/get/:id", s.getPost)
 	e.GET("/post/feed", s.feed, s.authenticate)
+	e.GET("/post/list", s.postList, s.authenticate)
 	e.POST("/dialog/:user_id/send", s.sendDialog, s.authenticate)
 	e.GET("/dialog/:user_id/list", s.listDialog, s.authenticate)
 

@@ -138,10 +138,35 @@ func (s *PostService) Post(ctx context.Context, id string) (domain.Post, error) 
 }
 
 // Feed returns the newest posts of the users userID follows. Post ids are UUIDv7, so id order is
-// creation order and the (author_user_id, id DESC) index serves each followed author. The page is
-// cut in the database, by the running sum of the texts' sizes, so a cut page's texts are never
-// sent to us.
+// creation order and the (author_user_id, id DESC) index serves each followed author.
 func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, bool, error) {
+	return s.page(ctx, "feed", `SELECT p.id, p.text, p.author_user_id, p.created_at
+		FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
+		WHERE f.user_id = $1`, userID, page)
+}
+
+// ByAuthor returns authorID's newest posts, read from the (author_user_id, id DESC) index; an
+// unknown authorID is ENOTFOUND (asked only when the page is empty).
+func (s *PostService) ByAuthor(ctx context.Context, authorID string, page domain.FeedPage) ([]domain.Post, bool, error) {
+	posts, cut, err := s.page(ctx, "posts of a user", `SELECT p.id, p.text, p.author_user_id, p.created_at
+		FROM posts p WHERE p.author_user_id = $1`, authorID, page)
+	if err != nil || len(posts) > 0 {
+		return posts, cut, err
+	}
+	var known bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, authorID).Scan(&known); err != nil {
+		return nil, false, translate(err, "posts of a user")
+	}
+	if !known {
+		return nil, false, domain.Errorf(domain.ENOTFOUND, "user %s not found", authorID)
+	}
+	return posts, false, nil
+}
+
+// page reads one page, newest first, of the posts that query selects (its one parameter $1 is
+// arg; it names the posts table p). The page is cut in the database, by the running sum of the
+// texts' sizes, so a cut page's texts are never sent to us; cut reports that.
+func (s *PostService) page(ctx context.Context, what, query string, arg any, page domain.FeedPage) ([]domain.Post, bool, error) {
 	if err := page.Validate(); err != nil {
 		return nil, false, err
 	}
@@ -151,13 +176,11 @@ func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedP
 	}
 	rows, err := s.pool.Query(ctx, `SELECT id, text, author_user_id, created_at, total FROM (
 			SELECT page.*, sum(octet_length(text)) OVER w AS upto, row_number() OVER w AS n, count(*) OVER () AS total
-			FROM (SELECT p.id, p.text, p.author_user_id, p.created_at
-				FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
-				WHERE f.user_id = $1 ORDER BY p.id DESC OFFSET $2 LIMIT $3) page
+			FROM (`+query+` ORDER BY p.id DESC OFFSET $2 LIMIT $3) page
 			WINDOW w AS (ORDER BY id DESC)
-		) sized WHERE n = 1 OR upto <= $4 ORDER BY id DESC`, userID, page.Offset, page.Limit, maxBytes)
+		) sized WHERE n = 1 OR upto <= $4 ORDER BY id DESC`, arg, page.Offset, page.Limit, maxBytes)
 	if err != nil {
-		return nil, false, translate(err, "feed")
+		return nil, false, translate(err, what)
 	}
 	var total int
 	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) {
@@ -168,7 +191,7 @@ func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedP
 		return p, err
 	})
 	if err != nil {
-		return nil, false, translate(err, "feed")
+		return nil, false, translate(err, what)
 	}
 	return posts, len(posts) < total, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +97,68 @@ func eval[T any](t *testing.T, tab context.Context, expr string) T {
 		t.Fatalf("evaluate %s: %v", expr, err)
 	}
 	return v
+}
+
+// pollValue waits (up to 60 s) until a JS expression is truthy on a tab, and returns its value.
+func pollValue[T any](t *testing.T, tab context.Context, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 60*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Poll[T](expr))
+	if err != nil {
+		t.Fatalf("wait for %s: %v (page says %q)", expr, err, pageText(tab))
+	}
+	return v
+}
+
+// consoleErrors records the errors a tab's console shows from now on (failed loads, as a
+// favicon.ico 404, included); check fails the test with each.
+func consoleErrors(t *testing.T, tab context.Context) (check func()) {
+	ctx, cancel := context.WithCancel(tab)
+	messages := chromedp.Console(ctx)
+	var mu sync.Mutex
+	var errs []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				errs = append(errs, fmt.Sprintf("%s (%s)", m, m.URL))
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(cancel)
+	return func() {
+		t.Helper()
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range errs {
+			t.Errorf("console: %s", e)
+		}
+	}
+}
+
+// screenshot saves what a tab shows as name in artifactDir.
+func screenshot(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	defer cancel()
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(artifactDir(t), name)
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
 }
 
 // script runs a JS statement on the page.
@@ -306,6 +369,14 @@ func TestBrowserSessionExpiresAfterRestartWithAnotherSecret(t *testing.T) {
 	}
 	if state := eval[string](t, tab, `document.querySelector("#conn-state").dataset.state`); state != "offline" {
 		t.Errorf("connection badge says %q after the session ended", state)
+	}
+	// Signed out by expiry as by the button (issue #25, page items 3 and 4): nothing of the
+	// session shows, and no form holds what the user typed.
+	if shown := eval[string](t, tab, shownOf(signedInOnly)); shown != "" {
+		t.Errorf("after the session expired, the page shows %s", shown)
+	}
+	if kept := eval[string](t, tab, formsHolding); kept != "" {
+		t.Errorf("after the session expired, these fields still hold what the user typed: %s", kept)
 	}
 	// Logging in again works, and the notice goes.
 	do(t, tab, "log in again",

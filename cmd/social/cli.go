@@ -51,7 +51,7 @@ var envDocs = map[string]string{
 	"HTTP_WRITE_TIMEOUT":         "a response must be taken within it (more than REQUEST_TIMEOUT)",
 	"HTTP_IDLE_TIMEOUT":          "an idle keep-alive connection is closed after it",
 	"HTTP_TRUSTED_PROXIES":       "CIDRs whose X-Real-IP names the client; none: trust no one",
-	"FEED_PAGE_MAX_BYTES":        "largest /post/feed response; a bigger page ends early with a Link",
+	"FEED_PAGE_MAX_BYTES":        "largest /post/feed and /post/list response; a bigger page ends early with a Link",
 	"LOGIN_FAILURES_PER_ACCOUNT": "failed logins per account per window before 429",
 	"LOGIN_FAILURES_PER_ADDRESS": "failed logins per client address per window before 429",
 	"LOGIN_FAILURE_WINDOW":       "the window of the login throttle",

@@ -60,7 +60,7 @@ type Config struct {
 	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT"`
 	// HTTPIdleTimeout closes a keep-alive connection that sends no request for that long.
 	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT"`
-	// FeedPageMaxBytes bounds a /post/feed response body: a page whose posts would pass it ends
+	// FeedPageMaxBytes bounds a /post/feed and /post/list response body: a page whose posts would pass it ends
 	// early, at a whole post, with a Link to the next page. At least 65536 (the largest post).
 	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES"`
 	// BcryptCost is the password hashing cost (4..31).

@@ -18,7 +18,7 @@ const count = () => ($("post-count").textContent = [...$("post-text").value].len
 export const compose = {
   id: "compose",
   enter() { status(""); }, // no stale message from an earlier session
-  leave() { status(""); },
+  leave() { status(""); count(); },
 };
 
 $("post-text").addEventListener("input", count);

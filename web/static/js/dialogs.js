@@ -1,11 +1,11 @@
 // Dialogs: pick a user, read your conversation with them (GET /dialog/{id}/list), send
 // (POST /dialog/{id}/send), and receive messages live (dialog.message frames, design.md §4).
-// The people to talk to: whom you follow (GET /friend/list), whoever wrote to you while the page
-// was open, and anyone found by name.
+// The people to talk to: whom you follow (people.js: kept up to date as you follow and unfollow),
+// whoever wrote to you while the page was open, and anyone found by name.
 
 import { $, el, button, person, toast, formatTime } from "./ui.js";
 import { api, rememberName, nameOf } from "./api.js";
-import { searchUsers } from "./people.js";
+import { searchUsers, followed, onFollowingChange } from "./people.js";
 
 const PAGE = 100; // messages per REST page ("Show older" loads the next)
 
@@ -13,19 +13,16 @@ let me = null;
 let peer = null; // the user whose conversation is open
 let oldest = null; // id of the oldest message shown: the next older page ends before it
 const peers = new Map(); // user id -> user, listed on the left
+const talked = new Set(); // peers listed for a message or a search, not (only) for being followed
 const unread = new Set(); // peers whose messages arrived while their conversation was closed
 
 export const dialogs = {
   id: "dialogs",
   title: "Dialogs",
-  async enter(s) {
+  enter(s) {
     me = s.id;
     reset();
-    try {
-      const users = await api("GET", "/friend/list?limit=1000");
-      if (me !== s.id) return;
-      for (const u of users) addPeer(u);
-    } catch { /* the list fills as messages arrive */ }
+    listFollowed(followed());
   },
   leave() {
     me = null;
@@ -37,6 +34,7 @@ function reset() {
   peer = null;
   oldest = null;
   peers.clear();
+  talked.clear();
   unread.clear();
   renderPeers();
   $("dialog-search-results").replaceChildren();
@@ -53,6 +51,20 @@ function addPeer(u) {
   peers.set(u.id, u);
   renderPeers();
 }
+
+// listFollowed makes the list hold whom you follow: it adds the newly followed, and drops the
+// unfollowed unless you talk with them (their dialog is open, unread, or they came by a message or
+// a search).
+function listFollowed(users) {
+  if (!me) return;
+  const ids = new Set(users.map((u) => u.id));
+  for (const id of peers.keys()) {
+    if (!ids.has(id) && !talked.has(id) && !unread.has(id) && id !== peer) peers.delete(id);
+  }
+  for (const u of users) if (!peers.has(u.id)) peers.set(u.id, u);
+  renderPeers();
+}
+onFollowingChange(listFollowed);
 
 function renderPeers() {
   const list = $("dialog-peers");
@@ -119,6 +131,7 @@ function add(m) {
 async function frame(f) {
   if (!me || f.type !== "dialog.message") return;
   const other = f.from === me ? f.to : f.from;
+  talked.add(other);
   if (other === peer) {
     add(f);
     return;
@@ -173,7 +186,7 @@ $("dialog-search").addEventListener("submit", async (ev) => {
   const users = (await searchUsers($("dialog-search-first").value, $("dialog-search-last").value)).filter((u) => u.id !== me);
   for (const u of users) {
     rememberName(u);
-    list.append(person(u, button("Message", "message", () => { addPeer(u); list.replaceChildren(); open(u.id); })));
+    list.append(person(u, button("Message", "message", () => { talked.add(u.id); addPeer(u); list.replaceChildren(); open(u.id); })));
   }
   if (!users.length) list.append(el("li", { textContent: "Nobody found. Names match from their start." }));
 });

@@ -1,16 +1,15 @@
-// The feed: posts of the people you follow (GET /post/feed, then live frames), newest first, and
-// your own posts as you publish them (their ids are kept in this browser, their text and time
-// come from GET /post/get, so edits and deletions show).
+// The feed: posts of the people you follow (GET /post/feed, then live frames) and your own
+// (GET /post/list?user_id=you, and each one you publish here), merged newest first. Both come
+// from the server, so every browser you sign in from shows the same feed.
 
 import { $, el, formatTime } from "./ui.js";
 import { api, nameOf } from "./api.js";
-import { store } from "./store.js";
 
-const PAGE = 50; // posts per REST page ("Show older" loads the next)
-const MINE = 50; // own posts remembered per user in this browser
+const PAGE = 50; // posts per REST page of each list ("Show older" loads the next)
 
 let me = null;
-let loaded = 0; // REST feed posts loaded so far: the next page's offset
+let lists = []; // the REST lists merged here: {path, loaded (the next page's offset), more, oldest}
+let held = []; // posts read but older than where a list with more to come stands: shown later
 const seen = new Set(); // "postId/type/position" of frames shown: replays and retries are deduped
 
 export const feed = {
@@ -18,7 +17,8 @@ export const feed = {
   async enter(s) {
     me = s.id;
     clear();
-    await Promise.all([loadPage(), loadMine()]);
+    lists = [list("/post/feed?"), list("/post/list?user_id=" + encodeURIComponent(s.id) + "&")];
+    await loadOlder();
   },
   leave() {
     me = null;
@@ -26,71 +26,66 @@ export const feed = {
   },
 };
 
+const list = (path) => ({ path, loaded: 0, more: true, oldest: "" });
+
 function clear() {
-  loaded = 0;
+  lists = [];
+  held = [];
   seen.clear();
   $("feed").replaceChildren();
   $("feed-more").hidden = true;
   $("feed-empty").hidden = false;
 }
 
-// loadPage adds the next page of the REST feed (older posts) below what is shown.
-async function loadPage() {
+// loadOlder reads the next page of each list that has more, and shows the posts down to the
+// oldest one that every such list has reached: the older posts of a list that is further back
+// wait for the other, so that the merged feed never skips a post.
+async function loadOlder() {
   const user = me;
   const btn = $("feed-more");
   btn.disabled = true;
   try {
-    const posts = await api("GET", "/post/feed?offset=" + loaded + "&limit=" + PAGE);
+    const pages = await Promise.all(lists.filter((l) => l.more).map(async (l) =>
+      [l, await api("GET", l.path + "offset=" + l.loaded + "&limit=" + PAGE)]));
     if (me !== user) return;
-    loaded += posts.length;
-    for (const p of posts) await add(fromPost(p), false);
-    btn.hidden = posts.length < PAGE;
+    for (const [l, posts] of pages) {
+      l.loaded += posts.length;
+      l.more = posts.length === PAGE;
+      if (posts.length) l.oldest = posts[posts.length - 1].id;
+      held.push(...posts);
+    }
+    // Post ids are UUIDv7: their order is their age.
+    const floor = lists.filter((l) => l.more).reduce((f, l) => (l.oldest > f ? l.oldest : f), "");
+    const show = held.filter((p) => p.id >= floor);
+    held = held.filter((p) => p.id < floor);
+    for (const p of show) await add(fromPost(p), false);
+    btn.hidden = !lists.some((l) => l.more);
   } catch (e) {
     if (e.status !== 401) $("feed-empty").textContent = "Could not load your feed: " + e.message;
   } finally {
     btn.disabled = false;
   }
 }
-$("feed-more").addEventListener("click", loadPage);
+$("feed-more").addEventListener("click", loadOlder);
 
-// refresh re-reads the newest page (after a connection that had no position to resume from).
+// refresh re-reads the newest page of each list (after a connection that had no position to
+// resume from).
 export async function refreshFeed() {
   if (!me) return;
-  try {
-    const posts = await api("GET", "/post/feed?offset=0&limit=" + PAGE);
-    for (const p of posts) await add(fromPost(p), false);
-  } catch { /* the next refresh or frame brings them */ }
+  for (const l of lists) {
+    try {
+      const posts = await api("GET", l.path + "offset=0&limit=" + PAGE);
+      for (const p of posts) await add(fromPost(p), false);
+    } catch { /* the next refresh or frame brings them */ }
+  }
 }
 
 function fromPost(p) {
   return { postId: p.id, postText: p.text, author_user_id: p.author_user_id, type: "post.created", created_at: p.created_at };
 }
 
-async function loadMine() {
-  const user = me;
-  const ids = store.getJSON("mine." + user, []);
-  const kept = [];
-  for (const id of ids) {
-    try {
-      const p = await api("GET", "/post/get/" + encodeURIComponent(id));
-      if (me !== user) return;
-      kept.push(id);
-      await add(fromPost(p), false);
-    } catch (e) {
-      if (e.status === 404) continue; // deleted
-      kept.push(id);
-    }
-  }
-  if (me === user) store.setJSON("mine." + user, kept);
-}
-
-// addOwn shows a post you just published and remembers it for the next visit.
-export async function addOwn(p) {
-  const ids = store.getJSON("mine." + me, []).filter((id) => id !== p.id);
-  ids.unshift(p.id);
-  store.setJSON("mine." + me, ids.slice(0, MINE));
-  await add(fromPost(p), true);
-}
+// addOwn shows a post you just published.
+export function addOwn(p) { return add(fromPost(p), true); }
 
 // showFrame applies a live frame (design.md §4).
 export function showFrame(f) { return add(f, true); }

@@ -2,7 +2,7 @@
 // this origin and to the live feed websocket (§4).
 //
 //   ui.js       DOM helpers          api.js     REST calls, errors, 401 → session expired
-//   store.js    what this browser keeps (never follow state)
+//   store.js    what this browser keeps (never follow state nor posts)
 //   session.js  sign-up, log-in, log-out, your id; the view registry (how to add a screen)
 //   feed.js     the feed             compose.js writing a post
 //   people.js   search, follow, whom you follow (GET /friend/list)

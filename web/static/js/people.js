@@ -6,6 +6,12 @@ import { api, rememberName } from "./api.js";
 
 const following = new Map(); // user id -> user, whom the signed-in user follows
 let me = null;
+const watchers = [];
+
+// onFollowingChange calls fn with the users you follow, each time that changes (read at sign-in,
+// follow, unfollow), so other screens list them without asking the server again.
+export function onFollowingChange(fn) { watchers.push(fn); }
+export function followed() { return [...following.values()]; }
 
 export const people = {
   id: "people",
@@ -43,6 +49,7 @@ async function loadFollowing(user) {
 }
 
 function renderFollowing() {
+  for (const fn of watchers) fn(followed());
   const list = $("following");
   list.replaceChildren(...[...following.values()].map((u) => person(u, followButton(u))));
   $("following-empty").hidden = following.size > 0;
@@ -68,16 +75,18 @@ function refreshButtons() {
 
 async function toggle(u, b) {
   const on = !following.has(u.id);
+  const user = me;
   b.disabled = true;
   try {
     await api("PUT", (on ? "/friend/set/" : "/friend/delete/") + encodeURIComponent(u.id));
+    if (me !== user) return; // signed out meanwhile: nothing of that session shows
     if (on) following.set(u.id, u);
     else following.delete(u.id);
     renderFollowing();
     refreshButtons();
     toast(on ? "You follow " + u.first_name + " " + u.second_name + ": their new posts appear live." : "Unfollowed.");
   } catch (e) {
-    if (e.status !== 401) toast(e.message);
+    if (e.status !== 401 && me === user) toast(e.message);
   } finally {
     b.disabled = false;
   }

@@ -6,7 +6,7 @@
 // leave on sign-out; a view starts its own work in enter and stops it in leave. Parts that are not
 // screens (the live connection) register the same way with no section.
 
-import { $, el, toast, copyText } from "./ui.js";
+import { $, el, toast, hideToast, copyText } from "./ui.js";
 import { api, setToken, whenUnauthorized, nameOf } from "./api.js";
 import { store } from "./store.js";
 
@@ -26,7 +26,17 @@ function renderTabs() {
   const nav = $("views");
   nav.replaceChildren(...screens.map((v) =>
     el("button", { type: "button", className: "tab", textContent: v.title, dataset: { view: v.id }, onclick: () => show(v.id) })));
-  nav.hidden = screens.length < 2;
+  nav.hidden = screens.length < 2 || !session;
+}
+
+// showSignedIn shows the signed-in page, or the signed-out one with nothing of a session on it:
+// no tabs, no connection badge, no log-out button.
+function showSignedIn(on) {
+  $("signed-out").hidden = on;
+  $("signed-in").hidden = !on;
+  $("logout").hidden = !on;
+  $("conn-state").hidden = !on;
+  renderTabs();
 }
 
 // show makes view id the visible screen.
@@ -46,9 +56,7 @@ async function start(s) {
   setToken(s.token);
   store.set("session", JSON.stringify(s));
   store.set("lastId", s.id);
-  $("signed-out").hidden = true;
-  $("signed-in").hidden = false;
-  $("logout").hidden = false;
+  showSignedIn(true);
   $("session-notice").hidden = true;
   $("me-id").textContent = s.id;
   $("me-name").textContent = "…";
@@ -68,6 +76,10 @@ async function start(s) {
 // logout ends the session; notice, when given, stays on the sign-in screen (e.g. why).
 export function logout(notice) {
   if (!session) return;
+  // Nothing typed stays for the next person at this browser (a sign-up form still filled in
+  // made a second account at a click).
+  for (const f of document.forms) f.reset();
+  $("forgot-results").replaceChildren();
   for (const v of views) {
     try {
       v.leave();
@@ -76,11 +88,11 @@ export function logout(notice) {
     }
   }
   session = null;
+  current = null; // the next sign-in starts on the first screen
   setToken(null);
   store.del("session");
-  $("signed-in").hidden = true;
-  $("signed-out").hidden = false;
-  $("logout").hidden = true;
+  hideToast();
+  showSignedIn(false);
   // The id you log in with stays in the field.
   const last = store.get("lastId");
   if (last) $("login-id").value = last;

@@ -1,6 +1,6 @@
 // What the page keeps in this browser (localStorage, prefixed "social."): the session, the last
-// user id (the login field), the resume position of the live feed and the ids of your own posts.
-// Follow state is NOT kept here: it comes from GET /friend/list.
+// user id (the login field) and the resume position of the live feed. Follow state and your own
+// posts are NOT kept here: they come from the server (GET /friend/list, GET /post/list).
 
 const key = (k) => "social." + k;
 
@@ -16,5 +16,4 @@ export const store = {
       return fallback;
     }
   },
-  setJSON: (k, v) => localStorage.setItem(key(k), JSON.stringify(v)),
 };

@@ -24,7 +24,12 @@ export function toast(msg, ms = 4000) {
   t.textContent = msg;
   t.hidden = false;
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => (t.hidden = true), ms);
+  toastTimer = setTimeout(hideToast, ms);
+}
+
+export function hideToast() {
+  clearTimeout(toastTimer);
+  $("toast").hidden = true;
 }
 
 // person is a list row for a user: name, city and id, then an action button.
