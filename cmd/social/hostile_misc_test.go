@@ -19,7 +19,7 @@ import (
 // checks' errors, which name hosts, users and databases; they go to the log only.
 func TestHostileOpsReadyzNamesNoInternals(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestApp()
+	a, _ := newTestApp(t)
 	a.log = slog.New(slog.DiscardHandler)
 	mux := a.opsMux(prometheus.NewRegistry(), func(context.Context) error {
 		return errors.New("database: failed to connect to `user=secretuser database=secretdb`: 10.1.2.3:5432")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,9 +25,11 @@ import (
 const testSecret = "test-secret-test-secret-test-secret-0123"
 
 // newTestApp returns an app writing to buffers.
-func newTestApp() (*app, *bytes.Buffer) {
+// newTestApp is the binary's app writing its output to a buffer and its log to the test's log,
+// shown if the test fails.
+func newTestApp(t testing.TB) (*app, *bytes.Buffer) {
 	var out bytes.Buffer
-	return &app{stdout: &out, stderr: io.Discard}, &out
+	return &app{stdout: &out, stderr: newTestLog(t, "social")}, &out
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -76,7 +77,7 @@ func TestAPIRequiresLongJWTSecret(t *testing.T) {
 	for name, secret := range map[string]string{"missing": "", "short": "only-31-bytes-long-secret-12345",
 		"compose's old placeholder": "change-me-to-a-random-secret-of-32-bytes-or-more",
 		"not random":                strings.Repeat("ab", 20)} {
-		a, _ := newTestApp()
+		a, _ := newTestApp(t)
 		err := a.run(context.Background(), []string{"api"}, map[string]string{
 			"JWT_SECRET": secret, "DATABASE_URL": db.URL, "HTTP_ADDR": "127.0.0.1:0"})
 		if err == nil || !strings.Contains(err.Error(), "JWT_SECRET") {
@@ -88,7 +89,7 @@ func TestAPIRequiresLongJWTSecret(t *testing.T) {
 func TestServicesRefuseOutdatedSchema(t *testing.T) {
 	db := pgtest.NewEmpty(t)
 	for _, cmd := range []string{"api", "dispatcher", "realtime"} {
-		a, _ := newTestApp()
+		a, _ := newTestApp(t)
 		err := a.run(context.Background(), []string{cmd}, map[string]string{
 			"JWT_SECRET": testSecret, "DATABASE_URL": db.URL, "HTTP_ADDR": "127.0.0.1:0", "WS_ADDR": "127.0.0.1:0"})
 		if !errors.Is(err, postgres.ErrSchemaOutdated) || !strings.Contains(err.Error(), "social migrate") {
@@ -103,7 +104,7 @@ func TestMigrateIsIdempotentAndCreatesTheDatabase(t *testing.T) {
 	fresh := strings.Replace(db.URL, db.Name, db.Name+"_fresh", 1)
 	t.Cleanup(func() { db.Exec(t, "DROP DATABASE IF EXISTS "+db.Name+"_fresh WITH (FORCE)") })
 	for range 2 {
-		a, _ := newTestApp()
+		a, _ := newTestApp(t)
 		if err := a.run(context.Background(), []string{"migrate"}, map[string]string{"DATABASE_URL": fresh}); err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func TestMigrateIsIdempotentAndCreatesTheDatabase(t *testing.T) {
 func TestAllServesTheAPI(t *testing.T) {
 	db := pgtest.NewEmpty(t)
 	addrs := make(chan net.Addr, 4)
-	a, _ := newTestApp()
+	a, _ := newTestApp(t)
 	a.onListen = func(name string, addr net.Addr) { addrs <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -291,12 +292,12 @@ func TestOnlyMainReadsTheEnvironment(t *testing.T) {
 // postgres logs in on a machine without psql; a refused login fails without showing a password.
 func TestHealthcheckAsksPostgresForALogin(t *testing.T) {
 	db := pgtest.New(t)
-	a, _ := newTestApp()
+	a, _ := newTestApp(t)
 	if err := a.run(context.Background(), []string{"healthcheck", db.URL}, nil); err != nil {
 		t.Fatalf("healthcheck %s: %v", db.URL, err)
 	}
 	bad := strings.Replace(db.URL, "postgres@", "nobody:hunter2@", 1)
-	a, _ = newTestApp()
+	a, _ = newTestApp(t)
 	err := a.run(context.Background(), []string{"healthcheck", bad}, nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("healthcheck with a refused login: %v", err)

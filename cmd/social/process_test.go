@@ -42,6 +42,7 @@ func startProcess(t testing.TB, command string, env map[string]string) (p *child
 		t.Fatal(err)
 	}
 	p = &childProcess{cmd: cmd, addr: make(chan string, 1)}
+	log := newTestLog(t, "social "+command)
 	var logs sync.WaitGroup
 	logs.Add(1)
 	go func() {
@@ -56,9 +57,7 @@ func startProcess(t testing.TB, command string, env map[string]string) (p *child
 				default:
 				}
 			}
-			if line.Level == "ERROR" {
-				t.Logf("%s: %s", command, sc.Text())
-			}
+			_, _ = log.Write(append(sc.Bytes(), '\n'))
 		}
 	}()
 	t.Cleanup(func() {

@@ -47,7 +47,7 @@ func (s *stack) env() map[string]string {
 func (s *stack) start(t testing.TB, cmd string) (base string, stop func()) {
 	t.Helper()
 	addrs := make(chan net.Addr, 4)
-	a, _ := newTestApp()
+	a, _ := newTestApp(t)
 	a.onListen = func(_ string, addr net.Addr) { addrs <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
