@@ -43,7 +43,7 @@ type frameRec struct {
 	at   int64
 }
 
-func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world) (*fleet, error) {
+func connectFleet(ctx context.Context, cfg loadConfig, wsURLs []string, w *world) (*fleet, error) {
 	f := &fleet{centrifugo: cfg.Proto == "centrifugo", lines: cfg.Proto == "lines"}
 	for u, on := range w.connected {
 		if !on {
@@ -179,20 +179,6 @@ func (f *fleet) record(s *sock, b []byte, at int64) {
 	}
 	s.mu.Unlock()
 	f.received.Add(1)
-}
-
-// closeSome closes the sockets of users for which keep is false (after the memory reading).
-func (f *fleet) closeSome(keep func(user int32) bool) {
-	var kept []*sock
-	for _, s := range f.socks {
-		if keep(s.user) {
-			kept = append(kept, s)
-			continue
-		}
-		f.ended.Add(-1) // its reader will count it as ended
-		s.ws.CloseNow()
-	}
-	f.socks = kept
 }
 
 // take returns and forgets the frames s received so far.
