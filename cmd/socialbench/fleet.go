@@ -190,15 +190,6 @@ func (s *sock) take() ([]frameRec, int) {
 	return fr, bad
 }
 
-// perInstance counts the sockets of each realtime instance.
-func (f *fleet) perInstance(n int) []int {
-	out := make([]int, n)
-	for _, s := range f.socks {
-		out[s.instance]++
-	}
-	return out
-}
-
 func (f *fleet) closeSocks() {
 	for _, s := range f.socks {
 		if s.ws != nil {

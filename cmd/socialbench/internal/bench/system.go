@@ -31,7 +31,7 @@ type SystemConfig struct {
 	NoDispatcher bool   // no `social dispatcher` (a benchmark that posts nothing, or feeds another server)
 	Realtime     int    // `social realtime` instances started with the system (AddRealtime adds more)
 	// Log reports progress; nil is silent.
-	Log func(format string, args ...any)
+	Log func(format string, args ...any) `json:"-"`
 }
 
 // Flags registers --amqp-url, --admin-url and --bin.
