@@ -30,14 +30,14 @@ var subcommands = []struct {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	usage := func() {
-		fmt.Fprintln(os.Stderr, "usage: socialbench SUBCOMMAND [flags] (-h for each)")
+	usage := func(w *os.File) {
+		fmt.Fprintln(w, "usage: socialbench SUBCOMMAND [flags] (-h for each)")
 		for _, s := range subcommands {
-			fmt.Fprintf(os.Stderr, "  %-9s %s\n", s.name, s.what)
+			fmt.Fprintf(w, "  %-9s %s\n", s.name, s.what)
 		}
 	}
 	if len(os.Args) < 2 {
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	for _, s := range subcommands {
@@ -54,9 +54,11 @@ func main() {
 		}
 		return
 	}
-	usage()
 	if h := os.Args[1]; h == "-h" || h == "--help" || h == "help" {
+		usage(os.Stdout)
 		return
 	}
+	fmt.Fprintf(os.Stderr, "socialbench: unknown subcommand %q\n", os.Args[1])
+	usage(os.Stderr)
 	os.Exit(2)
 }

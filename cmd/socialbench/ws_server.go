@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -49,7 +50,8 @@ func serveWS(ctx context.Context, f wsServerFlags) error {
 		}
 		// No database here: every user counts as present (the frames come straight from the
 		// parent, addressed to this instance), and nothing is missed, so nothing is refilled.
-		hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: noPresence{}})
+		// Every client comes from loopback: the per-address bound would refuse the 1,001st.
+		hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: noPresence{}, MaxSocketsPerAddress: math.MaxInt})
 		if err != nil {
 			return err
 		}
