@@ -126,7 +126,7 @@ func runFailoverBench(ctx context.Context, c failoverConfig) ([]failoverRun, err
 	probe := newLoad(loadConfig{Celebrity: 1, CelebrityEvery: 1, Tabs: 1, MaxInflight: 16}, sys.APIURL,
 		&world{ids: []string{w.ids[probeAuthor]}, tokens: []string{w.tokens[probeAuthor]}, connFollowers: [][]int32{{1}}}, fleet)
 
-	warm := l.finish(ctx, l.burst(ctx, "warm-up", 1, 1), lag, nil)
+	warm := l.finish(ctx, l.once(ctx, "warm-up"), lag, nil)
 	if warm.Missing > 0 || warm.Accepted != 1 {
 		return nil, fmt.Errorf("warm-up post: %d accepted, %d of %d frames missing", warm.Accepted, warm.Missing, warm.Expected)
 	}
@@ -170,7 +170,7 @@ func failoverCut(ctx context.Context, c failoverConfig, proxy *tcpProxy, l, prob
 			}
 		}
 	})
-	ph := l.burst(ctx, "failover", 1, 1)
+	ph := l.once(ctx, "failover")
 	first, ok := firstFrameOf(ctx, probe, probeSock, cut.Add(c.Within))
 	stopProbes()
 	probes.Wait()

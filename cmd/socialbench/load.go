@@ -207,22 +207,10 @@ func (l *load) closedLoop(ctx context.Context, name string, workers int, dur tim
 	return ph
 }
 
-// burst sends posts requests from workers, each the next as soon as the previous answered: a
-// burst of posts, as fast as the API takes them.
-func (l *load) burst(ctx context.Context, name string, workers, posts int) *phase {
-	ph := newPhase(name, 0, workers, 0)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil && next.Add(1) <= int64(posts) {
-				l.post(ctx, ph, time.Now())
-			}
-		}()
-	}
-	wg.Wait()
+// once sends one post now, as its own phase.
+func (l *load) once(ctx context.Context, name string) *phase {
+	ph := newPhase(name, 0, 1, 0)
+	l.post(ctx, ph, time.Now())
 	ph.dur = time.Since(ph.start)
 	return ph
 }

@@ -429,9 +429,10 @@ func (b *relayBench) runRelay(ctx context.Context, kind string) (time.Duration, 
 	return d, nil
 }
 
-// runBaseline publishes n messages, one per online follower (a feed message naming that follower
-// alone, routing key = its instance), each with the frame, keeping window unconfirmed messages in
-// flight.
+// runBaseline publishes n messages with raw amqp091-go, one per online follower (a feed message
+// naming that follower alone, routing key = its instance), each with the frame, keeping window
+// unconfirmed messages in flight; it returns the time until the broker confirmed them all and the
+// consumer counted them.
 func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Duration, error) {
 	type one struct {
 		key  string
@@ -443,17 +444,6 @@ func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Durat
 			msgs = append(msgs, one{b.instances[i], domain.AppendDelivery(domain.NewDeliveries(nil), b.frame, ids[k:k+1])})
 		}
 	}
-	return b.publishRaw(ctx, "baseline", n, window, int64(n), func(i int) (string, amqp091.Publishing) {
-		m := msgs[i%len(msgs)]
-		return m.key, amqp091.Publishing{ContentType: "application/octet-stream",
-			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: m.body}
-	})
-}
-
-// publishRaw publishes n messages (message i from msg) to the baseline exchange with raw
-// amqp091-go, keeping window unconfirmed messages in flight, and returns the time until the
-// broker confirmed all of them and the consumer counted want deliveries.
-func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int, want int64, msg func(i int) (string, amqp091.Publishing)) (time.Duration, error) {
 	ch, err := b.amqpConn.Channel()
 	if err != nil {
 		return 0, err
@@ -468,12 +458,13 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 	for i := range n {
 		if len(inFlight) == window {
 			if !inFlight[0].Wait() {
-				return 0, fmt.Errorf("%s: message nacked", name)
+				return 0, errors.New("baseline: message nacked")
 			}
 			inFlight = inFlight[1:]
 		}
-		key, m := msg(i)
-		dc, err := ch.PublishWithDeferredConfirm(b.exchange, key, false, false, m)
+		m := msgs[i%len(msgs)]
+		dc, err := ch.PublishWithDeferredConfirm(b.exchange, m.key, false, false, amqp091.Publishing{
+			ContentType: "application/octet-stream", DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: m.body})
 		if err != nil {
 			return 0, err
 		}
@@ -482,7 +473,7 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 	for _, dc := range inFlight {
 		dc.Wait()
 	}
-	if err := b.waitCount(ctx, want); err != nil {
+	if err := b.waitCount(ctx, int64(n)); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
