@@ -22,7 +22,7 @@ TEST_SERVICES := postgres chromium cgo nginx
 endif
 FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: run build test test-broker test-faults test-floor fuzz bench-relay bench-ws bench-e2e bench-fanout bench-broker lint
+.PHONY: run build test test-bench test-broker test-faults test-floor fuzz bench-go bench-relay bench-ws bench-e2e bench-fanout bench-broker lint
 
 ## run: migrate and start api + dispatcher + realtime + web page on :8080 (HTTP_ADDR); Ctrl-C stops it
 # The binary runs itself, not under `go run`, which exits 1 after an interrupt (make then reports
@@ -42,10 +42,14 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) mod tidy -diff
 
-## test: every test (real PostgreSQL, RabbitMQ 4 and Chromium), race detector on, fuzz seeds included
+## test: every test (real PostgreSQL, RabbitMQ 4 and Chromium), race detector on, fuzz seeds included; the benchmark harness's are test-bench
 test: test-broker
 	$(GO) vet ./...
-	TEST_AMQP_URL=$(TEST_URL) $(GO) test -race -count=1 -timeout 9m ./...
+	TEST_AMQP_URL=$(TEST_URL) $(GO) test -race -count=1 -timeout 9m $$($(GO) list ./... | grep -v /cmd/socialbench)
+
+## test-bench: cmd/socialbench's tests, each subcommand once in a tiny configuration against the real system
+test-bench: test-broker
+	TEST_AMQP_URL=$(TEST_URL) $(GO) test -race -count=1 -timeout 9m ./cmd/socialbench/...
 
 # test-broker: PostgreSQL, Chromium and the RabbitMQ 4 node of the tests (idempotent: an already
 # running node is kept)
@@ -73,23 +77,27 @@ fuzz:
 	$(GO) test ./domain -run '^$$' -fuzz FuzzValidatePostText -fuzztime $(FUZZTIME)
 	$(GO) test ./domain -run '^$$' -fuzz FuzzRegistrationValidate -fuzztime $(FUZZTIME)
 
+## bench-go: the Go micro-benchmarks of the hot paths (hub delivery, recipients decoding, frame and feed page encoding)
+bench-go:
+	$(GO) test -run '^$$' -bench 'HubDeliver|EachDelivery|EncodeFramePage|WriteFeed' -count 5 ./adapters/websocket ./domain ./adapters/http
+
 ## bench-relay, bench-ws, bench-e2e: benchmarks against the tests' RabbitMQ 4 node (TEST_AMQP_URL)
 bench-relay: test-broker
-	$(GO) run ./cmd/socialbench relay -amqp $(TEST_URL)
+	$(GO) run ./cmd/socialbench relay --amqp-url $(TEST_URL)
 
 bench-ws: test-broker
-	$(GO) run ./cmd/socialbench ws -amqp-url $(TEST_URL)
+	$(GO) run ./cmd/socialbench ws --amqp-url $(TEST_URL)
 
-## bench-e2e: the whole system under open-loop load, against baselines (docs/performance.md); E2E_FLAGS to change
+## bench-e2e: the whole system under open-loop load, against the post transaction's SQL (docs/performance.md); E2E_FLAGS to change
 E2E_FLAGS ?= --find-max --out bench-results/e2e
 bench-e2e: test-broker
 	$(GO) run ./cmd/socialbench e2e --amqp-url $(TEST_URL) $(E2E_FLAGS)
 
-## bench-fanout: realtime fan-out figures of issue #15; FANOUT_FLAGS="--centrifugo /path/to/centrifugo" adds Centrifugo beside ours
+## bench-fanout: one author's posts to 1,000 sockets; FANOUT_FLAGS="--centrifugo /path/to/centrifugo" adds Centrifugo beside ours
 FANOUT_FLAGS ?=
 bench-fanout: test-broker
 	$(GO) run ./cmd/socialbench fanout --amqp-url $(TEST_URL) $(FANOUT_FLAGS)
 
-## bench-broker: RabbitMQ's own CPU per post for the contract's CC message and alternatives (raw amqp091-go)
+## bench-broker: RabbitMQ's own CPU per post, one message per instance vs the CC message (raw amqp091-go)
 bench-broker: test-broker
 	$(GO) run ./cmd/socialbench broker --amqp-url $(TEST_URL)

@@ -3,6 +3,7 @@ package domain_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -67,4 +68,31 @@ func FuzzEachDelivery(f *testing.F) {
 			}
 		})
 	})
+}
+
+// BenchmarkEachDelivery decodes a feed message as a realtime instance does for every message it
+// consumes: one frame for n of its users (500: one of two instances' share of a 1,000-follower
+// post; 10,000: a celebrity's post on a busy instance).
+func BenchmarkEachDelivery(b *testing.B) {
+	frame := bytes.Repeat([]byte("x"), 250)
+	for _, n := range []int{1, 500, 10000} {
+		to := make([]string, n)
+		for i := range to {
+			to[i] = fmt.Sprintf("01937a1e-0000-7000-8000-%012d", i) // a UUID's text, as the dispatcher sends
+		}
+		body := domain.AppendDelivery(domain.NewDeliveries(nil), frame, to)
+		b.Run(fmt.Sprintf("recipients=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			var got int
+			for b.Loop() {
+				if err := domain.EachDelivery(body, func(_ []byte, to []string) { got = len(to) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if got != n {
+				b.Fatalf("%d recipients decoded, want %d", got, n)
+			}
+		})
+	}
 }

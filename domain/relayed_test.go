@@ -227,3 +227,27 @@ func TestFrameKinds(t *testing.T) {
 		t.Error("not kinds")
 	}
 }
+
+// BenchmarkEncodeFramePage encodes a resume page (adapters/websocket reads 100 rows per page
+// through outbox.Resume.Missed) the way the relay encodes every event it publishes: decode the
+// stored payload, apply what is true now, encode the frame.
+func BenchmarkEncodeFramePage(b *testing.B) {
+	const page = 100
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	const text = "a post of about a hundred characters, which is what most posts on a social network look like ok"
+	payloads := make([][]byte, page)
+	for i := range payloads {
+		payloads[i], _ = json.Marshal(PostChanged{PostID: fmt.Sprintf("01937a1e-0000-7000-8000-%012d", i),
+			AuthorUserID: "01937a1e-0000-7000-8000-000000000001", Text: text})
+	}
+	now := Now{Found: true, Text: text}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, p := range payloads {
+			if _, err := EncodeFrame(EventPostCreated, p, int64(i+1), at, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*page), "ns/frame")
+}

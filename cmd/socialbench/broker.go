@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 	"github.com/socialnet/social/domain"
 )
 
@@ -32,11 +34,11 @@ import (
 //
 // The shapes alternate within each run, so a noisy machine moves them alike.
 //
-//	go run ./cmd/socialbench broker --amqp-url amqp://guest:guest@127.0.0.1:5673/
+//	go run ./cmd/socialbench broker --runs 3
 func runBroker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	cfg := brokerConfig{}
-	fs.StringVar(&cfg.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5673/", "RabbitMQ, on this machine (its CPU is read from /proc)")
+	fs.StringVar(&cfg.AMQPURL, "amqp-url", bench.DefaultAMQPURL, "RabbitMQ, on this machine (its CPU is read from /proc)")
 	fs.IntVar(&cfg.Followers, "followers", 1000, "online followers per post (≤ 1,000: one CC message per post)")
 	fs.IntVar(&cfg.Instances, "instances", 2, "realtime instances the followers are spread over (shape instance)")
 	fs.Float64Var(&cfg.Rate, "rate", 101, "posts/s")
@@ -104,7 +106,7 @@ func runBrokerBench(ctx context.Context, cfg brokerConfig, progress func(brokerT
 	if cfg.Rate <= 0 || cfg.Runs < 1 {
 		return nil, errors.New("--rate and --runs must be positive")
 	}
-	pid := brokerPID(cfg.AMQPURL)
+	pid := bench.BrokerPID(cfg.AMQPURL)
 	if pid == 0 {
 		return nil, errors.New("no process on this machine listens on --amqp-url's port: the broker's CPU cannot be read")
 	}
@@ -266,9 +268,10 @@ func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string
 			}
 		}
 	}()
-	msgs := top.messages(shape, sampleFrame())
+	frame, _ := json.Marshal(benchFrame(123456))
+	msgs := top.messages(shape, frame)
 
-	_, cpu0, _ := readProc(pid)
+	before, _ := bench.ReadProc(pid)
 	start := time.Now()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
 	defer tick.Stop()
@@ -300,11 +303,11 @@ func brokerTrialRun(ctx context.Context, cfg brokerConfig, pid int, shape string
 	}
 	// The run ends with its last delivery; the broker's CPU is taken over the same time.
 	busy := time.Since(start)
-	_, cpu1, ok := readProc(pid)
+	after, ok := bench.ReadProc(pid)
 	if !ok {
 		return nil, errors.New("the broker's process went away")
 	}
-	cpu := cpu1 - cpu0
+	cpu := after.CPU - before.CPU
 	_ = ch.Close()
 	return &brokerTrial{Shape: shape, Posts: posts, Messages: int(published), Consumed: consumed.Load(),
 		PostsPerSec: float64(posts) / elapsed.Seconds(), Cores: cpu / busy.Seconds(), MsPerPost: cpu * 1e3 / float64(posts)}, nil
@@ -337,11 +340,11 @@ func (r *brokerResult) markdown() string {
 			for i := range vals {
 				rs[i] = vals[i] / ccMs[i] // paired: the same run
 			}
-			ratio = spread(rs, "%.2f")
+			ratio = bench.Spread(rs, "%.2f")
 			ratios[s] = ratio
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s |\n", s, perPost,
-			spread(byShape(s, func(t brokerTrial) float64 { return t.Cores }), "%.3f"), spread(byShape(s, ms), "%.2f"), ratio)
+			bench.Spread(byShape(s, func(t brokerTrial) float64 { return t.Cores }), "%.3f"), bench.Spread(byShape(s, ms), "%.2f"), ratio)
 	}
 	if r, ok := ratios["instance"]; ok {
 		fmt.Fprintf(&b, "\ninstance ÷ cc: %s (goal ≤ %.1f)\n", r, brokerGoal)

@@ -1,25 +1,16 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 // TestBrokerSmoke runs `socialbench broker` briefly against the test broker: every shape's
-// messages are all confirmed and consumed, and the table names each shape. Nothing about speed
-// is asserted.
+// messages are all confirmed and consumed, and the table names each shape.
 func TestBrokerSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs RabbitMQ")
-	}
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := runBrokerBench(ctx, brokerConfig{AMQPURL: amqptest.URL(), Followers: 150, Instances: 2, Rate: 50,
+	ctx, sc := smokeSystem(t)
+	res, err := runBrokerBench(ctx, brokerConfig{AMQPURL: sc.AMQPURL, Followers: 150, Instances: 2, Rate: 50,
 		For: 300 * time.Millisecond, Runs: 1, Shapes: brokerShapes}, nil)
 	if err != nil {
 		t.Fatalf("broker bench: %v", err)
@@ -42,7 +33,7 @@ func TestBrokerSmoke(t *testing.T) {
 	if !strings.Contains(md, "instance ÷ cc: ") {
 		t.Errorf("no instance ÷ cc ratio:\n%s", md)
 	}
-	if _, err := runBrokerBench(ctx, brokerConfig{AMQPURL: amqptest.URL(), Followers: 150, Instances: 2, Rate: 50, Runs: 1, Shapes: []string{"fanout"}}, nil); err == nil {
+	if _, err := runBrokerBench(ctx, brokerConfig{AMQPURL: sc.AMQPURL, Followers: 150, Instances: 2, Rate: 50, Runs: 1, Shapes: []string{"fanout"}}, nil); err == nil {
 		t.Error("an unknown shape was accepted")
 	}
 }

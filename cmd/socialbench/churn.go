@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +17,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
 
 const churnUsage = `socialbench churn — websocket connects + disconnects per second on one realtime instance
@@ -43,22 +43,8 @@ type churnConfig struct {
 	For    time.Duration
 	Runs   int
 	Settle time.Duration
-	benchSystem
-}
-
-// benchSystem is what churn and failover need to start the system.
-type benchSystem struct {
-	AMQPURL  string
-	AdminURL string
-	Bin      string
-	Quiet    bool
-}
-
-func (b *benchSystem) flags(fs *flag.FlagSet) {
-	fs.StringVar(&b.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5673/", "RabbitMQ (4.x: scripts/rabbitmq4)")
-	fs.StringVar(&b.AdminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "maintenance database (create/drop the bench database)")
-	fs.StringVar(&b.Bin, "bin", "", "prebuilt social binary (default: go build ./cmd/social)")
-	fs.BoolVar(&b.Quiet, "quiet", false, "less progress output")
+	System bench.SystemConfig
+	Quiet  bool
 }
 
 // churnRun is one run: ours and the baseline.
@@ -90,7 +76,8 @@ func runChurn(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.For, "for", 10*time.Second, "length of each measurement (ours and the baseline)")
 	fs.IntVar(&c.Runs, "runs", 3, "runs (each: ours and the baseline, alternating which goes first)")
 	fs.DurationVar(&c.Settle, "settle", 10*time.Second, "deadline for the presence rows to match the connected users")
-	c.flags(fs)
+	c.System.Flags(fs)
+	fs.BoolVar(&c.Quiet, "quiet", false, "less progress output")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,22 +89,23 @@ func runChurn(ctx context.Context, args []string) error {
 	return err
 }
 
-func (c churnConfig) e2e() e2eConfig {
-	return e2eConfig{Users: c.Conns, Mode: "split", APIOnly: true, AdminURL: c.AdminURL, AMQPURL: c.AMQPURL,
-		Bin: c.Bin, Quiet: c.Quiet, log: os.Stderr}
-}
-
-// runChurnBench starts the system once and measures --runs runs on it; it returns the runs
-// measured so far with the first error.
+// runChurnBench starts the system once (the api and one realtime; no dispatcher: nothing is
+// posted) and measures --runs runs on it; it returns the runs measured so far with the first error.
 func runChurnBench(ctx context.Context, c churnConfig) ([]churnRun, error) {
-	raiseNoFile()
-	cfg := c.e2e()
-	sys, w, err := startOneRealtime(ctx, cfg, "")
+	bench.RaiseNoFile()
+	cfg := loadConfig{Users: c.Conns, Quiet: c.Quiet, log: os.Stderr}
+	sc := c.System
+	sc.NoDispatcher, sc.Realtime, sc.Log = true, 1, cfg.progress
+	sys, err := bench.StartSystem(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
-	defer sys.stop()
-	db, err := pgx.Connect(ctx, sys.dbURL)
+	defer sys.Stop()
+	w, err := seed(ctx, sys.DBURL, sys.JWTSecret, cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := pgx.Connect(ctx, sys.DBURL)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +119,7 @@ func runChurnBench(ctx context.Context, c churnConfig) ([]churnRun, error) {
 		}
 		base := func() (err error) {
 			cfg.progress("churn run %d/%d: raw queue.bind + queue.unbind, %d loops for %s", run+1, c.Runs, c.Conns, c.For)
-			r.Baseline, err = bindChurn(ctx, c.AMQPURL, w.ids, c.For)
+			r.Baseline, err = bindChurn(ctx, c.System.AMQPURL, w.ids, c.For)
 			return err
 		}
 		steps := []func() error{base, ours}
@@ -151,13 +139,10 @@ func runChurnBench(ctx context.Context, c churnConfig) ([]churnRun, error) {
 }
 
 // wsChurn runs the client loops against the realtime instance, then checks its presence rows.
-func wsChurn(ctx context.Context, c churnConfig, sys *system, w *world, db *pgx.Conn, r *churnRun) error {
-	url := strings.Replace(sys.wsURLs[0], "http", "ws", 1) + "/post/feed/posted"
-	var pid int
-	for _, p := range sys.realtimePIDs() {
-		pid = p
-	}
-	_, cpu0, _ := readProc(pid)
+func wsChurn(ctx context.Context, c churnConfig, sys *bench.System, w *world, db *pgx.Conn, r *churnRun) error {
+	url := strings.Replace(sys.WSURLs[0], "http", "ws", 1) + "/post/feed/posted"
+	pid := sys.PIDs()["realtime#0"]
+	before, _ := bench.ReadProc(pid)
 	open := make([]*websocket.Conn, c.Conns)
 	r.Ours = churnLoops(ctx, c.Conns, c.For, func(i int, last bool) (int64, error) {
 		conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + w.tokens[i]}}})
@@ -173,8 +158,8 @@ func wsChurn(ctx context.Context, c churnConfig, sys *system, w *world, db *pgx.
 		}
 		return 2, nil
 	})
-	if _, cpu1, ok := readProc(pid); ok && r.Ours.Ops > 0 {
-		r.CPUPerK = (cpu1 - cpu0) / float64(r.Ours.Ops) * 1000
+	if after, ok := bench.ReadProc(pid); ok && r.Ours.Ops > 0 {
+		r.CPUPerK = (after.CPU - before.CPU) / float64(r.Ours.Ops) * 1000
 	}
 	want := map[string]bool{}
 	for i, conn := range open {
@@ -184,7 +169,7 @@ func wsChurn(ctx context.Context, c churnConfig, sys *system, w *world, db *pgx.
 	}
 	r.Connected = len(want)
 	var err error
-	r.PresenceRows, r.PresenceExact, r.Settle, err = waitPresence(ctx, db, sys.instances[0], want, c.Settle)
+	r.PresenceRows, r.PresenceExact, r.Settle, err = waitPresence(ctx, db, sys.Instances[0], want, c.Settle)
 	for _, conn := range open {
 		if conn != nil {
 			conn.CloseNow()
@@ -194,7 +179,7 @@ func wsChurn(ctx context.Context, c churnConfig, sys *system, w *world, db *pgx.
 		return err
 	}
 	// The next run starts from no presence at all.
-	if n, ok, _, err := waitPresence(ctx, db, sys.instances[0], nil, c.Settle); err != nil || !ok {
+	if n, ok, _, err := waitPresence(ctx, db, sys.Instances[0], nil, c.Settle); err != nil || !ok {
 		return errors.Join(err, fmt.Errorf("%d presence rows left after every socket closed", n))
 	}
 	return nil
@@ -277,7 +262,7 @@ func bindChurn(ctx context.Context, amqpURL string, keys []string, dur time.Dura
 			return churnOps{}, err
 		}
 	}
-	exchange := "bench.churn." + randomHex(6)
+	exchange := "bench.churn." + bench.RandomHex(6)
 	if err := chans[0].ExchangeDeclare(exchange, "direct", false, false, false, false, nil); err != nil {
 		return churnOps{}, err
 	}
@@ -349,35 +334,6 @@ func bindChurn(ctx context.Context, amqpURL string, keys []string, dur time.Dura
 	return res, nil
 }
 
-// startOneRealtime starts the system without realtime instances (startSystem: `social api`, and
-// `social dispatcher` unless cfg.APIOnly), then one `social realtime` whose broker is amqpURL
-// (the system's own when ""; the failover bench puts a proxy in its way), and seeds cfg's users.
-func startOneRealtime(ctx context.Context, cfg e2eConfig, amqpURL string) (*system, *world, error) {
-	cfg.Realtime, cfg.Mode = 0, "split"
-	sys, err := startSystem(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	ws, id := freeAddr(), "rt-"+randomHex(6)
-	bin := cmp.Or(cfg.Bin, filepath.Join(sys.tmp, "social"))
-	// The api's environment names the system's database, exchange and secret; later entries win.
-	err = sys.spawn(bin, "realtime", sys.procs[0].cmd.Env, "AMQP_URL="+cmp.Or(amqpURL, cfg.AMQPURL), "WS_ADDR="+ws, "REALTIME_INSTANCE_ID="+id)
-	if err == nil {
-		sys.wsURLs, sys.instances = append(sys.wsURLs, "http://"+ws), append(sys.instances, id)
-		err = sys.waitReady(ctx, "http://"+ws+"/readyz", 30*time.Second)
-	}
-	var w *world
-	if err == nil {
-		cfg.progress("seeding %d users", cfg.Users)
-		w, err = seed(ctx, sys.dbURL, sys.jwtSecret, cfg)
-	}
-	if err != nil {
-		sys.stop()
-		return nil, nil, err
-	}
-	return sys, w, nil
-}
-
 func printChurn(out io.Writer, c churnConfig, runs []churnRun) {
 	if len(runs) == 0 {
 		return
@@ -397,14 +353,14 @@ func printChurn(out io.Writer, c churnConfig, runs []churnRun) {
 		}
 	}
 	fmt.Fprintf(out, "\nsocialbench churn: %d client loops for %s on one social realtime; %d runs, median (min–max)\n", c.Conns, c.For, len(runs))
-	fmt.Fprintf(out, "  ours: websocket connects+disconnects/s     %s\n", spread(col(func(r churnRun) float64 { return r.Ours.perSec() }), "%.0f"))
-	fmt.Fprintf(out, "  baseline: raw queue.bind+queue.unbind/s    %s\n", spread(col(func(r churnRun) float64 { return r.Baseline.perSec() }), "%.0f"))
-	fmt.Fprintf(out, "  ratio ours ÷ baseline (goal ≥ %d)           %s\n", churnGoal, spread(col(func(r churnRun) float64 { return r.Ours.perSec() / r.Baseline.perSec() }), "%.2f"))
-	fmt.Fprintf(out, "  realtime CPU-s per 1,000 connects+discon.  %s\n", spread(col(func(r churnRun) float64 { return r.CPUPerK }), "%.3f"))
+	fmt.Fprintf(out, "  ours: websocket connects+disconnects/s     %s\n", bench.Spread(col(func(r churnRun) float64 { return r.Ours.perSec() }), "%.0f"))
+	fmt.Fprintf(out, "  baseline: raw queue.bind+queue.unbind/s    %s\n", bench.Spread(col(func(r churnRun) float64 { return r.Baseline.perSec() }), "%.0f"))
+	fmt.Fprintf(out, "  ratio ours ÷ baseline (goal ≥ %d)           %s\n", churnGoal, bench.Spread(col(func(r churnRun) float64 { return r.Ours.perSec() / r.Baseline.perSec() }), "%.2f"))
+	fmt.Fprintf(out, "  realtime CPU-s per 1,000 connects+discon.  %s\n", bench.Spread(col(func(r churnRun) float64 { return r.CPUPerK }), "%.3f"))
 	fmt.Fprintf(out, "  presence exact at the end: %d of %d runs (rows %s for %s connected users, settled in %s ms)\n", exact, len(runs),
-		spread(col(func(r churnRun) float64 { return float64(r.PresenceRows) }), "%.0f"),
-		spread(col(func(r churnRun) float64 { return float64(r.Connected) }), "%.0f"),
-		spread(col(func(r churnRun) float64 { return float64(r.Settle.Milliseconds()) }), "%.0f"))
+		bench.Spread(col(func(r churnRun) float64 { return float64(r.PresenceRows) }), "%.0f"),
+		bench.Spread(col(func(r churnRun) float64 { return float64(r.Connected) }), "%.0f"),
+		bench.Spread(col(func(r churnRun) float64 { return float64(r.Settle.Milliseconds()) }), "%.0f"))
 	fmt.Fprintf(out, "  client errors (ours): %d", errs)
 	for _, r := range runs {
 		if r.Ours.FirstErr != "" {

@@ -7,86 +7,69 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
+
+const e2eUsage = `socialbench e2e — the whole system under open-loop load
+
+Starts social api, dispatcher and --realtime instances (or one social all) on a fresh database,
+seeds users and follows by SQL, measures the baseline (the post transaction's SQL straight through
+pgx), connects the followers' sockets, then posts through POST /post/create: a closed-loop capacity
+phase, with --find-max the highest open-loop rate with e2e p99 ≤ --max-p99 and nothing missing,
+and an open-loop phase (latency from the scheduled send time: no coordinated omission).
+
+Flags:
+`
 
 // e2eConfig is every knob of `socialbench e2e`.
 type e2eConfig struct {
-	Users          int           // registered users
-	Followers      int           // followers of each regular user
-	Celebrity      int           // followers of user 0, the celebrity (0: no celebrity)
-	CelebrityEvery int           // every Nth post is the celebrity's (0: never)
-	Connected      int           // users with open websockets (the first N; the celebrity's followers first)
-	Tabs           int           // sockets per connected user
-	Rate           float64       // open-loop target posts/s
-	Duration       time.Duration // length of the measured open-loop phase
-	Warmup         time.Duration // unmeasured open-loop lead-in
-	Realtime       int           // realtime instances (split mode; `all` has one)
-	Mode           string        // "split" or "all"
-	Target         string        // a running api's base URL (skips starting the system)
-	WSTargets      string        // comma-separated realtime base URLs in --target mode
-	DatabaseURL    string        // the system's database (--target mode: for seeding and outbox lag)
-	AdminURL       string        // maintenance database for create/drop
-	AMQPURL        string
-	JWTSecret      string // --target mode: to mint tokens for seeded users
-	Concurrency    int    // closed-loop workers for the capacity phase and the SQL baseline
-	CapacityFor    time.Duration
-	BaselineFor    time.Duration
-	FindMax        bool
-	MaxP99         time.Duration // --find-max bound on end-to-end p99
-	Straggle       time.Duration // how long to wait for missing frames after the load
-	MaxInflight    int
-	Out            string // report folder ("" = stdout only)
-	Baselines      bool
-	Bin            string // a prebuilt social binary (default: go build)
-	Quiet          bool
-	// APIOnly starts only `social api` (socialbench fanout's Centrifugo runs: the api's post
-	// transaction feeds Centrifugo's outbox, no dispatcher or realtime).
-	APIOnly bool
-	// Proto is the websocket protocol of the fleet: "" (ours, design.md §4: one frame per
-	// message), "lines" (ours with ?batch=lines: several frames per message, one per line) or
-	// "centrifugo".
-	Proto string
-	// CentrifugoToken mints a Centrifugo connection token for a user id (Proto "centrifugo").
-	CentrifugoToken func(userID string) (string, error)
-	log             io.Writer
+	loadConfig
+	System      bench.SystemConfig
+	Mode        string        // "split" or "all"
+	Duration    time.Duration // the measured open-loop phase; a third of it per find-max step
+	Warmup      time.Duration // unmeasured open-loop lead-in
+	Concurrency int           // closed-loop workers of the capacity phase and the SQL baseline
+	CapacityFor time.Duration
+	BaselineFor time.Duration
+	Baseline    bool
+	FindMax     bool
+	Out         string // report folder ("" = stdout only)
 }
 
 func parseE2EFlags(args []string, stderr io.Writer) (e2eConfig, error) {
 	var c e2eConfig
 	fs := flag.NewFlagSet("e2e", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), e2eUsage); fs.PrintDefaults() }
 	fs.IntVar(&c.Users, "users", 2000, "registered users (seeded in bulk by SQL)")
 	fs.IntVar(&c.Followers, "followers", 10, "followers of every regular user")
 	fs.IntVar(&c.Celebrity, "celebrity", 1000, "followers of the celebrity (user 0); 0 for none")
 	fs.IntVar(&c.CelebrityEvery, "celebrity-every", 10, "every Nth post is the celebrity's; 0 for never")
 	fs.IntVar(&c.Connected, "connected", 1000, "users with open websockets (the celebrity's followers first)")
 	fs.IntVar(&c.Tabs, "tabs", 1, "websockets per connected user")
-	fs.Float64Var(&c.Rate, "rate", 100, "open-loop target rate of POST /post/create per second")
+	fs.Float64Var(&c.Rate, "rate", 100, "open-loop rate of POST /post/create per second (--find-max's first step)")
 	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "measured open-loop phase")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured open-loop lead-in at the same rate")
-	fs.IntVar(&c.Realtime, "realtime", 1, "realtime instances (split mode)")
+	fs.IntVar(&c.System.Realtime, "realtime", 1, "realtime instances (split mode)")
 	fs.StringVar(&c.Mode, "mode", "split", `"split" (api, dispatcher, N realtime processes) or "all" (one process)`)
-	fs.StringVar(&c.Target, "target", "", "base URL of a running api (then --ws, --database-url and --jwt-secret are needed)")
-	fs.StringVar(&c.WSTargets, "ws", "", "--target mode: comma-separated realtime base URLs (default: the api's)")
-	fs.StringVar(&c.DatabaseURL, "database-url", "", "--target mode: the system's database (seeding, outbox lag)")
-	fs.StringVar(&c.AdminURL, "admin-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "maintenance database (create/drop the bench database, baselines)")
-	fs.StringVar(&c.AMQPURL, "amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ")
-	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "--target mode: the system's JWT_SECRET, to mint tokens for the seeded users")
+	c.System.Flags(fs)
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "closed-loop workers of the capacity phase and the SQL baseline (the api's DB pool is 16)")
 	fs.DurationVar(&c.CapacityFor, "capacity-for", 5*time.Second, "closed-loop /post/create capacity phase (0 to skip)")
-	fs.DurationVar(&c.BaselineFor, "baseline-for", 4*time.Second, "length of each baseline")
-	fs.BoolVar(&c.FindMax, "find-max", false, "raise the rate until e2e p99 > --max-p99 or frames go missing; then measure at half of the max")
+	fs.DurationVar(&c.BaselineFor, "baseline-for", 4*time.Second, "length of the SQL baseline")
+	fs.BoolVar(&c.Baseline, "baseline", true, "measure the post transaction's SQL through pgx first")
+	fs.BoolVar(&c.FindMax, "find-max", false, "raise the rate by half a step (each a third of --duration) until e2e p99 > --max-p99 or frames go missing; then measure at half of the max")
 	fs.DurationVar(&c.MaxP99, "max-p99", 250*time.Millisecond, "--find-max bound on end-to-end p99")
 	fs.DurationVar(&c.Straggle, "straggle", 15*time.Second, "deadline for late frames after the load stops")
 	fs.IntVar(&c.MaxInflight, "max-inflight", 1024, "bound on concurrent open-loop requests (latency still counts from the scheduled time)")
-	fs.StringVar(&c.Out, "out", "", "folder for report.json, report.md and latency.svg")
-	fs.BoolVar(&c.Baselines, "baselines", true, "measure the PostgreSQL, RabbitMQ and websocket baselines first")
-	fs.StringVar(&c.Bin, "bin", "", "prebuilt social binary (default: go build ./cmd/social)")
+	fs.StringVar(&c.Out, "out", "", "folder for report.json and report.md")
 	fs.BoolVar(&c.Quiet, "quiet", false, "less progress output")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.System.All, c.Step = c.Mode == "all", c.Duration/3
 	var errs []error
 	if c.Users < 2 || c.Followers < 0 || c.Followers >= c.Users || c.Celebrity >= c.Users {
 		errs = append(errs, errors.New("need --users ≥ 2, --followers < --users, --celebrity < --users"))
@@ -94,14 +77,11 @@ func parseE2EFlags(args []string, stderr io.Writer) (e2eConfig, error) {
 	if c.Connected > c.Users || c.Connected < 0 || c.Tabs < 1 {
 		errs = append(errs, errors.New("need 0 ≤ --connected ≤ --users and --tabs ≥ 1"))
 	}
-	if c.Rate <= 0 || c.Duration <= 0 || c.Concurrency < 1 || c.Realtime < 1 {
+	if c.Rate <= 0 || c.Duration <= 0 || c.Concurrency < 1 || c.System.Realtime < 1 {
 		errs = append(errs, errors.New("--rate, --duration, --concurrency and --realtime must be positive"))
 	}
 	if c.Mode != "split" && c.Mode != "all" {
 		errs = append(errs, fmt.Errorf("--mode %q: want split or all", c.Mode))
-	}
-	if c.Target != "" && (c.DatabaseURL == "" || c.JWTSecret == "") {
-		errs = append(errs, errors.New("--target needs --database-url and --jwt-secret"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -109,15 +89,12 @@ func parseE2EFlags(args []string, stderr io.Writer) (e2eConfig, error) {
 func runE2E(ctx context.Context, args []string) error {
 	cfg, err := parseE2EFlags(args, os.Stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
 	cfg.log = os.Stderr
 	rep, err := runE2EWith(ctx, cfg)
 	if rep != nil {
-		rep.print(os.Stdout)
+		fmt.Print(rep.markdown())
 		if cfg.Out != "" {
 			if werr := rep.write(cfg.Out); werr != nil {
 				err = errors.Join(err, werr)
@@ -129,51 +106,51 @@ func runE2E(ctx context.Context, args []string) error {
 	return err
 }
 
-// runE2EWith runs the whole benchmark: start (or reach) the system, seed it, measure the
-// baselines, connect the sockets, run the phases, collect the report. The report is returned
-// even when a later step fails, with what was measured so far.
+// runE2EWith runs the whole benchmark: start the system, seed it, measure the baseline, connect
+// the sockets, run the phases, collect the report. The report is returned even when a later step
+// fails, with what was measured so far.
 func runE2EWith(ctx context.Context, cfg e2eConfig) (*e2eReport, error) {
 	rep := newE2EReport(cfg)
-	sys, err := startSystem(ctx, cfg)
+	cfg.System.Log = cfg.progress
+	sys, err := bench.StartSystem(ctx, cfg.System)
 	if err != nil {
 		return nil, err
 	}
-	defer sys.stop()
-	rep.System = sys.describe()
+	defer sys.Stop()
+	rep.System = e2eSystem{Mode: cfg.Mode, Realtime: len(sys.WSURLs)}
 
 	cfg.progress("seeding %d users, %d followers each, celebrity with %d", cfg.Users, cfg.Followers, cfg.Celebrity)
 	t0 := time.Now()
-	world, err := seed(ctx, sys.dbURL, sys.jwtSecret, cfg)
+	world, err := seed(ctx, sys.DBURL, sys.JWTSecret, cfg.loadConfig)
 	if err != nil {
 		return rep, err
 	}
 	rep.SeedSeconds = time.Since(t0).Seconds()
-	cfg.progress("seeded in %.1fs", rep.SeedSeconds)
 
-	if cfg.Baselines {
-		if err := runBaselines(ctx, cfg, sys, world, rep); err != nil {
-			return rep, err
+	if cfg.Baseline {
+		cfg.progress("baseline: the post transaction through pgx, %d workers", cfg.Concurrency)
+		if rep.Baseline, err = sqlPostBaseline(ctx, cfg); err != nil {
+			return rep, fmt.Errorf("postgres baseline: %w", err)
 		}
 	}
 
-	sampler := newProcSampler(sys.realtimePIDs(), sys.otherPIDs())
-	idle := sampler.snapshot()
-	cfg.progress("connecting %d websockets to %d realtime instance(s)", cfg.Connected*cfg.Tabs, len(sys.wsURLs))
+	sampler := bench.NewSampler(sys.PIDs())
+	idle := sampler.Snapshot()
+	cfg.progress("connecting %d websockets to %d realtime instance(s)", cfg.Connected*cfg.Tabs, len(sys.WSURLs))
 	t0 = time.Now()
-	fleet, err := connectFleet(ctx, cfg, sys.wsURLs, world)
+	fleet, err := connectFleet(ctx, cfg.loadConfig, sys.WSURLs, world)
 	if err != nil {
 		return rep, err
 	}
 	defer fleet.close()
-	rep.Connections = sampler.memoryPerConn(idle, fleet.perInstance(len(sys.wsURLs)))
+	rep.Connections = memoryPerConn(sampler, idle, len(fleet.socks))
 	rep.Connections.ConnectSeconds = time.Since(t0).Seconds()
-	cfg.progress("connected in %.1fs", rep.Connections.ConnectSeconds)
 
-	lag := startOutboxLag(ctx, sys.dbURL)
+	lag := startLagQuery(ctx, sys.DBURL, outboxLagQuery)
 	defer lag.stop()
-	sampler.start(ctx)
-	defer sampler.stop()
-	load := newLoad(cfg, sys.apiURL, world, fleet)
+	sampler.Start(ctx)
+	defer sampler.Stop()
+	load := newLoad(cfg.loadConfig, sys.APIURL, world, fleet)
 
 	if cfg.CapacityFor > 0 {
 		cfg.progress("capacity: closed loop, %d workers, %s", cfg.Concurrency, cfg.CapacityFor)
@@ -182,12 +159,11 @@ func runE2EWith(ctx context.Context, cfg e2eConfig) (*e2eReport, error) {
 	}
 	rate := cfg.Rate
 	if cfg.FindMax {
-		max, steps := load.findMax(ctx, lag, sampler)
+		var steps []phaseResult
+		rep.MaxSustainable, steps = load.findMax(ctx, lag, sampler)
 		rep.Phases = append(rep.Phases, steps...)
-		rep.MaxSustainable = max
-		rate = max / 2
-		if rate <= 0 {
-			rate = cfg.Rate
+		if rep.MaxSustainable > 0 {
+			rate = rep.MaxSustainable / 2
 		}
 	}
 	if ctx.Err() != nil {
@@ -198,11 +174,9 @@ func runE2EWith(ctx context.Context, cfg e2eConfig) (*e2eReport, error) {
 		load.drain(ctx, lag)
 	}
 	cfg.progress("open loop: %.0f posts/s for %s", rate, cfg.Duration)
-	ph := load.openLoop(ctx, "load", rate, cfg.Duration)
-	res := load.finish(ctx, ph, lag, sampler)
+	res := load.finish(ctx, load.openLoop(ctx, "load", rate, cfg.Duration), lag, sampler)
 	rep.Phases = append(rep.Phases, res)
 	rep.Main = &rep.Phases[len(rep.Phases)-1]
-	rep.Series = res.series()
 	rep.computeRatios()
 	if res.Missing > 0 {
 		return rep, fmt.Errorf("%d frames missing after %s", res.Missing, cfg.Straggle)
@@ -210,9 +184,29 @@ func runE2EWith(ctx context.Context, cfg e2eConfig) (*e2eReport, error) {
 	return rep, ctx.Err()
 }
 
-func (c e2eConfig) progress(format string, args ...any) {
-	if c.Quiet || c.log == nil {
-		return
+// connMemory is the realtime processes' memory with the benchmark's sockets open.
+type connMemory struct {
+	Sockets     int     `json:"sockets"`
+	IdleRSSMiB  float64 `json:"idle_rss_mib"`
+	RSSMiB      float64 `json:"rss_mib"`
+	BytesPerCon float64 `json:"bytes_per_connection"`
+	// ConnectSeconds is how long opening them took (each user's first socket waits for its presence write).
+	ConnectSeconds float64 `json:"connect_s"`
+}
+
+// memoryPerConn compares the realtime processes' RSS before (idle) and after the sockets opened.
+func memoryPerConn(s *bench.Sampler, idle bench.Snapshot, sockets int) connMemory {
+	time.Sleep(500 * time.Millisecond) // let the last upgrades' buffers settle
+	now := s.Snapshot()
+	m := connMemory{Sockets: sockets}
+	for name, p := range now.Procs {
+		if strings.HasPrefix(name, "realtime") || name == "all" {
+			m.IdleRSSMiB += float64(idle.Procs[name].RSS) / (1 << 20)
+			m.RSSMiB += float64(p.RSS) / (1 << 20)
+		}
 	}
-	fmt.Fprintf(c.log, "e2e: "+format+"\n", args...)
+	if sockets > 0 {
+		m.BytesPerCon = (m.RSSMiB - m.IdleRSSMiB) * (1 << 20) / float64(sockets)
+	}
+	return m
 }

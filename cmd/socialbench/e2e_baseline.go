@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
@@ -13,52 +12,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 	"github.com/socialnet/social/domain"
 )
 
-// baselines are what the same machine does without our code in the way, measured in the same run.
-type baselines struct {
-	SQL      *sqlBaseline  `json:"postgres,omitempty"`
-	AMQP     *amqpBaseline `json:"rabbitmq,omitempty"`
-	WS       *wsBaseline   `json:"websocket,omitempty"`
-	Duration float64       `json:"duration_s"`
-}
-
-// sqlBaseline is the post transaction issued straight through pgx.
+// sqlBaseline is the post transaction issued straight through pgx: what PostgreSQL does without
+// our code in the way, measured in the same run.
 type sqlBaseline struct {
-	Workers  int            `json:"workers"`
-	TxPerSec float64        `json:"tx_per_s"`
-	Latency  latencySummary `json:"latency"`
-}
-
-func runBaselines(ctx context.Context, cfg e2eConfig, sys *system, w *world, rep *e2eReport) error {
-	b := &baselines{Duration: cfg.BaselineFor.Seconds()}
-	rep.Baselines = b
-	cfg.progress("baseline: PostgreSQL, the post transaction through pgx, %d workers", cfg.Concurrency)
-	sb, err := sqlPostBaseline(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("postgres baseline: %w", err)
-	}
-	b.SQL = sb
-	cfg.progress("baseline: %.0f tx/s, p50/p99 %.1f/%.1f ms", sb.TxPerSec, sb.Latency.P50, sb.Latency.P99)
-
-	cfg.progress("baseline: RabbitMQ, one message per follower, pipelined confirms, one queue")
-	ab, err := amqpFollowerBaseline(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("rabbitmq baseline: %w", err)
-	}
-	b.AMQP = ab
-	cfg.progress("baseline: %.0f messages/s", ab.MsgsPerSec)
-
-	n := max(1, cfg.Connected*cfg.Tabs)
-	cfg.progress("baseline: bare coder/websocket server pushing a pre-encoded frame to %d sockets", n)
-	wb, err := bareWSBaseline(ctx, n, cfg.BaselineFor)
-	if err != nil {
-		return fmt.Errorf("websocket baseline: %w", err)
-	}
-	b.WS = wb
-	cfg.progress("baseline: %.0f frames/s", wb.FramesPerSec)
-	return nil
+	Workers  int           `json:"workers"`
+	TxPerSec float64       `json:"tx_per_s"`
+	Latency  bench.Summary `json:"latency"`
 }
 
 // sqlPostBaseline runs PostService.Create's three statements (event, posts row, outbox row; one
@@ -66,21 +29,12 @@ func runBaselines(ctx context.Context, cfg e2eConfig, sys *system, w *world, rep
 // the same size, against a scratch database with the same schema (the outbox trigger included),
 // so the system's dispatcher does not see these rows.
 func sqlPostBaseline(ctx context.Context, cfg e2eConfig) (*sqlBaseline, error) {
-	name := "socialbench_sql_" + randomHex(6)
-	admin, err := pgx.Connect(ctx, cfg.AdminURL)
+	name, dbURL, err := bench.CreateDatabase(ctx, cfg.System.AdminURL)
 	if err != nil {
 		return nil, err
 	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return nil, err
-	}
-	defer func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}()
-	u, _ := url.Parse(cfg.AdminURL)
-	u.Path = "/" + name
-	pool, err := postgres.Open(ctx, u.String(), postgres.PoolConfig{MaxConns: int32(cfg.Concurrency)})
+	defer bench.DropDatabase(cfg.System.AdminURL, name)
+	pool, err := postgres.Open(ctx, dbURL, postgres.PoolConfig{MaxConns: int32(cfg.Concurrency)})
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +84,7 @@ func sqlPostBaseline(ctx context.Context, cfg e2eConfig) (*sqlBaseline, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return &sqlBaseline{Workers: cfg.Concurrency, TxPerSec: float64(len(lat)) / time.Since(start).Seconds(), Latency: summarize(lat)}, nil
+	return &sqlBaseline{Workers: cfg.Concurrency, TxPerSec: float64(len(lat)) / time.Since(start).Seconds(), Latency: bench.Summarize(lat)}, nil
 }
 
 // insertPostSQL is the SQL of postgres.PostService.Create, statement for statement.

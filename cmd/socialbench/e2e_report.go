@@ -3,41 +3,32 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
 
-// e2eReport is everything one run measured; it is printed, and written as JSON, Markdown and SVG.
+// e2eReport is everything one run measured; it is printed, and written as JSON and Markdown.
 type e2eReport struct {
 	Started        time.Time     `json:"started"`
-	Machine        machine       `json:"machine"`
+	Machine        bench.Machine `json:"machine"`
 	Config         e2eConfigJSON `json:"config"`
 	System         e2eSystem     `json:"system"`
 	SeedSeconds    float64       `json:"seed_s"`
-	Baselines      *baselines    `json:"baselines,omitempty"`
+	Baseline       *sqlBaseline  `json:"postgres_baseline,omitempty"`
 	Connections    connMemory    `json:"connections"`
 	Phases         []phaseResult `json:"phases"`
 	MaxSustainable float64       `json:"max_sustainable_posts_per_s,omitempty"`
 	Ratios         []ratio       `json:"ratios,omitempty"`
-	Series         []seriesPoint `json:"series,omitempty"`
 	Main           *phaseResult  `json:"-"`
 }
 
 type e2eSystem struct {
 	Mode     string `json:"mode"`
-	API      string `json:"api"`
 	Realtime int    `json:"realtime_instances"`
-}
-
-type machine struct {
-	CPUs     int    `json:"cpus"`
-	CPUModel string `json:"cpu_model"`
-	MemoryGB string `json:"memory"`
-	Go       string `json:"go"`
 }
 
 // e2eConfigJSON is the configuration as reported (no secrets).
@@ -66,29 +57,11 @@ type ratio struct {
 func newE2EReport(cfg e2eConfig) *e2eReport {
 	return &e2eReport{
 		Started: time.Now().UTC(),
-		Machine: readMachineInfo(),
+		Machine: bench.ReadMachine(),
 		Config: e2eConfigJSON{Args: strings.Join(os.Args[1:], " "), Users: cfg.Users, Followers: cfg.Followers,
 			Celebrity: cfg.Celebrity, CelebrityEvery: cfg.CelebrityEvery, Connected: cfg.Connected, Tabs: cfg.Tabs,
 			Rate: cfg.Rate, DurationS: cfg.Duration.Seconds(), Concurrency: cfg.Concurrency},
 	}
-}
-
-func readMachineInfo() machine {
-	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb float64
-		fmt.Sscanf(strings.TrimPrefix(strings.Split(string(b), "\n")[0], "MemTotal:"), "%f", &kb)
-		m.MemoryGB = fmt.Sprintf("%.1f GiB", kb/(1<<20))
-	}
-	return m
 }
 
 func (r *e2eReport) phase(name string) *phaseResult {
@@ -102,7 +75,7 @@ func (r *e2eReport) phase(name string) *phaseResult {
 
 // computeRatios sets our figures against the baselines.
 func (r *e2eReport) computeRatios() {
-	b := r.Baselines
+	b := r.Baseline
 	if b == nil {
 		return
 	}
@@ -111,26 +84,15 @@ func (r *e2eReport) computeRatios() {
 			r.Ratios = append(r.Ratios, ratio{What: what, Ours: ours, Baseline: base, Ratio: ours / base, Goal: goal})
 		}
 	}
-	capPh := r.phase("capacity")
-	if b.SQL != nil && capPh != nil {
-		add("POST /post/create capacity (closed loop) vs the same SQL through pgx, posts/s", capPh.AcceptedPerSec, b.SQL.TxPerSec, "≥ 0.8")
+	if capPh := r.phase("capacity"); capPh != nil {
+		add("POST /post/create capacity (closed loop) vs the same SQL through pgx, posts/s", capPh.AcceptedPerSec, b.TxPerSec, "≥ 0.8")
 	}
-	if b.SQL != nil && r.MaxSustainable > 0 {
-		add("max sustainable open-loop rate vs the same SQL through pgx, posts/s", r.MaxSustainable, b.SQL.TxPerSec, "")
+	if r.MaxSustainable > 0 {
+		add("max sustainable open-loop rate vs the same SQL through pgx, posts/s", r.MaxSustainable, b.TxPerSec, "")
 	}
-	if b.AMQP != nil && capPh != nil {
-		add("follower deliveries/s at capacity vs raw RabbitMQ one message per follower", capPh.DeliveriesPerSec, b.AMQP.MsgsPerSec, "≥ 5 (at 1,000 followers/post)")
+	if r.Main != nil {
+		add("POST /post/create p50 at the load rate vs pgx transaction p50 at capacity, ms", r.Main.HTTP.P50, b.Latency.P50, "")
 	}
-	if b.WS != nil && capPh != nil {
-		add("follower deliveries/s at capacity vs bare websocket fan-out", capPh.DeliveriesPerSec, b.WS.FramesPerSec, "")
-	}
-	if b.SQL != nil && r.Main != nil {
-		add("POST /post/create p50 at the load rate vs pgx transaction p50 at capacity, ms", r.Main.HTTP.P50, b.SQL.Latency.P50, "")
-	}
-}
-
-func (r *e2eReport) print(w io.Writer) {
-	fmt.Fprint(w, r.markdown())
 }
 
 // markdown renders the report as the tables docs/performance.md embeds.
@@ -138,22 +100,13 @@ func (r *e2eReport) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("## socialbench e2e — %s\n\n", r.Started.Format(time.RFC3339))
-	p("Machine: %d CPUs (%s), %s, %s. System: %s, %d realtime instance(s).\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Go, r.System.Mode, r.System.Realtime)
+	p("Machine: %d CPUs (%s), %s, %s. System: %s, %d realtime instance(s).\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Memory, r.Machine.Go, r.System.Mode, r.System.Realtime)
 	c := r.Config
 	p("Graph: %d users, %d followers each, celebrity with %d followers (every %d-th post), %d connected users × %d tabs. Seeded in %.1fs.\n\n",
 		c.Users, c.Followers, c.Celebrity, c.CelebrityEvery, c.Connected, c.Tabs, r.SeedSeconds)
-	if bl := r.Baselines; bl != nil {
-		p("### Baselines (same machine, same run, %.0fs each)\n\n| baseline | figure |\n|---|---|\n", bl.Duration)
-		if bl.SQL != nil {
-			p("| PostgreSQL: post transaction via pgx, %d workers | %.0f tx/s, p50 %.2f ms, p99 %.2f ms |\n", bl.SQL.Workers, bl.SQL.TxPerSec, bl.SQL.Latency.P50, bl.SQL.Latency.P99)
-		}
-		if bl.AMQP != nil {
-			p("| RabbitMQ: one message per follower, confirms pipelined (window %d), one queue | %.0f msgs/s |\n", bl.AMQP.Window, bl.AMQP.MsgsPerSec)
-		}
-		if bl.WS != nil {
-			p("| bare coder/websocket: pre-encoded frame to %d sockets | %.0f frames/s |\n", bl.WS.Sockets, bl.WS.FramesPerSec)
-		}
-		p("\n")
+	if bl := r.Baseline; bl != nil {
+		p("Baseline (same run): the post transaction through pgx, %d workers: %.0f tx/s, p50 %.2f ms, p99 %.2f ms.\n\n",
+			bl.Workers, bl.TxPerSec, bl.Latency.P50, bl.Latency.P99)
 	}
 	p("### Phases\n\n| phase | posts/s accepted | failed | http p50 / p90 / p99 / max ms | e2e p50 / p90 / p99 / max ms | deliveries/s | frames (missing, dup) | outbox max pending / age ms |\n|---|---|---|---|---|---|---|---|\n")
 	for _, ph := range r.Phases {
@@ -184,6 +137,7 @@ func (r *e2eReport) markdown() string {
 		for _, ps := range r.Main.Procs {
 			p("| %s | %.0f | %.1f |\n", ps.Name, ps.CPUPct, ps.MaxRSSMiB)
 		}
+		p("\nThe machine was %.0f %% busy (all cores).\n", r.Main.MachineBusyPct)
 	}
 	cm := r.Connections
 	p("\nRealtime memory: %d sockets (opened in %.1fs), RSS %.1f MiB idle → %.1f MiB connected: **%.1f KB per connection**.\n",
@@ -197,7 +151,7 @@ func (r *e2eReport) markdown() string {
 	return b.String()
 }
 
-// write stores report.json, report.md and latency.svg in dir.
+// write stores report.json and report.md in dir.
 func (r *e2eReport) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -209,8 +163,5 @@ func (r *e2eReport) write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), j, 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(latencySVG(r)), 0o644)
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644)
 }

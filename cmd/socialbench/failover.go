@@ -12,6 +12,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
 
 const failoverUsage = `socialbench failover — a broker failure under --users connected sockets on one realtime instance
@@ -34,7 +36,8 @@ type failoverConfig struct {
 	Runs       int
 	ProbeEvery time.Duration
 	Within     time.Duration
-	benchSystem
+	System     bench.SystemConfig
+	Quiet      bool
 }
 
 // failoverRun is one cut.
@@ -55,7 +58,8 @@ func runFailover(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Runs, "runs", 3, "cuts, one after the other on the same system")
 	fs.DurationVar(&c.ProbeEvery, "probe-every", 50*time.Millisecond, "interval of the probe author's posts after a cut")
 	fs.DurationVar(&c.Within, "within", time.Minute, "deadline for the probe and for every follower to have the post")
-	c.flags(fs)
+	c.System.Flags(fs)
+	fs.BoolVar(&c.Quiet, "quiet", false, "less progress output")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -70,8 +74,8 @@ func runFailover(ctx context.Context, args []string) error {
 // runFailoverBench sets the system up once and cuts its realtime's broker connection --runs
 // times; it returns the runs measured so far with the first error.
 func runFailoverBench(ctx context.Context, c failoverConfig) ([]failoverRun, error) {
-	raiseNoFile()
-	u, err := url.Parse(c.AMQPURL)
+	bench.RaiseNoFile()
+	u, err := url.Parse(c.System.AMQPURL)
 	if err != nil {
 		return nil, fmt.Errorf("--amqp-url: %w", err)
 	}
@@ -82,19 +86,28 @@ func runFailoverBench(ctx context.Context, c failoverConfig) ([]failoverRun, err
 	defer proxy.close()
 	u.Host = proxy.addr()
 	// User 0 is the author, 1..Users its connected followers, Users+1 the probe author.
-	cfg := e2eConfig{Users: c.Users + 2, Celebrity: c.Users, CelebrityEvery: 1, Connected: c.Users, Tabs: 1,
-		AdminURL: c.AdminURL, AMQPURL: c.AMQPURL, Bin: c.Bin, Straggle: c.Within, MaxInflight: 16, Quiet: c.Quiet, log: os.Stderr}
-	sys, w, err := startOneRealtime(ctx, cfg, u.String())
+	cfg := loadConfig{Users: c.Users + 2, Celebrity: c.Users, CelebrityEvery: 1, Connected: c.Users, Tabs: 1,
+		Straggle: c.Within, MaxInflight: 16, Quiet: c.Quiet, log: os.Stderr}
+	sc := c.System
+	sc.Log = cfg.progress
+	sys, err := bench.StartSystem(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
-	defer sys.stop()
+	defer sys.Stop()
+	if err := sys.AddRealtime(ctx, u.String()); err != nil {
+		return nil, err
+	}
+	w, err := seed(ctx, sys.DBURL, sys.JWTSecret, cfg)
+	if err != nil {
+		return nil, err
+	}
 	probeAuthor := c.Users + 1
-	if err := follow(ctx, sys.apiURL, w.tokens[1], w.ids[probeAuthor]); err != nil {
+	if err := follow(ctx, sys.APIURL, w.tokens[1], w.ids[probeAuthor]); err != nil {
 		return nil, err
 	}
 	cfg.progress("connecting %d sockets", c.Users)
-	fleet, err := connectFleet(ctx, cfg, sys.wsURLs, w)
+	fleet, err := connectFleet(ctx, cfg, sys.WSURLs, w)
 	if err != nil {
 		return nil, err
 	}
@@ -105,30 +118,29 @@ func runFailoverBench(ctx context.Context, c failoverConfig) ([]failoverRun, err
 			probeSock = s
 		}
 	}
-	lag := startOutboxLag(ctx, sys.dbURL)
+	lag := startLagQuery(ctx, sys.DBURL, outboxLagQuery)
 	defer lag.stop()
-	sampler := newProcSampler(nil, nil) // finish wants one; nothing here reads it
-	l := newLoad(cfg, sys.apiURL, w, fleet)
+	l := newLoad(cfg, sys.APIURL, w, fleet)
 	// The probe load's world has the probe author as its user 0 (every post is its), followed by
 	// user 1 of the fleet.
-	probe := newLoad(e2eConfig{Celebrity: 1, CelebrityEvery: 1, Tabs: 1, MaxInflight: 16}, sys.apiURL,
+	probe := newLoad(loadConfig{Celebrity: 1, CelebrityEvery: 1, Tabs: 1, MaxInflight: 16}, sys.APIURL,
 		&world{ids: []string{w.ids[probeAuthor]}, tokens: []string{w.tokens[probeAuthor]}, connFollowers: [][]int32{{1}}}, fleet)
 
-	warm := l.finish(ctx, l.burst(ctx, "warm-up", 1, 1), lag, sampler)
+	warm := l.finish(ctx, l.once(ctx, "warm-up"), lag, nil)
 	if warm.Missing > 0 || warm.Accepted != 1 {
 		return nil, fmt.Errorf("warm-up post: %d accepted, %d of %d frames missing", warm.Accepted, warm.Missing, warm.Expected)
 	}
 	var runs []failoverRun
 	for run := range c.Runs {
 		cfg.progress("failover run %d/%d: cutting the realtime's broker connection", run+1, c.Runs)
-		r, err := failoverCut(ctx, c, proxy, l, probe, probeSock, lag, sampler)
+		r, err := failoverCut(ctx, c, proxy, l, probe, probeSock, lag)
 		if err != nil {
 			return runs, fmt.Errorf("run %d: %w", run+1, err)
 		}
 		cfg.progress("failover run %d: %d sockets closed, first probe %s, post first %s, all %s, missing %d", run+1,
 			r.Closed, r.FirstProbe.Round(time.Millisecond), r.FirstPost.Round(time.Millisecond), r.AllPost.Round(time.Millisecond), r.Missing)
 		runs = append(runs, r)
-		if err := sys.waitReady(ctx, sys.wsURLs[0]+"/readyz", c.Within); err != nil {
+		if err := sys.WaitReady(ctx, sys.WSURLs[0]+"/readyz", c.Within); err != nil {
 			return runs, err
 		}
 	}
@@ -136,7 +148,7 @@ func runFailoverBench(ctx context.Context, c failoverConfig) ([]failoverRun, err
 }
 
 // failoverCut is one run: cut, the author's post, probes until user 1 has one, the gap fill.
-func failoverCut(ctx context.Context, c failoverConfig, proxy *tcpProxy, l, probe *load, probeSock *sock, lag *outboxLag, sampler *procSampler) (failoverRun, error) {
+func failoverCut(ctx context.Context, c failoverConfig, proxy *tcpProxy, l, probe *load, probeSock *sock, lag *outboxLag) (failoverRun, error) {
 	var r failoverRun
 	ended := l.fleet.ended.Load()
 	probed := probe.expected.Load()
@@ -158,7 +170,7 @@ func failoverCut(ctx context.Context, c failoverConfig, proxy *tcpProxy, l, prob
 			}
 		}
 	})
-	ph := l.burst(ctx, "failover", 1, 1)
+	ph := l.once(ctx, "failover")
 	first, ok := firstFrameOf(ctx, probe, probeSock, cut.Add(c.Within))
 	stopProbes()
 	probes.Wait()
@@ -176,7 +188,7 @@ func failoverCut(ctx context.Context, c failoverConfig, proxy *tcpProxy, l, prob
 	l.mu.Unlock()
 	probe.mu.Unlock()
 
-	res := l.finish(ctx, ph, lag, sampler)
+	res := l.finish(ctx, ph, lag, nil)
 	r.Closed = l.fleet.ended.Load() - ended
 	r.Missing, r.Duplicates = res.Missing, res.Duplicates
 	if res.Accepted != 1 {
@@ -293,7 +305,7 @@ func printFailover(out io.Writer, c failoverConfig, runs []failoverRun) {
 		for _, r := range runs {
 			v = append(v, get(r))
 		}
-		return spread(v, "%.0f")
+		return bench.Spread(v, "%.0f")
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
 	fmt.Fprintf(out, "\nsocialbench failover: %d connected followers on one social realtime, its broker connection cut; %d runs, median (min–max)\n", c.Users, len(runs))

@@ -15,6 +15,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
 
 // Centrifugo as the side-by-side of `socialbench fanout`. Nothing of Centrifugo is in this
@@ -25,14 +27,10 @@ import (
 // The write side is ours in both systems: posts go through `social api`'s POST /post/create,
 // and for the Centrifugo runs a trigger on our outbox also writes a row of Centrifugo's outbox,
 // in the same post transaction. Centrifugo's PostgreSQL consumer (LISTEN/NOTIFY, as its docs
-// recommend) reads it and delivers to the websockets. Two modes:
-//
-//   - publish: one publication to the author's channel, to which each subscriber's socket is
-//     subscribed on connect (server-side subscription from the connection token's channels
-//     claim). Centrifugo keeps the follow relation in memory; ours reads it per post.
-//   - broadcast: per-recipient routing as ours does it: one broadcast naming every follower's
-//     personal channel (feed#<user id>), the followers read by the trigger in the post
-//     transaction (our dispatcher reads them after the commit).
+// recommend) reads it and delivers to the websockets: one publication to the author's channel, to
+// which each subscriber's socket is subscribed on connect (server-side subscription from the
+// connection token's channels claim). Centrifugo keeps the follow relation in memory; ours reads
+// it per post.
 
 const centrifugoOutboxSchema = `
 CREATE TABLE centrifugo_outbox (
@@ -56,38 +54,28 @@ CREATE TRIGGER centrifugo_outbox_notify AFTER INSERT ON centrifugo_outbox
 const centrifugoFeedTrigger = `
 CREATE FUNCTION centrifugo_feed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    e     events%%ROWTYPE;
+    e     events%ROWTYPE;
     frame json;
 BEGIN
     SELECT * INTO e FROM events WHERE id = NEW.event_id;
     frame := json_build_object('postId', e.payload->>'post_id', 'postText', e.payload->>'text',
         'author_user_id', NEW.author_user_id, 'type', e.type, 'position', NEW.id, 'created_at', e.created_at);
-    %s
+    INSERT INTO centrifugo_outbox (method, payload) VALUES ('publish',
+        convert_to(json_build_object('channel', 'posts_' || NEW.author_user_id, 'data', frame)::text, 'UTF8'));
     RETURN NULL;
 END $$;
 CREATE TRIGGER centrifugo_feed AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION centrifugo_feed();
 `
 
-const centrifugoPublish = `INSERT INTO centrifugo_outbox (method, payload) VALUES ('publish',
-        convert_to(json_build_object('channel', 'posts_' || NEW.author_user_id, 'data', frame)::text, 'UTF8'));`
-
-const centrifugoBroadcast = `INSERT INTO centrifugo_outbox (method, payload)
-        SELECT 'broadcast', convert_to(json_build_object('channels', json_agg('feed#' || f.user_id), 'data', frame)::text, 'UTF8')
-        FROM friendships f WHERE f.friend_id = NEW.author_user_id HAVING count(*) > 0;`
-
 // centrifugoLagQuery is the backlog of Centrifugo's outbox (its consumer deletes what it sent).
 const centrifugoLagQuery = `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)) * 1000, 0)::float8
 	FROM centrifugo_outbox`
 
-// startCentrifugo prepares the bench database for mode ("publish" or "broadcast") and starts
-// the Centrifugo binary beside the system's api. It returns the base URL and the token minter
-// of the connections (HS256, sub = user id, channels = the socket's subscription).
-func startCentrifugo(ctx context.Context, sys *system, bin, mode, author string) (string, func(string) (string, error), error) {
-	insert := centrifugoPublish
-	if mode == "broadcast" {
-		insert = centrifugoBroadcast
-	}
-	conn, err := pgx.Connect(ctx, sys.dbURL)
+// startCentrifugo prepares the bench database and starts the Centrifugo binary beside the
+// system's api. It returns the base URL and the token minter of the connections (HS256, sub = user
+// id, channels = the author's channel).
+func startCentrifugo(ctx context.Context, sys *bench.System, bin, author string) (string, func(string) (string, error), error) {
+	conn, err := pgx.Connect(ctx, sys.DBURL)
 	if err != nil {
 		return "", nil, err
 	}
@@ -95,12 +83,12 @@ func startCentrifugo(ctx context.Context, sys *system, bin, mode, author string)
 	if _, err := conn.Exec(ctx, centrifugoOutboxSchema); err != nil {
 		return "", nil, fmt.Errorf("centrifugo outbox table: %w", err)
 	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf(centrifugoFeedTrigger, insert)); err != nil {
+	if _, err := conn.Exec(ctx, centrifugoFeedTrigger); err != nil {
 		return "", nil, fmt.Errorf("centrifugo feed trigger: %w", err)
 	}
 
-	secret := randomHex(32)
-	addr := freeAddr()
+	secret := bench.RandomHex(32)
+	addr := bench.FreeAddr()
 	host, port, _ := strings.Cut(addr, ":")
 	portN, _ := strconv.Atoi(port)
 	conf := map[string]any{
@@ -108,38 +96,34 @@ func startCentrifugo(ctx context.Context, sys *system, bin, mode, author string)
 		"log":         map[string]any{"level": "error"},
 		"health":      map[string]any{"enabled": true},
 		"client":      map[string]any{"token": map[string]any{"hmac_secret_key": secret}, "allowed_origins": []string{"*"}},
-		"http_api":    map[string]any{"key": randomHex(16)},
+		"http_api":    map[string]any{"key": bench.RandomHex(16)},
 		"consumers": []any{map[string]any{
 			"name": "social_outbox", "enabled": true, "type": "postgresql",
 			"postgresql": map[string]any{
-				"dsn": sys.dbURL, "outbox_table_name": "centrifugo_outbox", "num_partitions": 1,
+				"dsn": sys.DBURL, "outbox_table_name": "centrifugo_outbox", "num_partitions": 1,
 				"partition_select_limit": 100, "partition_poll_interval": "300ms",
 				"partition_notification_channel": "centrifugo_partition_change",
 			},
 		}},
 	}
 	b, _ := json.MarshalIndent(conf, "", "  ")
-	path := filepath.Join(sys.tmp, "centrifugo.json")
+	path := filepath.Join(sys.Dir, "centrifugo.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return "", nil, err
 	}
 	cmd := exec.Command(bin, "--config", path)
-	cmd.Dir = sys.tmp
-	if err := sys.spawnCmd("centrifugo", cmd); err != nil {
+	cmd.Dir = sys.Dir
+	if err := sys.Spawn("centrifugo", cmd); err != nil {
 		return "", nil, err
 	}
 	base := "http://" + addr
-	if err := sys.waitReady(ctx, base+"/health", 30*time.Second); err != nil {
+	if err := sys.WaitReady(ctx, base+"/health", 30*time.Second); err != nil {
 		return "", nil, err
 	}
 	key := []byte(secret)
 	mint := func(user string) (string, error) {
-		ch := "posts_" + author
-		if mode == "broadcast" {
-			ch = "feed#" + user
-		}
 		return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub": user, "exp": time.Now().Add(24 * time.Hour).Unix(), "channels": []string{ch},
+			"sub": user, "exp": time.Now().Add(24 * time.Hour).Unix(), "channels": []string{"posts_" + author},
 		}).SignedString(key)
 	}
 	return base, mint, nil
@@ -147,7 +131,7 @@ func startCentrifugo(ctx context.Context, sys *system, bin, mode, author string)
 
 // centrifugoConnect sends Centrifugo's connect command (JSON protocol v2) and waits for its
 // reply: the socket is then authenticated and subscribed (the token's channels).
-func centrifugoConnect(ctx context.Context, c *websocket.Conn, cfg e2eConfig, userID string) error {
+func centrifugoConnect(ctx context.Context, c *websocket.Conn, cfg loadConfig, userID string) error {
 	tok, err := cfg.CentrifugoToken(userID)
 	if err != nil {
 		return err

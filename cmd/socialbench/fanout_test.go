@@ -1,69 +1,59 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/socialnet/social/adapters/amqp/amqptest"
 )
 
 // TestFanoutSmoke runs one trial of `socialbench fanout` for ours in a tiny configuration — the
-// memory reading, the rate phase with its broker probe, the burst through the api and the frames
-// handed over at once (the realtime process stopped and continued) — to prove it works. Nothing
-// about speed is asserted. Ours both ways: one frame per message, and ?batch=lines (a message per
-// write round, one frame per line). (The Centrifugo side needs a binary this repository does not
-// hold.)
+// rate phase, find-max and half of it — both ways: one frame per message, and ?batch=lines. (The
+// Centrifugo side needs a binary this repository does not hold.)
 func TestFanoutSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the real system")
-	}
-	t.Parallel()
-	for _, sys := range []string{"social", "social-lines"} {
+	for _, sys := range []string{sysSocial, sysSocialLines} {
 		t.Run(sys, func(t *testing.T) {
-			t.Parallel()
-			fanoutSmoke(t, sys)
+			ctx, sc := smokeSystem(t)
+			fc := fanoutConfig{Runs: 1, Subscribers: 20, Rate: 20, RateFor: time.Second, StepFor: 300 * time.Millisecond,
+				MaxP99: 10 * time.Second, FindMax: true, Quiet: true, System: sc}
+			tr, err := runFanoutTrial(ctx, fc, sys, 1)
+			if err != nil {
+				t.Fatalf("fanout: %v", err)
+			}
+			for name, ph := range map[string]*phaseResult{"rate": tr.AtRate, "half max": tr.AtHalfMax} {
+				if ph == nil || ph.Frames == 0 || ph.Missing != 0 || ph.Duplicates != 0 {
+					t.Errorf("%s phase: %+v", name, ph)
+				}
+			}
+			if tr.SocketsCut != 0 || tr.MaxRate <= 0 {
+				t.Errorf("%d sockets cut, highest rate %.0f", tr.SocketsCut, tr.MaxRate)
+			}
+			md := (&fanoutReport{Config: fc, Trials: []fanoutTrial{*tr}}).markdown([]string{sys})
+			// The rate phase's cores by process: a number, not a dash, for the realtime and the api.
+			for _, r := range []string{"cores at 20 posts/s: realtime", "cores at 20 posts/s: api"} {
+				if i := strings.Index(md, r); i < 0 || strings.HasPrefix(strings.SplitN(md[i:], "| ", 2)[1], "–") {
+					t.Errorf("no figure for %q in:\n%s", r, md)
+				}
+			}
 		})
 	}
 }
 
-func fanoutSmoke(t *testing.T, sys string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	tr, err := runFanoutTrial(ctx, fanoutConfig{
-		Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, RateFor: time.Second, StepFor: time.Second,
-		Burst: 30, Publishers: 4, Direct: 30, MaxP99: 250 * time.Millisecond, Quiet: true, Stages: true,
-		AMQPURL: amqptest.URL(), AdminURL: "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-	}, sys, 1)
-	if err != nil {
-		t.Fatalf("fanout: %v", err)
+// The ratio rows divide ours by Centrifugo's of the same run, and only where both measured it.
+func TestFanoutRatiosPairRuns(t *testing.T) {
+	trial := func(sys string, run int, max float64) fanoutTrial {
+		return fanoutTrial{System: sys, Run: run, MaxRate: max}
 	}
-	if tr.Memory == nil || tr.Memory.Sockets != 40 {
-		t.Errorf("memory reading %+v, want 40 sockets", tr.Memory)
+	rep := &fanoutReport{Config: fanoutConfig{Runs: 3, FindMax: true, MaxP99: 250 * time.Millisecond}, Trials: []fanoutTrial{
+		trial(sysSocial, 1, 100), trial(sysCentrifugo, 1, 50),
+		trial(sysCentrifugo, 2, 400), trial(sysSocial, 2, 100),
+		trial(sysSocial, 3, 90), // Centrifugo's run 3 failed
+	}}
+	md := rep.markdown([]string{sysSocial, sysCentrifugo})
+	want := "| highest rate ÷ Centrifugo's, run by run | 1.12 (0.25–2.00) | – |"
+	if !strings.Contains(md, want) {
+		t.Errorf("want the row %q in:\n%s", want, md)
 	}
-	for name, ph := range map[string]*phaseResult{"rate": tr.AtRate, "burst": tr.Burst, "direct": tr.Direct} {
-		if ph == nil || ph.Frames == 0 || ph.Missing != 0 || ph.Duplicates != 0 {
-			t.Errorf("%s phase: %+v", name, ph)
-		}
-	}
-	if tr.Direct != nil && tr.Direct.Frames != 30*20 {
-		t.Errorf("handed over at once: %d frames, want %d", tr.Direct.Frames, 30*20)
-	}
-	if tr.Stages == nil || tr.Stages.Posts == 0 {
-		t.Errorf("no path stages: %+v", tr.Stages)
-	}
-	if tr.SocketsCut != 0 {
-		t.Errorf("%d sockets cut", tr.SocketsCut)
-	}
-	md := (&fanoutReport{Config: fanoutConfig{Runs: 1, Subscribers: 20, Idle: 40, Rate: 20, Burst: 30, Publishers: 4, Direct: 30}, Trials: []fanoutTrial{*tr}}).markdown([]string{sys})
-	if len(md) < 500 {
-		t.Errorf("summary too short:\n%s", md)
-	}
-	// The rate phase's cores by process: a number, not a dash, for the realtime and the api.
-	for _, r := range []string{"cores at 20 posts/s: realtime", "cores at 20 posts/s: api"} {
-		if i := strings.Index(md, r); i < 0 || strings.HasPrefix(strings.SplitN(md[i:], "| ", 2)[1], "–") {
-			t.Errorf("no figure for %q in:\n%s", r, md)
-		}
+	if md := rep.markdown([]string{sysSocial}); strings.Contains(md, "÷ Centrifugo") {
+		t.Errorf("a ratio row without Centrifugo:\n%s", md)
 	}
 }

@@ -7,20 +7,17 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/socialnet/social/adapters/amqp"
 	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/outbox"
 )
@@ -31,25 +28,22 @@ import (
 // whose routing keys one counting queue is bound with; the relay sends each instance its feed
 // messages (design.md §3). Deliveries are online followers reached.
 //
-//	go run ./cmd/socialbench relay -posts 1000 -followers 1000
+//	go run ./cmd/socialbench relay --posts 1000 --followers 1000
 func runRelay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	var svc bench.Services
+	svc.Flags(fs)
 	posts := fs.Int("posts", 1000, "posts in the outbox (N)")
 	followers := fs.Int("followers", 1000, "followers of every author (F)")
 	authors := fs.Int("authors", 10, "authors, posting round robin; all have the same F followers")
-	adminURL := fs.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL maintenance database (a fresh database is created and dropped)")
-	amqpURL := fs.String("amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
 	baselineMax := fs.Int("baseline-max", 300_000, "cap on the messages of the baseline run (its rate is what counts)")
 	window := fs.Int("window", 1000, "baseline: unconfirmed messages in flight")
-	batch := fs.Int("batch", 0, "relay BatchSize (0 = default)")
 	instances := fs.Int("instances", 2, "realtime instances the online followers are spread over")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the relay run (not the set-up or baseline) to this file")
 	skipBaseline := fs.Bool("no-baseline", false, "measure the relay only")
 	bound := fs.Int("bound", 0, "followers online, i.e. with a presence row (0 = all); every F/bound-th")
 	probe := fs.Bool("probe", false, "while the relay runs, another author with one online follower posts; print how long that post took to arrive")
 	publisher := fs.String("publisher", publisherOurs, "the relay's message.Publisher: "+publisherOurs+" (adapters/amqp) or "+publisherWatermill+
-		" (v3, confirms on, transient, pooled channels); comma-separated for several in one run, each on a fresh database and exchange in the order given, the baselines once after the last")
-	wmPool := fs.Int("wm-pool", 0, "watermill-amqp: Publish.ChannelPoolSize (0 = one channel per instance)")
+		" (v3, confirms on, transient, a channel per instance); comma-separated for several in one run, each on a fresh database and exchange in the order given, the baseline once after the last")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,19 +54,16 @@ func runRelay(ctx context.Context, args []string) error {
 		*bound = *followers
 	}
 	if *instances < 1 {
-		return errors.New("-instances must be at least 1")
+		return errors.New("--instances must be at least 1")
 	}
 	kinds := strings.Split(*publisher, ",")
 	for _, k := range kinds {
 		if k != publisherOurs && k != publisherWatermill {
-			return fmt.Errorf("unknown -publisher %q (want %s and/or %s)", k, publisherOurs, publisherWatermill)
+			return fmt.Errorf("unknown --publisher %q (want %s and/or %s)", k, publisherOurs, publisherWatermill)
 		}
 	}
-	if *wmPool <= 0 {
-		*wmPool = *instances
-	}
 	// Every publisher relays a fresh outbox on a fresh exchange; the bench of the last one also
-	// runs the baselines.
+	// runs the baseline.
 	var b *relayBench
 	defer func() {
 		if b != nil {
@@ -80,20 +71,20 @@ func runRelay(ctx context.Context, args []string) error {
 		}
 	}()
 	rates := make(map[string]float64)
-	for k, kind := range kinds {
+	for _, kind := range kinds {
 		if b != nil {
 			b.tearDown()
 		}
-		b = &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe, amqpURL: *amqpURL, wmPool: *wmPool}
+		b = &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe, svc: svc}
 		for i := range *instances {
 			b.instances = append(b.instances, fmt.Sprintf("rt-%d", i))
 		}
-		if err := b.setUp(ctx, *adminURL); err != nil {
+		if err := b.setUp(ctx); err != nil {
 			return err
 		}
-		fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers online on %d instances), %d follower deliveries; %s; publisher %s\n",
-			b.posts, b.followers, b.authors, b.bound, len(b.instances), b.posts*b.bound, b.broker, kind)
-		rate, err := b.measureRelay(ctx, kind, *batch, k == 0 && *cpuProfile != "", *cpuProfile)
+		fmt.Printf("relay benchmark: %d posts × %d followers (%d authors, %d followers online on %d instances), %d follower deliveries; publisher %s\n",
+			b.posts, b.followers, b.authors, b.bound, len(b.instances), b.posts*b.bound, kind)
+		rate, err := b.measureRelay(ctx, kind)
 		if err != nil {
 			return err
 		}
@@ -102,8 +93,6 @@ func runRelay(ctx context.Context, args []string) error {
 	if len(rates) == 2 {
 		fmt.Printf("publishers: %s ÷ %s = %.2f (relay deliveries/s)\n", publisherWatermill, publisherOurs, rates[publisherWatermill]/rates[publisherOurs])
 	}
-	total := float64(b.posts * b.bound)
-
 	if *skipBaseline {
 		return nil
 	}
@@ -118,46 +107,17 @@ func runRelay(ctx context.Context, args []string) error {
 	for _, kind := range kinds {
 		fmt.Printf("ratio:    %.2f (relay deliveries/s ÷ baseline; publisher %s)\n", rates[kind]/baseRate, kind)
 	}
-
-	// The broker's own ceiling for the relay's message shape: one feed message per instance per
-	// post, published raw, with nothing read from or written to PostgreSQL. Relay ÷ this is how
-	// much of what RabbitMQ can route our code delivers. Same number of posts as the relay run:
-	// shorter runs measured the broker ~10 % slower.
-	rawDur, err := b.runInstanceCeiling(ctx, b.posts, *window)
-	if err != nil {
-		return err
-	}
-	rawRate := total / rawDur.Seconds()
-	fmt.Printf("raw instance: %6.0f deliveries/s  (raw amqp091-go, the relay's messages: one per post and instance, %d posts in %s)\n",
-		rawRate, b.posts, rawDur.Round(time.Millisecond))
-	for _, kind := range kinds {
-		fmt.Printf("relay ÷ raw instance: %.2f (publisher %s)\n", rates[kind]/rawRate, kind)
-	}
 	return nil
 }
 
 // measureRelay relays b's outbox through the publisher kind and prints the relay's figures;
 // it returns follower deliveries/s.
-func (b *relayBench) measureRelay(ctx context.Context, kind string, batch int, profile bool, profilePath string) (float64, error) {
-	if profile {
-		f, err := os.Create(profilePath)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, err
-		}
-	}
-	relayDur, err := b.runRelay(ctx, batch, kind)
-	if profile {
-		pprof.StopCPUProfile()
-	}
+func (b *relayBench) measureRelay(ctx context.Context, kind string) (float64, error) {
+	relayDur, err := b.runRelay(ctx, kind)
 	if err != nil {
 		return 0, err
 	}
-	total := float64(b.posts * b.bound)
-	relayRate := total / relayDur.Seconds()
+	relayRate := float64(b.posts*b.bound) / relayDur.Seconds()
 	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything; publisher %s)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond), kind)
 	if b.probe {
 		if lat, ok := b.probeLatency(); ok {
@@ -170,36 +130,13 @@ func (b *relayBench) measureRelay(ctx context.Context, kind string, batch int, p
 	return relayRate, nil
 }
 
-// runInstanceCeiling publishes posts × one feed message per instance (the frame and that
-// instance's online followers), pipelined with window messages in flight, without the relay: the
-// broker's ceiling for this workload.
-func (b *relayBench) runInstanceCeiling(ctx context.Context, posts, window int) (time.Duration, error) {
-	var keys []string
-	var bodies [][]byte
-	for i, ids := range b.online() {
-		if len(ids) > 0 { // an instance none of the followers is on gets nothing
-			keys = append(keys, b.instances[i])
-			bodies = append(bodies, domain.AppendDelivery(domain.NewDeliveries(nil), b.frame, ids))
-		}
-	}
-	return b.publishRaw(ctx, "raw instance", posts*len(bodies), window, int64(posts*b.bound), func(i int) (string, amqp091.Publishing) {
-		k := i % len(bodies)
-		return keys[k], amqp091.Publishing{ContentType: "application/octet-stream",
-			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: bodies[k]}
-	})
-}
-
 type relayBench struct {
 	posts, followers, authors int
 	bound                     int      // followers online (with a presence row)
 	instances                 []string // realtime instance ids the online followers are spread over
 	probe                     bool     // measure another author's post during the relay
-	wmPool                    int      // watermill-amqp's channel pool size (-publisher watermill-amqp)
-	amqpURL                   string
-	broker                    amqp.Broker
-	cpu                       *cpuParties
+	svc                       bench.Services
 
-	admin    string
 	dbName   string
 	pool     *pgxpool.Pool
 	amqpConn *amqp091.Connection
@@ -220,20 +157,13 @@ type relayBench struct {
 	probeCreated               atomic.Int64
 }
 
-func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
-	b.admin = adminURL
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
+func (b *relayBench) setUp(ctx context.Context) error {
+	var dbURL string
+	var err error
+	if b.dbName, dbURL, err = bench.CreateDatabase(ctx, b.svc.AdminURL); err != nil {
+		return err
 	}
-	defer admin.Close(ctx)
-	b.dbName = "socialbench_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+b.dbName); err != nil {
-		return fmt.Errorf("create database: %w", err)
-	}
-	u, _ := url.Parse(adminURL)
-	u.Path = "/" + b.dbName
-	if b.pool, err = postgres.Open(ctx, u.String(), postgres.PoolConfig{MaxConns: 16}); err != nil {
+	if b.pool, err = postgres.Open(ctx, dbURL, postgres.PoolConfig{MaxConns: 16}); err != nil {
 		return err
 	}
 	if _, err := postgres.Migrate(ctx, b.pool); err != nil {
@@ -246,14 +176,12 @@ func (b *relayBench) setUp(ctx context.Context, adminURL string) error {
 	fmt.Printf("set-up: users, friendships, presence and outbox filled in %s; ", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	if b.amqpConn, err = amqp091.Dial(b.amqpURL); err != nil {
+	if b.amqpConn, err = amqp091.Dial(b.svc.AMQPURL); err != nil {
 		return fmt.Errorf("dial rabbitmq: %w", err)
 	}
 	if b.ch, err = b.amqpConn.Channel(); err != nil {
 		return err
 	}
-	b.broker = amqp.BrokerOf(b.amqpConn, "")
-	b.cpu = newCPUParties(b.pool, b.dbName, b.amqpURL)
 	b.exchange = "bench.relay." + uuid.NewString()[:8]
 	// Direct and durable, as the relay's publisher declares it.
 	if err := b.ch.ExchangeDeclare(b.exchange, "direct", true, false, false, false, nil); err != nil {
@@ -450,7 +378,7 @@ func (b *relayBench) waitCount(ctx context.Context, want int64) error {
 	return nil
 }
 
-func (b *relayBench) runRelay(ctx context.Context, batch int, kind string) (time.Duration, error) {
+func (b *relayBench) runRelay(ctx context.Context, kind string) (time.Duration, error) {
 	// The publisher connects before the clock starts (the baselines' connection is open too);
 	// the relay's own start (a database connection, the leader lock) is timed.
 	pub, err := b.newRelayPublisher(ctx, kind)
@@ -458,7 +386,7 @@ func (b *relayBench) runRelay(ctx context.Context, batch int, kind string) (time
 		return 0, err
 	}
 	defer pub.close()
-	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub.pub, Refused: pub.refused, Logger: quietLog(), BatchSize: batch})
+	r, err := outbox.NewRelay(outbox.Config{Pool: b.pool, Publisher: pub.pub, Refused: pub.refused, Logger: quietLog()})
 	if err != nil {
 		return 0, err
 	}
@@ -466,7 +394,6 @@ func (b *relayBench) runRelay(ctx context.Context, batch int, kind string) (time
 	b.firstAt.Store(0)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	cpuBefore := b.cpu.sample(ctx)
 	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
 	probeErr := make(chan error, 1)
@@ -475,10 +402,6 @@ func (b *relayBench) runRelay(ctx context.Context, batch int, kind string) (time
 	}
 	err = b.waitCount(ctx, int64(b.posts*b.bound))
 	d := time.Since(start)
-	if err == nil {
-		// Sampled before the relay stops: its backends (leader, pool) are still there.
-		fmt.Printf("          CPU ms per 1,000 posts: %s\n", b.cpu.sample(ctx).perThousand(cpuBefore, b.posts))
-	}
 	if first := b.firstAt.Load(); first > 0 && err == nil {
 		fmt.Printf("          relay start (database connection, leader lock, first claim) to first delivery: %s\n",
 			time.Duration(first-start.UnixNano()).Round(time.Millisecond))
@@ -506,9 +429,10 @@ func (b *relayBench) runRelay(ctx context.Context, batch int, kind string) (time
 	return d, nil
 }
 
-// runBaseline publishes n messages, one per online follower (a feed message naming that follower
-// alone, routing key = its instance), each with the frame, keeping window unconfirmed messages in
-// flight.
+// runBaseline publishes n messages with raw amqp091-go, one per online follower (a feed message
+// naming that follower alone, routing key = its instance), each with the frame, keeping window
+// unconfirmed messages in flight; it returns the time until the broker confirmed them all and the
+// consumer counted them.
 func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Duration, error) {
 	type one struct {
 		key  string
@@ -520,17 +444,6 @@ func (b *relayBench) runBaseline(ctx context.Context, n, window int) (time.Durat
 			msgs = append(msgs, one{b.instances[i], domain.AppendDelivery(domain.NewDeliveries(nil), b.frame, ids[k:k+1])})
 		}
 	}
-	return b.publishRaw(ctx, "baseline", n, window, int64(n), func(i int) (string, amqp091.Publishing) {
-		m := msgs[i%len(msgs)]
-		return m.key, amqp091.Publishing{ContentType: "application/octet-stream",
-			DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: m.body}
-	})
-}
-
-// publishRaw publishes n messages (message i from msg) to the baseline exchange with raw
-// amqp091-go, keeping window unconfirmed messages in flight, and returns the time until the
-// broker confirmed all of them and the consumer counted want deliveries.
-func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int, want int64, msg func(i int) (string, amqp091.Publishing)) (time.Duration, error) {
 	ch, err := b.amqpConn.Channel()
 	if err != nil {
 		return 0, err
@@ -541,17 +454,17 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 	}
 	b.counted.Store(0)
 	inFlight := make([]*amqp091.DeferredConfirmation, 0, window)
-	cpuBefore := b.cpu.sample(ctx)
 	start := time.Now()
 	for i := range n {
 		if len(inFlight) == window {
 			if !inFlight[0].Wait() {
-				return 0, fmt.Errorf("%s: message nacked", name)
+				return 0, errors.New("baseline: message nacked")
 			}
 			inFlight = inFlight[1:]
 		}
-		key, m := msg(i)
-		dc, err := ch.PublishWithDeferredConfirm(b.exchange, key, false, false, m)
+		m := msgs[i%len(msgs)]
+		dc, err := ch.PublishWithDeferredConfirm(b.exchange, m.key, false, false, amqp091.Publishing{
+			ContentType: "application/octet-stream", DeliveryMode: amqp091.Transient, MessageId: uuid.NewString(), Body: m.body})
 		if err != nil {
 			return 0, err
 		}
@@ -560,12 +473,10 @@ func (b *relayBench) publishRaw(ctx context.Context, name string, n, window int,
 	for _, dc := range inFlight {
 		dc.Wait()
 	}
-	if err := b.waitCount(ctx, want); err != nil {
+	if err := b.waitCount(ctx, int64(n)); err != nil {
 		return 0, err
 	}
-	d := time.Since(start)
-	fmt.Printf("          %s CPU ms per 1,000 messages: %s\n", name, b.cpu.sample(ctx).perThousand(cpuBefore, n))
-	return d, nil
+	return time.Since(start), nil
 }
 
 func (b *relayBench) tearDown() {
@@ -578,14 +489,8 @@ func (b *relayBench) tearDown() {
 	if b.pool != nil {
 		b.pool.Close()
 	}
-	if b.dbName == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if admin, err := pgx.Connect(ctx, b.admin); err == nil {
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+b.dbName+" WITH (FORCE)")
-		_ = admin.Close(ctx)
+	if b.dbName != "" {
+		bench.DropDatabase(b.svc.AdminURL, b.dbName)
 	}
 }
 

@@ -31,7 +31,7 @@ const (
 func (b *relayBench) newRelayPublisher(ctx context.Context, kind string) (*relayPublisher, error) {
 	switch kind {
 	case publisherOurs:
-		pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.amqpURL}), Exchange: b.exchange, Logger: quietLog()})
+		pub, err := amqp.NewPublisher(amqp.PublisherConfig{Dialer: amqp.NewDialer([]string{b.svc.AMQPURL}), Exchange: b.exchange, Logger: quietLog()})
 		if err != nil {
 			return nil, err
 		}
@@ -43,7 +43,7 @@ func (b *relayBench) newRelayPublisher(ctx context.Context, kind string) (*relay
 	case publisherWatermill:
 		exchange := b.exchange
 		pub, err := wamqp.NewPublisher(wamqp.Config{
-			Connection: wamqp.ConnectionConfig{AmqpURI: b.amqpURL},
+			Connection: wamqp.ConnectionConfig{AmqpURI: b.svc.AMQPURL},
 			// Frames to exclusive queues are transient (design.md §7), as ours publishes them.
 			Marshaler: wamqp.DefaultMarshaler{NotPersistentDeliveryMode: true},
 			// The bench's durable direct exchange, whatever the topic; routing key = topic (the
@@ -54,7 +54,7 @@ func (b *relayBench) newRelayPublisher(ctx context.Context, kind string) (*relay
 				ConfirmDelivery:    true,
 				// A pool: without one every Publish opens (and confirm-selects) a channel of its
 				// own. The relay's calls run one per instance side by side.
-				ChannelPoolSize: b.wmPool,
+				ChannelPoolSize: len(b.instances),
 			},
 			TopologyBuilder: &wamqp.DefaultTopologyBuilder{},
 		}, watermill.NopLogger{})
@@ -65,6 +65,6 @@ func (b *relayBench) newRelayPublisher(ctx context.Context, kind string) (*relay
 		refused := func(err error) bool { return err != nil && strings.Contains(err.Error(), "delivery not confirmed") }
 		return &relayPublisher{pub: pub, refused: refused, close: pub.Close}, nil
 	default:
-		return nil, fmt.Errorf("unknown -publisher %q (want %s or %s)", kind, publisherOurs, publisherWatermill)
+		return nil, fmt.Errorf("unknown --publisher %q (want %s or %s)", kind, publisherOurs, publisherWatermill)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,14 +23,15 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 	"github.com/socialnet/social/domain"
 )
 
 const wsUsage = `socialbench ws — idle websocket capacity and delivery latency, ours vs a bare coder/websocket server
 
 Each server runs in a child process (so its RSS holds only the sockets). Same clients for both:
-  1. open -conns idle sockets (one user each), RSS delta / socket
-  2. close all but -users of them, deliver -frames frames at -rate/s, one user each, round robin;
+  1. open --conns idle sockets (one user each), RSS delta / socket
+  2. close all but --users of them, deliver --frames frames at --rate/s, one user each, round robin;
      latency = frame created_at -> received by the client (p50/p99)
 Ours: the realtime hub + adapters/amqp subscriber (one exclusive queue bound with the instance's
 id), frames published to RabbitMQ as the dispatcher does (a feed message per frame, routing key =
@@ -45,13 +45,11 @@ Flags:
 func runWS(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ws", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), wsUsage); fs.PrintDefaults() }
-	conns := fs.Int("conns", 10000, "idle sockets to open")
+	conns := fs.Int("conns", 10000, "idle sockets to open, one user each")
 	users := fs.Int("users", 1000, "connected users during the latency phase")
-	perUser := fs.Int("sockets-per-user", 1, "idle sockets per user (tabs)")
 	frames := fs.Int("frames", 5000, "frames to deliver in the latency phase")
 	rate := fs.Int("rate", 1000, "frames per second in the latency phase")
-	amqpURL := fs.String("amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ")
-	profile := fs.String("profile", "", "save each server's heap and goroutine profiles with the sockets open under this folder")
+	amqpURL := fs.String("amqp-url", bench.DefaultAMQPURL, "RabbitMQ")
 	serve := fs.String("serve", "", "internal: run a server (ours|baseline) in this process")
 	exchange := fs.String("exchange", "", "internal: the exchange of the child server")
 	secret := fs.String("secret", "", "internal: the JWT secret of the child server")
@@ -61,9 +59,11 @@ func runWS(ctx context.Context, args []string) error {
 	if *serve != "" {
 		return serveWS(ctx, wsServerFlags{kind: *serve, amqpURL: *amqpURL, exchange: *exchange, secret: *secret})
 	}
-	raiseNoFile()
-	nUsers := max(1, *conns/max(1, *perUser))
-	b := &wsBench{conns: *conns, nUsers: nUsers, users: min(*users, nUsers), frames: *frames, rate: *rate, amqpURL: *amqpURL, profile: *profile,
+	if *conns < 1 || *users < 1 || *frames < 1 || *rate < 1 {
+		return errors.New("--conns, --users, --frames and --rate must be positive")
+	}
+	bench.RaiseNoFile()
+	b := &wsBench{conns: *conns, users: min(*users, *conns), frames: *frames, rate: *rate, amqpURL: *amqpURL,
 		exchange: "bench.feed." + uuid.NewString(), secret: uuid.NewString() + uuid.NewString()}
 	defer b.deleteExchange()
 	var results []wsResult
@@ -79,8 +79,8 @@ func runWS(ctx context.Context, args []string) error {
 		return fmt.Errorf("broker hop: %w", err)
 	}
 	printWSResults(os.Stdout, b, results)
-	fmt.Printf("\nbroker hop alone (publish -> raw amqp091 consumer, same frames and rate): p50 %s, p99 %s, max %s\n",
-		hop.p50.Round(10*time.Microsecond), hop.p99.Round(10*time.Microsecond), hop.max.Round(10*time.Microsecond))
+	fmt.Printf("\nbroker hop alone (publish -> raw amqp091 consumer, same frames and rate): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		hop.lat.P50, hop.lat.P99, hop.lat.Max)
 	return nil
 }
 
@@ -132,15 +132,13 @@ func (b *wsBench) brokerHop(ctx context.Context) (wsResult, error) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 	}
-	res.received = lat.count()
-	res.p50, res.p99, res.max = lat.percentiles()
+	res.lat = lat.summary()
 	return res, nil
 }
 
 type wsBench struct {
-	conns, nUsers, users, frames, rate int
-	amqpURL, exchange, secret          string
-	profile                            string
+	conns, users, frames, rate int
+	amqpURL, exchange, secret  string
 }
 
 type wsResult struct {
@@ -151,8 +149,7 @@ type wsResult struct {
 	connectDuration time.Duration
 	goroutines      int           // added by the open sockets
 	closeDuration   time.Duration // closing all but b.users sockets, until the server holds b.users
-	p50, p99, max   time.Duration
-	received        int
+	lat             bench.Summary // frame created_at -> received by the client
 }
 
 func (r wsResult) perConn() float64 { return float64(r.rssAfter-r.rssBefore) / float64(r.conns) }
@@ -187,40 +184,22 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.rssBefore = rss(pid)
-	res.goroutines = m0["goroutines"]
+	p0, _ := bench.ReadProc(pid)
 	tokens, err := auth.NewTokens(b.secret, time.Hour)
 	if err != nil {
 		return res, err
 	}
-	userIDs := make([]string, b.nUsers)
-	for i := range userIDs {
-		userIDs[i] = uuid.NewString()
-	}
-	// Socket i belongs to user i mod nUsers: sockets 0..nUsers-1 are each user's first.
 	ids := make([]string, b.conns)
 	for i := range ids {
-		ids[i] = userIDs[i%b.nUsers]
+		ids[i] = uuid.NewString()
 	}
 	lat := &latencies{}
 	clients := make([]*websocket.Conn, b.conns)
-	cpuDone := make(chan error, 1)
-	if b.profile != "" {
-		// CPU profile of the connect phase (its first seconds).
-		go func() {
-			cpuDone <- fetchProfile(base+"/debug/pprof/profile?seconds=4", fmt.Sprintf("%s/%s-connect-cpu.pb.gz", b.profile, kind))
-		}()
-	} else {
-		cpuDone <- nil
-	}
 	start := time.Now()
 	if err := dialAll(ctx, base, ids, tokens, clients, lat); err != nil {
 		return res, err
 	}
 	res.connectDuration = time.Since(start)
-	if err := <-cpuDone; err != nil {
-		return res, err
-	}
 	if err := waitConnections(base, b.conns); err != nil {
 		return res, err
 	}
@@ -228,18 +207,10 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.rssAfter = rss(pid)
-	res.goroutines = m["goroutines"] - res.goroutines
-	if b.profile != "" {
-		if err := saveProfiles(base, b.profile, kind); err != nil {
-			return res, err
-		}
-	}
-	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB, +%d goroutines; per socket: heap in use %.1f KiB (%.1f objects, %.1f KiB live), stacks %.1f KiB (a new goroutine's stack: %d bytes)\n",
-		kind, b.conns, res.connectDuration.Round(time.Millisecond),
-		float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20), res.goroutines,
-		perSocketKiB(m0, m, "heap_inuse", b.conns), float64(m["heap_objects"]-m0["heap_objects"])/float64(b.conns),
-		perSocketKiB(m0, m, "heap_alloc", b.conns), perSocketKiB(m0, m, "stack_inuse", b.conns), m["stack_start"])
+	p1, _ := bench.ReadProc(pid)
+	res.rssBefore, res.rssAfter, res.goroutines = p0.RSS, p1.RSS, m["goroutines"]-m0["goroutines"]
+	fmt.Fprintf(os.Stderr, "%s: %d sockets open in %s, RSS %.1f -> %.1f MiB, +%d goroutines\n", kind, b.conns,
+		res.connectDuration.Round(time.Millisecond), float64(res.rssBefore)/(1<<20), float64(res.rssAfter)/(1<<20), res.goroutines)
 
 	// Latency phase: keep one socket for each of the first b.users users.
 	closeStart := time.Now()
@@ -268,8 +239,7 @@ func (b *wsBench) run(ctx context.Context, kind string) (wsResult, error) {
 	for lat.count() < b.frames && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	res.received = lat.count()
-	res.p50, res.p99, res.max = lat.percentiles()
+	res.lat = lat.summary()
 	for _, c := range clients[:b.users] {
 		c.CloseNow()
 	}
@@ -349,9 +319,10 @@ func dialAll(ctx context.Context, base string, ids []string, tokens *auth.Tokens
 	return firstErr
 }
 
+// latencies collects frame latencies (ms) from every client.
 type latencies struct {
 	mu sync.Mutex
-	d  []time.Duration
+	ms []float64
 }
 
 func (l *latencies) read(c *websocket.Conn) {
@@ -369,24 +340,18 @@ func (l *latencies) read(c *websocket.Conn) {
 	}
 }
 
-func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
-
-func (l *latencies) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.d) }
-
-func (l *latencies) percentiles() (p50, p99, mx time.Duration) {
+func (l *latencies) add(d time.Duration) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.d) == 0 {
-		return 0, 0, 0
-	}
-	s := slices.Clone(l.d)
-	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	return at(0.50), at(0.99), s[len(s)-1]
+	l.ms = append(l.ms, float64(d)/1e6)
+	l.mu.Unlock()
 }
 
-func perSocketKiB(before, after map[string]int, key string, n int) float64 {
-	return float64(after[key]-before[key]) / float64(n) / 1024
+func (l *latencies) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.ms) }
+
+func (l *latencies) summary() bench.Summary {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bench.Summarize(l.ms)
 }
 
 func stats(base string, gc bool) (map[string]int, error) {
@@ -420,78 +385,20 @@ func waitConnections(base string, n int) error {
 	}
 }
 
-// saveProfiles fetches the server's heap (after a GC) and goroutine profiles into dir.
-func saveProfiles(base, dir, kind string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, p := range []string{"heap?gc=1", "goroutine"} {
-		name, _, _ := strings.Cut(p, "?")
-		if err := fetchProfile(base+"/debug/pprof/"+p, fmt.Sprintf("%s/%s-%s.pb.gz", dir, kind, name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func fetchProfile(url, path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, resp.Body)
-	return errors.Join(err, f.Close())
-}
-
-// rss reads a process's resident set size from /proc (Linux).
-func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// raiseNoFile lifts the soft open-file limit to the hard limit: 10,000 sockets need 10,000 fds on
-// each side.
-func raiseNoFile() {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
-}
-
 func printWSResults(w io.Writer, b *wsBench, rs []wsResult) {
-	fmt.Fprintf(w, "\nsocialbench ws: %d idle sockets of %d users; latency with %d users, %d frames at %d/s\n\n", b.conns, b.nUsers, b.users, b.frames, b.rate)
-	fmt.Fprintf(w, "%-9s %8s %14s %11s %11s %10s %10s %10s %10s %10s\n", "server", "sockets", "RSS/socket", "goroutines", "connect", "close", "p50", "p99", "max", "received")
+	fmt.Fprintf(w, "\nsocialbench ws: %d idle sockets of as many users; latency with %d users, %d frames at %d/s\n\n", b.conns, b.users, b.frames, b.rate)
+	fmt.Fprintf(w, "%-9s %8s %14s %11s %11s %10s %10s %10s %10s %10s\n", "server", "sockets", "RSS/socket", "goroutines", "connect", "close", "p50 ms", "p99 ms", "max ms", "received")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-9s %8d %11.1f KiB %11d %11s %10s %10s %10s %10s %6d/%d\n", r.kind, r.conns, r.perConn()/1024, r.goroutines,
-			r.connectDuration.Round(time.Millisecond), r.closeDuration.Round(time.Millisecond), r.p50.Round(10*time.Microsecond),
-			r.p99.Round(10*time.Microsecond), r.max.Round(10*time.Microsecond), r.received, b.frames)
+		fmt.Fprintf(w, "%-9s %8d %11.1f KiB %11d %11s %10s %10.2f %10.2f %10.2f %6d/%d\n", r.kind, r.conns, r.perConn()/1024, r.goroutines,
+			r.connectDuration.Round(time.Millisecond), r.closeDuration.Round(time.Millisecond), r.lat.P50, r.lat.P99, r.lat.Max, r.lat.N, b.frames)
 	}
-	if len(rs) == 2 && rs[0].perConn() > 0 && rs[0].p50 > 0 {
+	if len(rs) == 2 && rs[0].perConn() > 0 && rs[0].lat.P50 > 0 {
 		base, ours := rs[0], rs[1]
 		fmt.Fprintf(w, "\nratio ours/baseline: RSS per socket %.2fx, connect %.2fx, p50 %.2fx, p99 %.2fx\n",
 			ours.perConn()/base.perConn(), float64(ours.connectDuration)/float64(base.connectDuration),
-			float64(ours.p50)/float64(base.p50), float64(ours.p99)/float64(base.p99))
+			ours.lat.P50/base.lat.P50, ours.lat.P99/base.lat.P99)
 	}
-	if missing := slices.ContainsFunc(rs, func(r wsResult) bool { return r.received < b.frames }); missing {
+	if missing := slices.ContainsFunc(rs, func(r wsResult) bool { return r.lat.N < b.frames }); missing {
 		fmt.Fprintln(w, "\nwarning: some frames were not received before the deadline")
 	}
 }

@@ -3,35 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"math"
 	"slices"
-	"sort"
-	"time"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
-
-// latencySummary is a latency distribution in milliseconds.
-type latencySummary struct {
-	N   int     `json:"n"`
-	P50 float64 `json:"p50_ms"`
-	P90 float64 `json:"p90_ms"`
-	P99 float64 `json:"p99_ms"`
-	Max float64 `json:"max_ms"`
-}
-
-func summarize(ms []float64) latencySummary {
-	if len(ms) == 0 {
-		return latencySummary{}
-	}
-	s := slices.Clone(ms)
-	slices.Sort(s)
-	return latencySummary{N: len(s), P50: quantile(s, .50), P90: quantile(s, .90), P99: quantile(s, .99), Max: s[len(s)-1]}
-}
-
-// quantile of sorted s (nearest rank).
-func quantile(s []float64, q float64) float64 {
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
 
 // phaseResult is what one phase measured.
 type phaseResult struct {
@@ -46,15 +21,15 @@ type phaseResult struct {
 	Stalls      int            `json:"stalls,omitempty"`
 	Sustainable *bool          `json:"sustainable,omitempty"`
 
-	AcceptedPerSec float64        `json:"accepted_per_s"`
-	HTTP           latencySummary `json:"http_post_create"`
-	E2E            latencySummary `json:"end_to_end"`
+	AcceptedPerSec float64       `json:"accepted_per_s"`
+	HTTP           bench.Summary `json:"http_post_create"`
+	E2E            bench.Summary `json:"end_to_end"`
 	// The same frames split by author: the celebrity's posts (one message naming all its
 	// connected followers) and everyone else's.
-	E2ECelebrity latencySummary `json:"end_to_end_celebrity_posts"`
-	E2EOthers    latencySummary `json:"end_to_end_other_posts"`
+	E2ECelebrity bench.Summary `json:"end_to_end_celebrity_posts"`
+	E2EOthers    bench.Summary `json:"end_to_end_other_posts"`
 	// FirstSocket is, per post, the time to the first socket that received it.
-	FirstSocket latencySummary `json:"first_socket"`
+	FirstSocket bench.Summary `json:"first_socket"`
 
 	Expected         int     `json:"frames_expected"`
 	Frames           int     `json:"frames_received"`
@@ -64,26 +39,21 @@ type phaseResult struct {
 	Unknown          int     `json:"frames_unknown_post"`
 	DeliveriesPerSec float64 `json:"deliveries_per_s"`
 
-	Outbox lagStats   `json:"outbox"`
-	Procs  []procStat `json:"processes"`
-
-	http, e2e []sample // for the plot
-	start     time.Time
+	Outbox lagStats `json:"outbox"`
+	// Procs are the system's processes over the phase, MachineBusyPct the whole machine's busy
+	// share (others' work on a shared machine shows here).
+	Procs          []bench.ProcStat `json:"processes,omitempty"`
+	MachineBusyPct float64          `json:"machine_busy_pct,omitempty"`
 }
 
 func (ph *phase) result() phaseResult {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
 	r := phaseResult{Name: ph.name, TargetRate: ph.targetRate, Workers: ph.workers, DurationS: ph.dur.Seconds(),
-		Sent: ph.sent, Accepted: len(ph.accepted), Statuses: ph.statuses, Stalls: ph.stalls,
-		http: slices.Clone(ph.httpLat), start: ph.start}
+		Sent: ph.sent, Accepted: len(ph.accepted), Statuses: ph.statuses, Stalls: ph.stalls}
 	r.Failed = r.Sent - r.Accepted
 	r.AcceptedPerSec = float64(r.Accepted) / ph.dur.Seconds()
-	ms := make([]float64, len(ph.httpLat))
-	for i, s := range ph.httpLat {
-		ms[i] = s.ms
-	}
-	r.HTTP = summarize(ms)
+	r.HTTP = bench.Summarize(ph.httpMs)
 	for _, p := range ph.accepted {
 		r.Expected += int(p.expected)
 	}
@@ -127,7 +97,6 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 			} else {
 				others = append(others, ms)
 			}
-			r.e2e = append(r.e2e, sample{at: p.sched, ms: ms})
 			last = max(last, f.at)
 			if t, ok := first[p]; !ok || f.at < t {
 				first[p] = f.at
@@ -151,9 +120,9 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 	for p, at := range first {
 		firsts = append(firsts, float64(at-p.sched)/1e6)
 	}
-	r.FirstSocket = summarize(firsts)
-	r.E2E = summarize(e2e)
-	r.E2ECelebrity, r.E2EOthers = summarize(celeb), summarize(others)
+	r.FirstSocket = bench.Summarize(firsts)
+	r.E2E = bench.Summarize(e2e)
+	r.E2ECelebrity, r.E2EOthers = bench.Summarize(celeb), bench.Summarize(others)
 	if span := float64(last-ph.start.UnixNano()) / 1e9; span > 0 {
 		r.DeliveriesPerSec = float64(r.Frames) / span
 	}
@@ -163,44 +132,4 @@ func (r phaseResult) oneLine() string {
 	return fmt.Sprintf("%-16s %7.1f posts/s accepted (%d failed)  http p50/p99 %.1f/%.1f ms  e2e p50/p99/max %.1f/%.1f/%.1f ms  %.0f deliveries/s  missing %d dup %d  outbox max pending %d age %.0f ms",
 		r.Name, r.AcceptedPerSec, r.Failed, r.HTTP.P50, r.HTTP.P99, r.E2E.P50, r.E2E.P99, r.E2E.Max, r.DeliveriesPerSec,
 		r.Missing, r.Duplicates, r.Outbox.MaxPending, r.Outbox.MaxAgeMs)
-}
-
-// seriesPoint is one second of the main phase, for the plot.
-type seriesPoint struct {
-	T       float64 `json:"t_s"`
-	HTTPP50 float64 `json:"http_p50_ms"`
-	HTTPP99 float64 `json:"http_p99_ms"`
-	E2EP50  float64 `json:"e2e_p50_ms"`
-	E2EP99  float64 `json:"e2e_p99_ms"`
-}
-
-// series buckets the phase's latencies per second of scheduled send time.
-func (r phaseResult) series() []seriesPoint {
-	bucket := func(ss []sample) map[int][]float64 {
-		m := map[int][]float64{}
-		for _, s := range ss {
-			k := int((s.at - r.start.UnixNano()) / int64(time.Second))
-			m[k] = append(m[k], s.ms)
-		}
-		return m
-	}
-	h, e := bucket(r.http), bucket(r.e2e)
-	keys := map[int]bool{}
-	for k := range h {
-		keys[k] = true
-	}
-	for k := range e {
-		keys[k] = true
-	}
-	var ks []int
-	for k := range keys {
-		ks = append(ks, k)
-	}
-	sort.Ints(ks)
-	var out []seriesPoint
-	for _, k := range ks {
-		hs, es := summarize(h[k]), summarize(e[k])
-		out = append(out, seriesPoint{T: float64(k), HTTPP50: hs.P50, HTTPP99: hs.P99, E2EP50: es.P50, E2EP99: es.P99})
-	}
-	return out
 }

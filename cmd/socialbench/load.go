@@ -12,12 +12,45 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/socialnet/social/cmd/socialbench/internal/bench"
 )
+
+// loadConfig is the graph a benchmark seeds (seed.go), the sockets it opens (fleet.go) and the
+// load it posts (e2e, fanout, failover).
+type loadConfig struct {
+	Users          int // registered users
+	Followers      int // followers of each regular user
+	Celebrity      int // followers of user 0, the celebrity (0: no celebrity)
+	CelebrityEvery int // every Nth post is the celebrity's (0: never)
+	Connected      int // users with open websockets (the first N; the celebrity's followers first)
+	Tabs           int // sockets per connected user
+	// Proto is the websocket protocol of the fleet: "" (ours, one frame per message), "lines"
+	// (ours with ?batch=lines) or "centrifugo".
+	Proto string
+	// CentrifugoToken mints a Centrifugo connection token for a user id (Proto "centrifugo").
+	CentrifugoToken func(userID string) (string, error)
+
+	Rate        float64       // open-loop posts/s; --find-max's first step
+	Step        time.Duration // length of each find-max step
+	MaxP99      time.Duration // find-max's bound on end-to-end p99
+	Straggle    time.Duration // how long to wait for missing frames after a phase
+	MaxInflight int           // bound on concurrent requests (latency still counts from the scheduled time)
+	Quiet       bool
+	log         io.Writer
+}
+
+func (c loadConfig) progress(format string, args ...any) {
+	if c.Quiet || c.log == nil {
+		return
+	}
+	fmt.Fprintf(c.log, format+"\n", args...)
+}
 
 // load sends POST /post/create on a schedule and attributes the frames the fleet receives to the
 // posts that caused them.
 type load struct {
-	cfg    e2eConfig
+	cfg    loadConfig
 	api    string
 	w      *world
 	fleet  *fleet
@@ -55,18 +88,12 @@ type phase struct {
 	mu       sync.Mutex
 	sent     int
 	accepted []*postRec
-	httpLat  []sample // of every request, failed ones too
+	httpMs   []float64 // of every request, failed ones too
 	statuses map[string]int
 	stalls   int // scheduled sends that waited for a free in-flight slot
 }
 
-// sample is one latency observation: when (unix ns of the scheduled start) and how long (ms).
-type sample struct {
-	at int64
-	ms float64
-}
-
-func newLoad(cfg e2eConfig, api string, w *world, f *fleet) *load {
+func newLoad(cfg loadConfig, api string, w *world, f *fleet) *load {
 	tr := &http.Transport{MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: time.Minute}
 	return &load{cfg: cfg, api: api, w: w, fleet: f, posts: map[uuid.UUID]*postRec{},
 		client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
@@ -111,7 +138,7 @@ func (l *load) post(ctx context.Context, ph *phase, sched time.Time) {
 	ph.mu.Lock()
 	ph.sent++
 	ph.statuses[status]++
-	ph.httpLat = append(ph.httpLat, sample{at: sched.UnixNano(), ms: float64(done.Sub(sched)) / 1e6})
+	ph.httpMs = append(ph.httpMs, float64(done.Sub(sched))/1e6)
 	ph.mu.Unlock()
 	if status != "200" {
 		return
@@ -180,22 +207,10 @@ func (l *load) closedLoop(ctx context.Context, name string, workers int, dur tim
 	return ph
 }
 
-// burst sends posts requests from workers, each the next as soon as the previous answered: a
-// burst of posts, as fast as the API takes them.
-func (l *load) burst(ctx context.Context, name string, workers, posts int) *phase {
-	ph := newPhase(name, 0, workers, 0)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil && next.Add(1) <= int64(posts) {
-				l.post(ctx, ph, time.Now())
-			}
-		}()
-	}
-	wg.Wait()
+// once sends one post now, as its own phase.
+func (l *load) once(ctx context.Context, name string) *phase {
+	ph := newPhase(name, 0, 1, 0)
+	l.post(ctx, ph, time.Now())
 	ph.dur = time.Since(ph.start)
 	return ph
 }
@@ -216,13 +231,16 @@ func (l *load) drain(ctx context.Context, lag *outboxLag) bool {
 }
 
 // finish waits for stragglers, then matches frames with posts and computes the phase's figures.
-func (l *load) finish(ctx context.Context, ph *phase, lag *outboxLag, s *procSampler) phaseResult {
+// s may be nil: no processes are reported.
+func (l *load) finish(ctx context.Context, ph *phase, lag *outboxLag, s *bench.Sampler) phaseResult {
 	end := time.Now()
 	l.drain(ctx, lag)
 	r := ph.result()
 	l.analyzeFrames(ph, &r)
 	r.Outbox = lag.window(ph.start, time.Now())
-	r.Procs = s.window(ph.start, end)
+	if s != nil {
+		r.Procs, r.MachineBusyPct = s.Window(ph.start, end)
+	}
 	l.cfg.progress("%s", r.oneLine())
 	return r
 }
@@ -230,8 +248,8 @@ func (l *load) finish(ctx context.Context, ph *phase, lag *outboxLag, s *procSam
 // findMax raises the open-loop rate by half each step until the end-to-end p99 exceeds MaxP99,
 // a frame goes missing, a request fails or fewer than 95%% of the target rate is accepted; then
 // it bisects once between the last good and the first bad rate.
-func (l *load) findMax(ctx context.Context, lag *outboxLag, s *procSampler) (float64, []phaseResult) {
-	step := max(l.cfg.Duration/3, 3*time.Second)
+func (l *load) findMax(ctx context.Context, lag *outboxLag, s *bench.Sampler) (float64, []phaseResult) {
+	step := l.cfg.Step
 	var out []phaseResult
 	good, bad := 0.0, 0.0
 	try := func(rate float64) bool {

@@ -35,7 +35,7 @@ func (w *world) expectedFrames(a, tabs int) int { return len(w.connFollowers[a])
 //
 // Graph: user j follows users j+1..j+F (mod N); users 1..C also follow user 0, the celebrity.
 // Connected users are 1..K (0 last), so with K ≥ C every celebrity follower is online.
-func seed(ctx context.Context, dbURL, secret string, cfg e2eConfig) (*world, error) {
+func seed(ctx context.Context, dbURL, secret string, cfg loadConfig) (*world, error) {
 	n := cfg.Users
 	w := &world{ids: make([]string, n), tokens: make([]string, n), connected: make([]bool, n), connFollowers: make([][]int32, n)}
 	for i := range n {

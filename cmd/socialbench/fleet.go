@@ -43,7 +43,7 @@ type frameRec struct {
 	at   int64
 }
 
-func connectFleet(ctx context.Context, cfg e2eConfig, wsURLs []string, w *world) (*fleet, error) {
+func connectFleet(ctx context.Context, cfg loadConfig, wsURLs []string, w *world) (*fleet, error) {
 	f := &fleet{centrifugo: cfg.Proto == "centrifugo", lines: cfg.Proto == "lines"}
 	for u, on := range w.connected {
 		if !on {
@@ -181,20 +181,6 @@ func (f *fleet) record(s *sock, b []byte, at int64) {
 	f.received.Add(1)
 }
 
-// closeSome closes the sockets of users for which keep is false (after the memory reading).
-func (f *fleet) closeSome(keep func(user int32) bool) {
-	var kept []*sock
-	for _, s := range f.socks {
-		if keep(s.user) {
-			kept = append(kept, s)
-			continue
-		}
-		f.ended.Add(-1) // its reader will count it as ended
-		s.ws.CloseNow()
-	}
-	f.socks = kept
-}
-
 // take returns and forgets the frames s received so far.
 func (s *sock) take() ([]frameRec, int) {
 	s.mu.Lock()
@@ -202,15 +188,6 @@ func (s *sock) take() ([]frameRec, int) {
 	fr, bad := s.frames, s.bad
 	s.frames, s.bad = nil, 0
 	return fr, bad
-}
-
-// perInstance counts the sockets of each realtime instance.
-func (f *fleet) perInstance(n int) []int {
-	out := make([]int, n)
-	for _, s := range f.socks {
-		out[s.instance]++
-	}
-	return out
 }
 
 func (f *fleet) closeSocks() {
