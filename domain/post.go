@@ -60,15 +60,21 @@ func ValidateIdempotencyKey(key string) error {
 
 // FeedPage selects a page of a list, newest first: the feed, a user's posts, the users one follows.
 type FeedPage struct {
+	// Offset skips that many items. Its cost grows with it (every skipped item is read), so the
+	// lists of posts bound it (FEED_MAX_OFFSET) and page deeper by Before.
 	Offset int
 	Limit  int
+	// Before, when set, is a keyset cursor for lists of posts: the page holds posts with an id
+	// below it (UUIDv7 ids sort by time, so older ones), and costs the same at any depth.
+	Before string
 	// MaxTextBytes, when positive, ends the page early: it holds the newest posts whose texts add
 	// up to at most MaxTextBytes, and always at least one. It bounds what one page holds in memory
 	// (1,000 posts of 10,000 four-byte characters would be 40 MB).
 	MaxTextBytes int
 }
 
-// Paging limits of /post/feed (and of the lists paged like it).
+// Paging limits of /post/feed, /post/list and /friend/list. MaxFeedOffset is the largest offset
+// any list accepts; the lists of posts have their own bound below it (FEED_MAX_OFFSET).
 const (
 	MaxFeedLimit  = 1000
 	MaxFeedOffset = 1_000_000
@@ -98,12 +104,13 @@ type PostService interface {
 	Update(ctx context.Context, actorID, postID, text string) error
 	Delete(ctx context.Context, actorID, postID string) error
 	Post(ctx context.Context, id string) (Post, error)
-	// Feed returns posts of the users userID follows, newest first. cut reports that the page
-	// ended early at page.MaxTextBytes: more posts follow at Offset+len(posts).
-	Feed(ctx context.Context, userID string, page FeedPage) (posts []Post, cut bool, err error)
+	// Feed returns posts of the users userID follows, newest first. When next is not empty the
+	// feed may go on: the next page is the one Before next (a page cut at page.MaxTextBytes, a
+	// full page, or one whose read ended early for its cost may all be followed by more).
+	Feed(ctx context.Context, userID string, page FeedPage) (posts []Post, next string, err error)
 	// ByAuthor returns authorID's posts, newest first, paged as Feed; an unknown authorID is
 	// ENOTFOUND.
-	ByAuthor(ctx context.Context, authorID string, page FeedPage) (posts []Post, cut bool, err error)
+	ByAuthor(ctx context.Context, authorID string, page FeedPage) (posts []Post, next string, err error)
 }
 
 // FriendService manages the directed "friend" (follow) relation: Set(a, b) makes b's posts reach a.

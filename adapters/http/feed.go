@@ -3,7 +3,6 @@ package http
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,12 +12,17 @@ import (
 	"github.com/socialnet/social/domain"
 )
 
-// DefaultFeedMaxBytes is the default bound of a /post/feed response body.
 // DefaultRequestTimeout is Config.RequestTimeout when unset: well above a healthy request's
 // milliseconds, well below a client's patience.
 const DefaultRequestTimeout = 5 * time.Second
 
+// DefaultFeedMaxBytes is the default bound of a /post/feed or /post/list response body.
 const DefaultFeedMaxBytes = 1 << 20
+
+// DefaultFeedMaxOffset is the default of the largest /post/feed and /post/list offset: the newest
+// 1,000 posts and a page, what the OTUS course's cached feed holds and more than Twitter's home
+// timeline served (800); deeper pages are read by cursor.
+const DefaultFeedMaxOffset = 1000
 
 // MinFeedMaxBytes is the smallest bound accepted: the largest post (10,000 characters that JSON
 // escapes to 6 bytes each, plus its ids) fits in it, so a page never needs to be cut to nothing.
@@ -29,11 +33,11 @@ func (s *Server) feed(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	posts, cut, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
+	posts, next, err := s.cfg.Posts.Feed(c.Request().Context(), currentUser(c), page)
 	if err != nil {
 		return err
 	}
-	return writeFeed(c, "/post/feed?", page, posts, cut, s.cfg.FeedMaxBytes)
+	return writePosts(c, page, posts, next, s.cfg.FeedMaxBytes)
 }
 
 // postList is GET /post/list?user_id=: that user's posts, newest first, paged as the feed (an
@@ -47,33 +51,24 @@ func (s *Server) postList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	posts, cut, err := s.cfg.Posts.ByAuthor(c.Request().Context(), author, page)
+	posts, next, err := s.cfg.Posts.ByAuthor(c.Request().Context(), author, page)
 	if err != nil {
 		return err
 	}
-	return writeFeed(c, "/post/list?user_id="+author+"&", page, posts, cut, s.cfg.FeedMaxBytes)
+	return writePosts(c, page, posts, next, s.cfg.FeedMaxBytes, "user_id")
 }
 
-// postPage reads the paging of a list of posts (/post/feed, /post/list).
-func (s *Server) postPage(c echo.Context) (domain.FeedPage, error) {
-	page, err := ParsePage(c.QueryParam("offset"), c.QueryParam("limit"))
-	// Encoded JSON is never shorter than the text it carries: a page whose texts pass the budget
-	// could not be sent whole anyway, so the database stops there.
-	page.MaxTextBytes = s.cfg.FeedMaxBytes
-	return page, err
-}
-
-// writeFeed sends posts as a JSON array of at most maxBytes (always at least one post). It
-// encodes twice, one post at a time, instead of building the body: the first pass finds how many
-// posts fit, so the status, Content-Length and the Link to the next page go out first; the second
-// streams them, and drops each post once written. A response thus holds its posts' texts plus one
-// post's encoding, whatever its size and however slowly the client reads (the write timeout ends
-// a client that does not read).
+// writePosts sends a page of a list of posts (the feed, a user's posts) as a JSON array of at
+// most maxBytes (always at least one post). It encodes twice, one post at a time, instead of
+// building the body: the first pass finds how many posts fit, so the status, Content-Length and
+// the Link to the next page go out first; the second streams them, and drops each post once
+// written. A response thus holds its posts' texts plus one post's encoding, whatever its size and
+// however slowly the client reads (the write timeout ends a client that does not read).
 //
-// A page cut short (here or in the database) carries `Link: <next offset=N&limit=L>; rel="next"`
-// (next is the list's path and query up to the paging, e.g. "/post/feed?"): the client pages on
-// from offset N, as after any page.
-func writeFeed(c echo.Context, next string, page domain.FeedPage, posts []domain.Post, cut bool, maxBytes int) error {
+// When the list may go on (next is set, or the page is cut here for its size) the response
+// carries the Link to the next page (cursor.go); keep names the query parameters the Link
+// repeats.
+func writePosts(c echo.Context, page domain.FeedPage, posts []domain.Post, next string, maxBytes int, keep ...string) error {
 	var enc postEncoder
 	size := len("[]\n")
 	for i, p := range posts {
@@ -82,7 +77,7 @@ func writeFeed(c echo.Context, next string, page domain.FeedPage, posts []domain
 			n++ // the comma
 		}
 		if i > 0 && size+n > maxBytes {
-			posts, cut = posts[:i], true
+			posts, next = posts[:i], posts[i-1].ID
 			break
 		}
 		size += n
@@ -90,8 +85,8 @@ func writeFeed(c echo.Context, next string, page domain.FeedPage, posts []domain
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	h.Set(echo.HeaderContentLength, strconv.Itoa(size))
-	if cut {
-		h.Set("Link", fmt.Sprintf(`<%soffset=%d&limit=%d>; rel="next"`, next, page.Offset+len(posts), page.Limit))
+	if next != "" {
+		h.Set("Link", nextPageLink(c, next, page.Limit, keep...))
 	}
 	c.Response().WriteHeader(http.StatusOK)
 	w := c.Response()

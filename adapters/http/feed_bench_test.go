@@ -13,7 +13,7 @@ import (
 	"github.com/socialnet/social/domain"
 )
 
-// BenchmarkWriteFeed encodes a GET /post/feed page (writeFeed: one pass to size it, one to write
+// BenchmarkWriteFeed encodes a GET /post/feed page (writePosts: one pass to size it, one to write
 // it) of n posts of about a hundred characters, into a writer that keeps nothing.
 func BenchmarkWriteFeed(b *testing.B) {
 	for _, n := range []int{10, 1000} { // the default limit, the largest
@@ -33,8 +33,8 @@ func BenchmarkWriteFeed(b *testing.B) {
 			for b.Loop() {
 				clear(w.header)
 				c.Reset(req, w)
-				copy(in, posts) // writeFeed drops each post once written
-				if err := writeFeed(c, page, in, false, DefaultFeedMaxBytes); err != nil {
+				copy(in, posts) // writePosts drops each post once written
+				if err := writePosts(c, page, in, "", DefaultFeedMaxBytes); err != nil {
 					b.Fatal(err)
 				}
 			}

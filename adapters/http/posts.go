@@ -122,10 +122,16 @@ func ParsePage(offset, limit string) (domain.FeedPage, error) {
 	return page, page.Validate()
 }
 
+// setFriend follows user_id, under the follow throttle (FollowsPerUser a day): every attempt
+// with a well-formed id takes a token, so unknown ids cannot be probed for free either.
+// Unfollows are not counted: they cannot outnumber the follows made.
 func (s *Server) setFriend(c echo.Context) error {
 	id, err := parseID("user_id", c.Param("user_id"))
 	if err != nil {
 		return err
+	}
+	if wait := s.follows.take(currentUser(c), time.Now()); wait > 0 {
+		return throttled(wait, "follows for this user")
 	}
 	if err := s.cfg.Friends.Set(c.Request().Context(), currentUser(c), id); err != nil {
 		return err

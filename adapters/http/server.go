@@ -34,6 +34,17 @@ type Config struct {
 	// response: the page ends early, at a whole post or message, and says where the next begins
 	// (feed.go, dialogs.go). Default DefaultFeedMaxBytes, at least MinFeedMaxBytes.
 	FeedMaxBytes int
+	// FeedMaxOffset is the largest offset /post/feed and /post/list accept; a deeper page is read
+	// by cursor (cursor.go), and a larger offset is 400 saying so. Default DefaultFeedMaxOffset.
+	FeedMaxOffset int
+	// ExpensiveReadsPerUser bounds the expensive reads (expensive_reads.go) one user, or for
+	// search one client address, has running at once; one more is 429 with Retry-After. Default
+	// DefaultExpensiveReadsPerUser.
+	ExpensiveReadsPerUser int
+	// FollowsPerUser is how many follows (PUT /friend/set) a user makes per day: a token bucket
+	// of that many, refilled evenly over the day; beyond, 429 with Retry-After. Default
+	// DefaultFollowsPerUser.
+	FollowsPerUser int
 	// LoginFailuresPerAccount and LoginFailuresPerAddress are how many failed logins an account
 	// and a client address may have per LoginFailureWindow before further attempts get 429
 	// (defaults 30, 100 and a minute; login_throttle.go).
@@ -62,6 +73,9 @@ type Server struct {
 	logins  *loginThrottle
 	// registrations counts registrations per client address (each is a bcrypt hash).
 	registrations *buckets
+	// follows counts follows per user.
+	follows *buckets
+	reads   *expensiveReads
 }
 
 // NewServer builds the API with every route of design.md §2 registered.
@@ -85,6 +99,15 @@ func NewServer(cfg Config) *Server {
 	if cfg.RegistrationsPerAddress <= 0 {
 		cfg.RegistrationsPerAddress = DefaultRegistrationsPerAddress
 	}
+	if cfg.FeedMaxOffset <= 0 {
+		cfg.FeedMaxOffset = DefaultFeedMaxOffset
+	}
+	if cfg.ExpensiveReadsPerUser <= 0 {
+		cfg.ExpensiveReadsPerUser = DefaultExpensiveReadsPerUser
+	}
+	if cfg.FollowsPerUser <= 0 {
+		cfg.FollowsPerUser = DefaultFollowsPerUser
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -92,7 +115,9 @@ func NewServer(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger, metrics: newHTTPMetrics(cfg.Registerer),
 		logins:        newLoginThrottle(cfg.LoginFailuresPerAccount, cfg.LoginFailuresPerAddress, cfg.LoginFailureWindow),
-		registrations: newBuckets(cfg.RegistrationsPerAddress, time.Minute)}
+		registrations: newBuckets(cfg.RegistrationsPerAddress, time.Minute),
+		follows:       newBuckets(cfg.FollowsPerUser, followWindow),
+		reads:         newExpensiveReads(cfg.ExpensiveReadsPerUser)}
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientAddress(cfg.TrustedProxies)
 	e.JSONSerializer = jsonSerializer{}
@@ -106,18 +131,18 @@ func NewServer(cfg Config) *Server {
 	e.POST("/user/register", s.register)
 	e.POST("/login", s.login)
 	e.GET("/user/get/:id", s.getUser)
-	e.GET("/user/search", s.searchUsers)
+	e.GET("/user/search", s.searchUsers, s.expensive)
 	e.PUT("/friend/set/:user_id", s.setFriend, s.authenticate)
 	e.PUT("/friend/delete/:user_id", s.deleteFriend, s.authenticate)
-	e.GET("/friend/list", s.following, s.authenticate)
+	e.GET("/friend/list", s.following, s.authenticate, s.expensive)
 	e.POST("/post/create", s.createPost, s.authenticate)
 	e.PUT("/post/update", s.updatePost, s.authenticate)
 	e.PUT("/post/delete/:id", s.deletePost, s.authenticate)
 	e.GET("/post/get/:id", s.getPost)
-	e.GET("/post/feed", s.feed, s.authenticate)
-	e.GET("/post/list", s.postList, s.authenticate)
+	e.GET("/post/feed", s.feed, s.authenticate, s.expensive)
+	e.GET("/post/list", s.postList, s.authenticate, s.expensive)
 	e.POST("/dialog/:user_id/send", s.sendDialog, s.authenticate)
-	e.GET("/dialog/:user_id/list", s.listDialog, s.authenticate)
+	e.GET("/dialog/:user_id/list", s.listDialog, s.authenticate, s.expensive)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)

@@ -18,15 +18,16 @@ import (
 // three are durable, and if any fails none is stored (no message its recipient would never hear
 // of live, no frame for a message the list does not have).
 type DialogService struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool  *pgxpool.Pool
+	reads reader
+	now   func() time.Time
 }
 
 var _ domain.DialogService = (*DialogService)(nil)
 
 // NewDialogService returns a DialogService on pool.
-func NewDialogService(pool *pgxpool.Pool) *DialogService {
-	return &DialogService{pool: pool, now: time.Now}
+func NewDialogService(pool *pgxpool.Pool, opts ...Option) *DialogService {
+	return &DialogService{pool: pool, reads: newReader(pool, opts), now: time.Now}
 }
 
 // Send stores a message. Its aggregate is the message itself (version 1): messages never
@@ -95,29 +96,34 @@ func (s *DialogService) List(ctx context.Context, userID, peerID string, page do
 	if page.Before != "" {
 		before = page.Before
 	}
-	rows, err := s.pool.Query(ctx, dialogPageSQL, userID, peerID, before, page.Limit, maxBytes)
-	if err != nil {
-		return nil, false, translate(err, "list dialog")
-	}
+	var msgs []domain.DialogMessage
 	var fetched int
-	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.DialogMessage, error) {
-		var m domain.DialogMessage
-		var id, from, to uuid.UUID
-		err := r.Scan(&id, &from, &to, &m.Text, &m.CreatedAt, &fetched)
-		m.ID, m.From, m.To = id.String(), from.String(), to.String()
-		return m, err
+	err := s.reads.read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, dialogPageSQL, userID, peerID, before, page.Limit, maxBytes)
+		if err != nil {
+			return err
+		}
+		msgs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.DialogMessage, error) {
+			var m domain.DialogMessage
+			var id, from, to uuid.UUID
+			err := r.Scan(&id, &from, &to, &m.Text, &m.CreatedAt, &fetched)
+			m.ID, m.From, m.To = id.String(), from.String(), to.String()
+			return m, err
+		})
+		if err != nil || len(msgs) > 0 {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, peerID).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return domain.Errorf(domain.ENOTFOUND, "user %s not found", peerID)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, false, translate(err, "list dialog")
-	}
-	if len(msgs) == 0 {
-		var exists bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, peerID).Scan(&exists); err != nil {
-			return nil, false, translate(err, "list dialog")
-		}
-		if !exists {
-			return nil, false, domain.Errorf(domain.ENOTFOUND, "user %s not found", peerID)
-		}
 	}
 	slices.Reverse(msgs)
 	return msgs, fetched > len(msgs), nil

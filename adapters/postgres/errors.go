@@ -17,6 +17,7 @@ const (
 	foreignKeyViolation = "23503"
 	undefinedTable      = "42P01"
 	invalidCatalogName  = "3D000" // database does not exist
+	queryCanceled       = "57014" // statement_timeout, or a cancel request
 	duplicateDatabase   = "42P04"
 )
 
@@ -45,6 +46,8 @@ func translate(err error, op string) error {
 		switch {
 		case pgErr.Code == uniqueViolation && pgErr.ConstraintName == "events_aggregate_id_aggregate_version_key":
 			return &wrapped{domain.Errorf(domain.ECONFLICT, "concurrent update, try again"), err, op}
+		case pgErr.Code == queryCanceled:
+			return &wrapped{domain.Errorf(domain.EUNAVAILABLE, "the database took too long to answer: retry later"), err, op}
 		case pgErr.Code[:2] == "08" || pgErr.Code[:2] == "57" || pgErr.Code == "53300":
 			// connection exception, operator intervention (shutdown), too many connections
 			return &wrapped{domain.Errorf(domain.EUNAVAILABLE, "database unavailable"), err, op}

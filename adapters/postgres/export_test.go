@@ -5,6 +5,9 @@ var (
 	SearchQuery      = searchQuery
 	PrefixRange      = prefixRange
 	MaxSearchResults = maxSearchResults
+	FeedQuery        = feedQuery
+	FeedScanMax      = feedScanMaxPosts
+	AuthorPostsQuery = authorPostsQuery
 )
 
 // Writes is how many presence statements p ran.

@@ -15,15 +15,16 @@ import (
 // FriendService implements domain.FriendService. The follower is the aggregate: its users.version
 // row is locked and bumped, which orders concurrent friend changes of one user.
 type FriendService struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool  *pgxpool.Pool
+	reads reader
+	now   func() time.Time
 }
 
 var _ domain.FriendService = (*FriendService)(nil)
 
 // NewFriendService returns a FriendService on pool.
-func NewFriendService(pool *pgxpool.Pool) *FriendService {
-	return &FriendService{pool: pool, now: time.Now}
+func NewFriendService(pool *pgxpool.Pool, opts ...Option) *FriendService {
+	return &FriendService{pool: pool, reads: newReader(pool, opts), now: time.Now}
 }
 
 // Set makes userID follow friendID. Setting an existing friend changes nothing and appends no event.
@@ -85,24 +86,29 @@ func (s *FriendService) Following(ctx context.Context, userID string, page domai
 	if err := page.Validate(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT u.id, u.first_name, u.second_name, u.birthdate, u.biography, u.city
-		FROM friendships f JOIN users u ON u.id = f.friend_id
-		WHERE f.user_id = $1 ORDER BY f.created_at DESC, f.friend_id OFFSET $2 LIMIT $3`, userID, page.Offset, page.Limit)
-	if err != nil {
-		return nil, translate(err, "following")
-	}
-	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.User, error) { return scanUser(r) })
-	if err != nil {
-		return nil, translate(err, "following")
-	}
-	if len(users) == 0 {
+	var users []domain.User
+	err := s.reads.read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT u.id, u.first_name, u.second_name, u.birthdate, u.biography, u.city
+			FROM friendships f JOIN users u ON u.id = f.friend_id
+			WHERE f.user_id = $1 ORDER BY f.created_at DESC, f.friend_id OFFSET $2 LIMIT $3`, userID, page.Offset, page.Limit)
+		if err != nil {
+			return err
+		}
+		users, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.User, error) { return scanUser(r) })
+		if err != nil || len(users) > 0 {
+			return err
+		}
 		var exists bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, userID).Scan(&exists); err != nil {
-			return nil, translate(err, "following")
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, userID).Scan(&exists); err != nil {
+			return err
 		}
 		if !exists {
-			return nil, domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
+			return domain.Errorf(domain.EUNAUTHORIZED, "unknown user")
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, translate(err, "following")
 	}
 	return users, nil
 }

@@ -3,7 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
-	"math"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +18,7 @@ import (
 // the caller gets an error (no post that followers would never hear of, no frame for a lost post).
 type PostService struct {
 	pool  *pgxpool.Pool
+	reads reader
 	now   func() time.Time
 	group *createGroup
 }
@@ -25,11 +26,11 @@ type PostService struct {
 var _ domain.PostService = (*PostService)(nil)
 
 // NewPostService returns a PostService on pool.
-func NewPostService(pool *pgxpool.Pool) *PostService {
+func NewPostService(pool *pgxpool.Pool, opts ...Option) *PostService {
 	// Half the pool for concurrent post transactions leaves the rest to reads; 64 posts per
 	// shared transaction keep one batch well under a megabyte of statements.
 	slots := max(1, int(pool.Config().MaxConns)/2)
-	return &PostService{pool: pool, now: time.Now, group: newCreateGroup(pool, slots, 64)}
+	return &PostService{pool: pool, reads: newReader(pool, opts), now: time.Now, group: newCreateGroup(pool, slots, 64)}
 }
 
 // Create publishes a post. The three inserts travel in one batch, i.e. one round trip and one
@@ -137,63 +138,44 @@ func (s *PostService) Post(ctx context.Context, id string) (domain.Post, error) 
 	return p, nil
 }
 
-// Feed returns the newest posts of the users userID follows. Post ids are UUIDv7, so id order is
-// creation order and the (author_user_id, id DESC) index serves each followed author.
-func (s *PostService) Feed(ctx context.Context, userID string, page domain.FeedPage) ([]domain.Post, bool, error) {
-	return s.page(ctx, "feed", `SELECT p.id, p.text, p.author_user_id, p.created_at
-		FROM friendships f JOIN posts p ON p.author_user_id = f.friend_id
-		WHERE f.user_id = $1`, userID, page)
-}
+// authorPostsSQL chooses the ids of a page of one author's posts (arguments as postPageSQL's,
+// with the author for the reader): the (author_user_id, id DESC) index read from the cursor down,
+// the offset and a page and one more, whatever plan PostgreSQL caches
+// (TestPostListPlanDoesNotGrowWithDepth).
+const authorPostsSQL = `SELECT id FROM posts WHERE author_user_id = $1 AND id < $2
+	ORDER BY id DESC OFFSET $3::int LIMIT $4::int + 1`
 
-// ByAuthor returns authorID's newest posts, read from the (author_user_id, id DESC) index; an
-// unknown authorID is ENOTFOUND (asked only when the page is empty).
-func (s *PostService) ByAuthor(ctx context.Context, authorID string, page domain.FeedPage) ([]domain.Post, bool, error) {
-	posts, cut, err := s.page(ctx, "posts of a user", `SELECT p.id, p.text, p.author_user_id, p.created_at
-		FROM posts p WHERE p.author_user_id = $1`, authorID, page)
-	if err != nil || len(posts) > 0 {
-		return posts, cut, err
-	}
-	var known bool
-	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, authorID).Scan(&known); err != nil {
-		return nil, false, translate(err, "posts of a user")
-	}
-	if !known {
-		return nil, false, domain.Errorf(domain.ENOTFOUND, "user %s not found", authorID)
-	}
-	return posts, false, nil
-}
+// authorPostsQuery is the SQL of a page of one author's posts.
+var authorPostsQuery = fmt.Sprintf(postPageSQL, authorPostsSQL)
 
-// page reads one page, newest first, of the posts that query selects (its one parameter $1 is
-// arg; it names the posts table p). The page is cut in the database, by the running sum of the
-// texts' sizes, so a cut page's texts are never sent to us; cut reports that.
-func (s *PostService) page(ctx context.Context, what, query string, arg any, page domain.FeedPage) ([]domain.Post, bool, error) {
-	if err := page.Validate(); err != nil {
-		return nil, false, err
-	}
-	maxBytes := int64(math.MaxInt64)
-	if page.MaxTextBytes > 0 {
-		maxBytes = int64(page.MaxTextBytes)
-	}
-	rows, err := s.pool.Query(ctx, `SELECT id, text, author_user_id, created_at, total FROM (
-			SELECT page.*, sum(octet_length(text)) OVER w AS upto, row_number() OVER w AS n, count(*) OVER () AS total
-			FROM (`+query+` ORDER BY p.id DESC OFFSET $2 LIMIT $3) page
-			WINDOW w AS (ORDER BY id DESC)
-		) sized WHERE n = 1 OR upto <= $4 ORDER BY id DESC`, arg, page.Offset, page.Limit, maxBytes)
+// ByAuthor returns authorID's newest posts below page.Before, paged as Feed, in one snapshot
+// under the read timeout; an unknown authorID is ENOTFOUND (asked only when the page is empty).
+func (s *PostService) ByAuthor(ctx context.Context, authorID string, page domain.FeedPage) ([]domain.Post, string, error) {
+	before, maxBytes, err := pageBounds(page)
 	if err != nil {
-		return nil, false, translate(err, what)
+		return nil, "", err
 	}
-	var total int
-	posts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.Post, error) {
-		var p domain.Post
-		var id, author uuid.UUID
-		err := r.Scan(&id, &p.Text, &author, &p.CreatedAt, &total)
-		p.ID, p.AuthorUserID = id.String(), author.String()
-		return p, err
+	var posts []domain.Post
+	var next string
+	err = s.reads.read(ctx, func(tx pgx.Tx) error {
+		var err error
+		posts, next, err = readPostPage(ctx, tx, authorPostsQuery, authorID, before, page.Offset, page.Limit, maxBytes)
+		if err != nil || len(posts) > 0 {
+			return err
+		}
+		var known bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, authorID).Scan(&known); err != nil {
+			return err
+		}
+		if !known {
+			return domain.Errorf(domain.ENOTFOUND, "user %s not found", authorID)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, false, translate(err, what)
+		return nil, "", translate(err, "posts of a user")
 	}
-	return posts, len(posts) < total, nil
+	return posts, next, nil
 }
 
 func scanPost(row pgx.Row) (domain.Post, error) {

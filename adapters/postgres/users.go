@@ -20,15 +20,16 @@ const maxSearchResults = 100
 
 // UserService implements domain.UserService.
 type UserService struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool  *pgxpool.Pool
+	reads reader
+	now   func() time.Time
 }
 
 var _ domain.UserService = (*UserService)(nil)
 
 // NewUserService returns a UserService on pool.
-func NewUserService(pool *pgxpool.Pool) *UserService {
-	return &UserService{pool: pool, now: time.Now}
+func NewUserService(pool *pgxpool.Pool, opts ...Option) *UserService {
+	return &UserService{pool: pool, reads: newReader(pool, opts), now: time.Now}
 }
 
 // Register appends user.registered and inserts the users row in one transaction.
@@ -93,11 +94,15 @@ func (s *UserService) Search(ctx context.Context, q domain.UserSearch) ([]domain
 		limit = maxSearchResults
 	}
 	sql, args := searchQuery(q, limit)
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, translate(err, "search users")
-	}
-	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.User, error) { return scanUser(r) })
+	var users []domain.User
+	err := s.reads.read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		users, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.User, error) { return scanUser(r) })
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "search users")
 	}

@@ -174,16 +174,21 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 		return nil, fmt.Errorf("BCRYPT_COST, BCRYPT_CONCURRENCY: %w", err)
 	}
 	proxies, _ := a.cfg.trustedProxies() // validated by parseConfig
+	reads := postgres.ReadTimeout(a.cfg.DBReadTimeout)
 	srv := httpapi.NewServer(httpapi.Config{
-		Users:          postgres.NewUserService(pool),
-		Friends:        postgres.NewFriendService(pool),
-		Posts:          postgres.NewPostService(pool),
-		Dialogs:        postgres.NewDialogService(pool),
+		Users:          postgres.NewUserService(pool, reads),
+		Friends:        postgres.NewFriendService(pool, reads),
+		Posts:          postgres.NewPostService(pool, reads),
+		Dialogs:        postgres.NewDialogService(pool, reads),
 		Tokens:         tokens,
 		Passwords:      passwords,
 		Logger:         a.log,
 		RequestTimeout: a.cfg.RequestTimeout,
 		FeedMaxBytes:   a.cfg.FeedPageMaxBytes,
+		FeedMaxOffset:  a.cfg.FeedMaxOffset,
+
+		ExpensiveReadsPerUser: a.cfg.ExpensiveReadsPerUser,
+		FollowsPerUser:        a.cfg.FollowsPerUser,
 
 		LoginFailuresPerAccount: a.cfg.LoginFailuresPerAccount,
 		LoginFailuresPerAddress: a.cfg.LoginFailuresPerAddress,

@@ -18,6 +18,7 @@ import (
 	httpapi "github.com/socialnet/social/adapters/http"
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/domain"
 )
 
 // Config is every setting of every subcommand, parsed once from the environment in main and
@@ -63,6 +64,20 @@ type Config struct {
 	// FeedPageMaxBytes bounds a /post/feed and /post/list response body: a page whose posts would pass it ends
 	// early, at a whole post, with a Link to the next page. At least 65536 (the largest post).
 	FeedPageMaxBytes int `env:"FEED_PAGE_MAX_BYTES"`
+	// FeedMaxOffset is the largest offset GET /post/feed and /post/list accept (an offset reads
+	// every post it skips); deeper pages are read with the cursor each page's Link header gives,
+	// and a larger offset is 400 saying so.
+	FeedMaxOffset int `env:"FEED_MAX_OFFSET"`
+	// ExpensiveReadsPerUser bounds the expensive reads (feed, a user's posts, whom one follows, a
+	// dialog page; search per client address) one user has running at once; one more is 429
+	// with Retry-After.
+	ExpensiveReadsPerUser int `env:"EXPENSIVE_READS_PER_USER"`
+	// DBReadTimeout is PostgreSQL's statement_timeout for those reads: a statement that runs
+	// longer is cancelled by the database and answered 503 with Retry-After.
+	DBReadTimeout time.Duration `env:"DB_READ_TIMEOUT"`
+	// FollowsPerUser is how many follows (PUT /friend/set) a user makes per day; beyond, 429
+	// with Retry-After.
+	FollowsPerUser int `env:"FOLLOWS_PER_USER"`
 	// BcryptCost is the password hashing cost (4..31).
 	BcryptCost int `env:"BCRYPT_COST"`
 	// BcryptConcurrency bounds the passwords hashed at once (login, registration); 0 means half
@@ -130,6 +145,10 @@ func defaultConfig() Config {
 		HTTPWriteTimeout:        30 * time.Second,
 		HTTPIdleTimeout:         2 * time.Minute,
 		FeedPageMaxBytes:        httpapi.DefaultFeedMaxBytes,
+		FeedMaxOffset:           httpapi.DefaultFeedMaxOffset,
+		ExpensiveReadsPerUser:   httpapi.DefaultExpensiveReadsPerUser,
+		DBReadTimeout:           postgres.DefaultReadTimeout,
+		FollowsPerUser:          httpapi.DefaultFollowsPerUser,
 		BcryptCost:              auth.DefaultBcryptCost,
 		LoginFailuresPerAccount: httpapi.DefaultLoginFailuresPerAccount,
 		LoginFailuresPerAddress: httpapi.DefaultLoginFailuresPerAddress,
@@ -166,6 +185,15 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
 		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))
+	}
+	if cfg.FeedMaxOffset < 1 || cfg.FeedMaxOffset > domain.MaxFeedOffset {
+		errs = append(errs, fmt.Errorf("FEED_MAX_OFFSET must be between 1 and %d", domain.MaxFeedOffset))
+	}
+	if cfg.ExpensiveReadsPerUser < 1 || cfg.FollowsPerUser < 1 {
+		errs = append(errs, errors.New("EXPENSIVE_READS_PER_USER and FOLLOWS_PER_USER must be at least 1"))
+	}
+	if cfg.DBReadTimeout < time.Millisecond {
+		errs = append(errs, errors.New("DB_READ_TIMEOUT must be at least 1ms"))
 	}
 	if cfg.BcryptConcurrency < 0 {
 		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))

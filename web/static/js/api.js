@@ -16,6 +16,18 @@ export class ApiError extends Error {
 }
 
 export async function api(method, path, body, extraHeaders) {
+  return (await send(method, path, body, extraHeaders)).data;
+}
+
+// apiPage GETs a page of a list that pages by cursor (the feed, a user's posts): its items, and
+// the path of the next page from its Link header, null when the list has ended.
+export async function apiPage(path) {
+  const { data, res } = await send("GET", path);
+  const next = /<([^>]*)>;\s*rel="next"/.exec(res.headers.get("Link") || "");
+  return { items: data, next: next ? next[1] : null };
+}
+
+async function send(method, path, body, extraHeaders) {
   const headers = { ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const sent = token;
@@ -33,7 +45,7 @@ export async function api(method, path, body, extraHeaders) {
     if (res.status === 401 && sent && sent === token) onUnauthorized(err);
     throw err;
   }
-  return data;
+  return { data, res };
 }
 
 // Users by id, for names on posts.

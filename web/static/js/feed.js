@@ -3,12 +3,15 @@
 // from the server, so every browser you sign in from shows the same feed.
 
 import { $, el, formatTime } from "./ui.js";
-import { api, nameOf } from "./api.js";
+import { apiPage, nameOf } from "./api.js";
 
 const PAGE = 50; // posts per REST page of each list ("Show older" loads the next)
 
 let me = null;
-let lists = []; // the REST lists merged here: {path, loaded (the next page's offset), more, oldest}
+// The REST lists merged here: {first: the path of its newest page, next: the path of its next
+// (older) page from the last page's Link header, null once the list has ended, oldest: the id of
+// the oldest post it sent}.
+let lists = [];
 let held = []; // posts read but older than where a list with more to come stands: shown later
 const seen = new Set(); // "postId/type/position" of frames shown: replays and retries are deduped
 
@@ -17,7 +20,7 @@ export const feed = {
   async enter(s) {
     me = s.id;
     clear();
-    lists = [list("/post/feed?"), list("/post/list?user_id=" + encodeURIComponent(s.id) + "&")];
+    lists = [list("/post/feed?limit=" + PAGE), list("/post/list?user_id=" + encodeURIComponent(s.id) + "&limit=" + PAGE)];
     await loadOlder();
   },
   leave() {
@@ -26,7 +29,10 @@ export const feed = {
   },
 };
 
-const list = (path) => ({ path, loaded: 0, more: true, oldest: "" });
+// ABOVE sorts above every post id (hex digits and dashes): the oldest post of a list that has
+// sent none yet, so that nothing of the other lists shows before it has.
+const ABOVE = "~";
+const list = (first) => ({ first, next: first, oldest: ABOVE });
 
 function clear() {
   lists = [];
@@ -45,21 +51,24 @@ async function loadOlder() {
   const btn = $("feed-more");
   btn.disabled = true;
   try {
-    const pages = await Promise.all(lists.filter((l) => l.more).map(async (l) =>
-      [l, await api("GET", l.path + "offset=" + l.loaded + "&limit=" + PAGE)]));
-    if (me !== user) return;
-    for (const [l, posts] of pages) {
-      l.loaded += posts.length;
-      l.more = posts.length === PAGE;
-      if (posts.length) l.oldest = posts[posts.length - 1].id;
-      held.push(...posts);
+    // One list after the other, so a tab holds one of the reads EXPENSIVE_READS_PER_USER allows
+    // at a time; by cursor, not offset: a deep page costs the server what the first one does
+    // (and offsets stop at FEED_MAX_OFFSET).
+    for (const l of lists.filter((l) => l.next)) {
+      const page = await apiPage(l.next);
+      if (me !== user) return;
+      l.next = page.next;
+      if (page.items.length) l.oldest = page.items[page.items.length - 1].id;
+      held.push(...page.items);
     }
-    // Post ids are UUIDv7: their order is their age.
-    const floor = lists.filter((l) => l.more).reduce((f, l) => (l.oldest > f ? l.oldest : f), "");
+    // Post ids are UUIDv7: their order is their age. A list with more to come has sent every
+    // post down to its oldest (a page may be empty and still go on: the feed's read stops after
+    // so many posts looked at), so the merged feed is whole down to the highest of those.
+    const floor = lists.filter((l) => l.next).reduce((f, l) => (l.oldest > f ? l.oldest : f), "");
     const show = held.filter((p) => p.id >= floor);
     held = held.filter((p) => p.id < floor);
     for (const p of show) await add(fromPost(p), false);
-    btn.hidden = !lists.some((l) => l.more);
+    btn.hidden = !lists.some((l) => l.next);
   } catch (e) {
     if (e.status !== 401) $("feed-empty").textContent = "Could not load your feed: " + e.message;
   } finally {
@@ -74,8 +83,7 @@ export async function refreshFeed() {
   if (!me) return;
   for (const l of lists) {
     try {
-      const posts = await api("GET", l.path + "offset=0&limit=" + PAGE);
-      for (const p of posts) await add(fromPost(p), false);
+      for (const p of (await apiPage(l.first)).items) await add(fromPost(p), false);
     } catch { /* the next refresh or frame brings them */ }
   }
 }
