@@ -52,6 +52,10 @@ var envDocs = map[string]string{
 	"HTTP_IDLE_TIMEOUT":          "an idle keep-alive connection is closed after it",
 	"HTTP_TRUSTED_PROXIES":       "CIDRs whose X-Real-IP names the client; none: trust no one",
 	"FEED_PAGE_MAX_BYTES":        "largest /post/feed and /post/list response; a bigger page ends early with a Link",
+	"FEED_MAX_OFFSET":            "largest /post/feed and /post/list offset; deeper pages by the cursor of the Link header",
+	"EXPENSIVE_READS_PER_USER":   "feed, user's posts, follow list, dialog and search reads one user runs at once before 429",
+	"DB_READ_TIMEOUT":            "PostgreSQL statement_timeout of those reads; longer is 503",
+	"FOLLOWS_PER_USER":           "follows per user per day before 429",
 	"LOGIN_FAILURES_PER_ACCOUNT": "failed logins per account per window before 429",
 	"LOGIN_FAILURES_PER_ADDRESS": "failed logins per client address per window before 429",
 	"LOGIN_FAILURE_WINDOW":       "the window of the login throttle",
@@ -66,7 +70,7 @@ var (
 		"HTTP_READ_HEADER_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "HTTP_IDLE_TIMEOUT"}
 	envAPI = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST", "BCRYPT_CONCURRENCY",
 		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
-		"REGISTRATIONS_PER_ADDRESS",
+		"REGISTRATIONS_PER_ADDRESS", "FEED_MAX_OFFSET", "EXPENSIVE_READS_PER_USER", "DB_READ_TIMEOUT", "FOLLOWS_PER_USER",
 		"HTTP_TRUSTED_PROXIES"}
 	envRelay     = []string{"AMQP_URL", "AMQP_EXCHANGE"}
 	envWebsocket = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER",

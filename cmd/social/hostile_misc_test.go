@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -86,6 +87,11 @@ func TestConfigRefusesUnboundedHTTPSettings(t *testing.T) {
 		"no login failures":           {"LOGIN_FAILURES_PER_ACCOUNT": "0"},
 		"negative bcrypt slots":       {"BCRYPT_CONCURRENCY": "-1"},
 		"proxy not a network":         {"HTTP_TRUSTED_PROXIES": "gateway"},
+		"no feed offset":              {"FEED_MAX_OFFSET": "0"},
+		"feed offset past any list's": {"FEED_MAX_OFFSET": "1000001"},
+		"no reads at once":            {"EXPENSIVE_READS_PER_USER": "0"},
+		"no read timeout":             {"DB_READ_TIMEOUT": "0s"},
+		"no follows":                  {"FOLLOWS_PER_USER": "0"},
 	} {
 		if _, err := parseConfig(env); err == nil {
 			t.Errorf("%s: accepted %v", name, env)
@@ -101,5 +107,9 @@ func TestConfigRefusesUnboundedHTTPSettings(t *testing.T) {
 	cfg, _ = parseConfig(map[string]string{})
 	if p, err := cfg.trustedProxies(); err != nil || len(p) != 0 || cfg.FeedPageMaxBytes != 1<<20 || cfg.LoginFailuresPerAccount != 30 {
 		t.Errorf("defaults: proxies %v %v, feed %d, logins %d", p, err, cfg.FeedPageMaxBytes, cfg.LoginFailuresPerAccount)
+	}
+	if cfg.FeedMaxOffset != 1000 || cfg.ExpensiveReadsPerUser != 4 || cfg.DBReadTimeout != 2*time.Second || cfg.FollowsPerUser != 400 {
+		t.Errorf("defaults: feed offset %d, reads at once %d, read timeout %v, follows %d",
+			cfg.FeedMaxOffset, cfg.ExpensiveReadsPerUser, cfg.DBReadTimeout, cfg.FollowsPerUser)
 	}
 }
