@@ -7,12 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
 )
 
 // chromium finds a Chromium binary; CI installs Debian's `chromium` (scripts/services).
@@ -331,6 +333,50 @@ func TestBrowserFollowerSeesPostLive(t *testing.T) {
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#signed-in")),
 		poll(fmt.Sprintf(`localStorage.getItem(%q) === "%d"`, "social.since."+readerID, newest)))
+
+	// More posts than a page holds (50) in each of the two lists the page merges, older than the
+	// rest and interleaved in time: the author's 70 (the reader's feed) and the reader's own 60.
+	// "Show older posts" pages each list on by the cursor of its Link header, to the oldest, and
+	// then hides; at every step the feed shows the newest posts of both lists with none skipped
+	// (a list further back waits for the other).
+	s.db.Exec(t, `INSERT INTO posts (id, author_user_id, text, created_at, updated_at, version)
+		SELECT (lpad(to_hex(1600000000000 + 2 * k + w), 12, '0') || '70008000' || lpad(k::text, 12, '0'))::uuid,
+			(ARRAY[$1, $2]::uuid[])[w + 1], (ARRAY['older ', 'mine '])[w + 1] || k, now() - interval '1 day', now(), 1
+		FROM generate_series(0, 1) w, generate_series(1, 70 - 10 * w) k`, authorID, readerID)
+	rows, err := s.db.Pool.Query(context.Background(), `SELECT id::text FROM posts WHERE author_user_id IN ($1, $2) ORDER BY id DESC`,
+		authorID, readerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	shownIDs := `[...document.querySelectorAll("#feed li[data-post-id]")].map(e => e.dataset.postId)`
+	do(t, reader, "reader reloads: the newest page of each list",
+		chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#signed-in")),
+		chromedp.WaitVisible(chromedp.CSS("#feed-more")))
+	for clicks := 0; ; clicks++ {
+		shown := eval[[]string](t, reader, shownIDs)
+		if len(shown) > len(want) || !slices.Equal(shown, want[:len(shown)]) {
+			t.Fatalf("after %d clicks on Show older the feed shows %d posts that are not the newest %d of both lists, newest first",
+				clicks, len(shown), len(shown))
+		}
+		if eval[bool](t, reader, `document.querySelector("#feed-more").hidden`) {
+			if len(shown) != len(want) || clicks != 1 {
+				t.Errorf("Show older hid after %d clicks with %d posts shown, want 1 click and all %d", clicks, len(shown), len(want))
+			}
+			break
+		}
+		if clicks == 3 {
+			t.Fatalf("Show older still shows after %d clicks, %d posts shown of %d", clicks, len(shown), len(want))
+		}
+		do(t, reader, "reader shows older posts",
+			chromedp.Click(chromedp.CSS("#feed-more")),
+			poll(fmt.Sprintf(`!document.querySelector("#feed-more").disabled && (%s.length > %d || document.querySelector("#feed-more").hidden)`,
+				shownIDs, len(shown))))
+	}
 
 	// Log out: the login field keeps the id.
 	do(t, reader, "reader logs out",
