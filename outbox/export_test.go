@@ -6,6 +6,3 @@ func WithPlanCacheMode(cfg Config, mode string) Config {
 	cfg.planCacheMode = mode
 	return cfg
 }
-
-// ResumeWindow is the most outbox rows a resume page walks (resume.go).
-const ResumeWindow = resumeWindow

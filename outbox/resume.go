@@ -23,7 +23,7 @@ type Resume struct{ pool *pgxpool.Pool }
 // NewResume returns the resume source on pool.
 func NewResume(pool *pgxpool.Pool) *Resume { return &Resume{pool: pool} }
 
-// resumeWindow bounds the outbox rows one resume page reads, however many authors the user
+// ResumeWindow bounds the outbox rows one resume page reads, however many authors the user
 // follows (design.md §4: a resume's cost is bounded by its page). A page walks the outbox in
 // position order, one friendship probe per row, through at most this many positions
 // (resumeByPositionSQL), unless the user follows at most this many authors and more positions than
@@ -31,7 +31,7 @@ func NewResume(pool *pgxpool.Pool) *Resume { return &Resume{pool: pool} }
 // a page costs about this many index probes, never one per follow of the user: a resume page that
 // expanded every follow made each reconnect of a user following many authors a query over all of
 // them.
-const resumeWindow = 1000
+const ResumeWindow = 1000
 
 // resumeWalkSQL says whether the page after $2 for user $1 walks the outbox (resumeByPositionSQL):
 // the user follows more than $3 authors (read: at most $3 + 1 entries of the friendships primary
@@ -83,7 +83,7 @@ const (
 		ORDER BY x.pos`
 )
 
-// resumeByFollowsSQL is the page for a user who follows few authors (resumeWindow at most): the
+// resumeByFollowsSQL is the page for a user who follows few authors (ResumeWindow at most): the
 // first $3 positions above $2 of each followed author (outbox_author_position, index only), the
 // first $3 of them all; when there are $3, the page ends at the last of them (hi): a later row of
 // one followed author may come before another's next one. The user's named rows (dialog messages)
@@ -162,7 +162,7 @@ var resumeByPositionSQL = fmt.Sprintf(`
 // per socket whatever the posts weigh. last is the position of the last row read — sent or
 // skipped — or the end of the stretch the page covered, and more says rows may follow it: the next
 // page starts after last. A page may hold fewer than limit frames with more rows to come (its
-// reading bound, resumeWindow, stopped it); its cost is bounded by that, not by how many authors
+// reading bound, ResumeWindow, stopped it); its cost is bounded by that, not by how many authors
 // userID follows.
 //
 // Each frame carries what is true now (aggregate_now): an edited post its current text, a deleted
@@ -175,14 +175,14 @@ var resumeByPositionSQL = fmt.Sprintf(`
 // refuses it.
 func (m *Resume) Missed(ctx context.Context, userID string, after int64, limit, maxBytes int, eventTypes []string) (frames [][]byte, last int64, more bool, err error) {
 	var walk bool
-	if err := m.pool.QueryRow(ctx, resumeWalkSQL, userID, after, resumeWindow).Scan(&walk); err != nil {
+	if err := m.pool.QueryRow(ctx, resumeWalkSQL, userID, after, ResumeWindow).Scan(&walk); err != nil {
 		return nil, 0, false, fmt.Errorf("choose how to read missed frames: %w", err)
 	}
 	// An unnamed statement (CacheDescribe) is planned with the actual user and position every
 	// time; the bounds above hold for any plan.
 	sql, args := resumeByFollowsSQL, []any{userID, after, limit, eventTypes}
 	if walk {
-		sql, args = resumeByPositionSQL, append(args, resumeWindow)
+		sql, args = resumeByPositionSQL, append(args, ResumeWindow)
 	}
 	rows, err := m.pool.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	if err != nil {

@@ -81,6 +81,17 @@ type Config struct {
 	// sent {"type":"resync","position":P} and the socket is closed: it reloads through REST and
 	// reconnects with since=P. Default 1,000 (DefaultResumeMax).
 	ResumeMax int
+	// HandshakesPerUser is how many handshakes one user may make per minute on this instance (a
+	// token bucket: that many at once, then one every minute/HandshakesPerUser); the next is
+	// answered 429 with Retry-After, before any presence write or upgrade. Default 60
+	// (DefaultHandshakesPerUser).
+	HandshakesPerUser int
+	// ResumeWait bounds how long a handshake with ?since= waits for its user's turn: one resume at a
+	// time per user on this instance (design.md §4); past it the handshake is answered 429 with
+	// Retry-After, before the upgrade. Refills wait as long, then close the socket with 1013.
+	// Default 5 s (DefaultResumeWait): below the HTTP read timeout, past which net/http cancels a
+	// request that has not been upgraded yet.
+	ResumeWait time.Duration
 	// MaxSocketsPerUser bounds one user's sockets on this instance (tabs, devices); the next
 	// handshake is answered 429 with Retry-After, before any presence write or upgrade. Default 16
 	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
@@ -109,6 +120,14 @@ const DefaultMaxSocketsPerAddress = 1000
 
 // DefaultResumeMax is the most frames one resume sends by default.
 const DefaultResumeMax = 1000
+
+// DefaultHandshakesPerUser is Config.HandshakesPerUser when unset: a user's 16 tabs reconnect
+// three times over at once after a restart; a client reconnecting in a loop gets one socket a
+// second.
+const DefaultHandshakesPerUser = 60
+
+// DefaultResumeWait is Config.ResumeWait when unset.
+const DefaultResumeWait = 5 * time.Second
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
@@ -139,6 +158,12 @@ func (c *Config) setDefaults() {
 	if c.MaxSocketsPerUser <= 0 {
 		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
 	}
+	if c.HandshakesPerUser <= 0 {
+		c.HandshakesPerUser = DefaultHandshakesPerUser
+	}
+	if c.ResumeWait <= 0 {
+		c.ResumeWait = DefaultResumeWait
+	}
 	if c.Refills <= 0 {
 		c.Refills = 8
 	}
@@ -148,6 +173,14 @@ func (c *Config) setDefaults() {
 	if c.ClientAddress == nil {
 		c.ClientAddress = peerHost
 	}
+}
+
+// resumePages is the most pages one resume reads: ten times the pages its frames need when every
+// page is full. A page reads a bounded stretch of the outbox (outbox.Resume), which may hold few of
+// the user's frames; a resume that has read this many without reaching the newest position ends
+// with a resync, like one that sent ResumeMax frames.
+func (c *Config) resumePages() int {
+	return 10 * ((c.ResumeMax + c.ResumePage - 1) / c.ResumePage)
 }
 
 // peerHost is the host of the request's peer.
@@ -197,6 +230,9 @@ type Hub struct {
 	floorAt, floorRead atomic.Int64
 	// refills are the sockets waiting to fill a gap, taken by up to Config.Refills goroutines.
 	refills refillQueue
+	// turns runs one resume at a time per user; handshakes throttles each user's handshakes.
+	turns      turns
+	handshakes *handshakeThrottle
 }
 
 // NewHub returns a Hub.
@@ -206,7 +242,8 @@ func NewHub(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		users: make(map[string][]*conn), byAddress: make(map[string]int), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
+		users: make(map[string][]*conn), byAddress: make(map[string]int), closing: make(chan struct{}), writers: writers{max: cfg.Writers},
+		handshakes: newHandshakeThrottle(cfg.HandshakesPerUser)}, nil
 }
 
 // The bounds register refuses a socket by (serve.go answers each).

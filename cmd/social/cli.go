@@ -35,6 +35,8 @@ var envDocs = map[string]string{
 	"WS_ALLOWED_ORIGINS":         "extra browser origins allowed to open the websocket, comma-separated",
 	"WS_SEND_QUEUE_BYTES":        "frame bytes queued per websocket before it is closed with 1013",
 	"WS_MAX_SOCKETS_PER_USER":    "websockets one user may hold on this instance; the next gets 429",
+	"WS_HANDSHAKES_PER_USER":     "websocket handshakes per user per minute on this instance before 429",
+	"WS_RESUME_WAIT":             "how long a resume waits for its user's turn (one at a time) before 429",
 	"WS_MAX_SOCKETS":             "websockets this instance holds; the next gets 503; 0: open-file limit less 1,024",
 	"WS_MAX_SOCKETS_PER_ADDRESS": "websockets one client address may hold on this instance; the next gets 429",
 	"WS_RESUME_MAX_FRAMES":       "most frames one resume (?since=) sends before a resync frame",
@@ -69,6 +71,7 @@ var (
 		"HTTP_TRUSTED_PROXIES"}
 	envRelay     = []string{"AMQP_URL", "AMQP_EXCHANGE"}
 	envWebsocket = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER",
+		"WS_HANDSHAKES_PER_USER", "WS_RESUME_WAIT",
 		"WS_MAX_SOCKETS", "WS_MAX_SOCKETS_PER_ADDRESS", "HTTP_TRUSTED_PROXIES"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}
 	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR"}

@@ -88,6 +88,14 @@ type Config struct {
 	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
 	// handshake gets 429 with Retry-After.
 	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER" envDefault:"16"`
+	// WSHandshakesPerUser is how many websocket handshakes one user may make per minute on one
+	// realtime instance (a token bucket: that many at once, then one every minute/N); the next gets
+	// 429 with Retry-After before any presence write or upgrade.
+	WSHandshakesPerUser int `env:"WS_HANDSHAKES_PER_USER" envDefault:"60"`
+	// WSResumeWait bounds how long a handshake with ?since= waits for its user's turn (one resume
+	// at a time per user on an instance); past it, 429 with Retry-After. At most half of
+	// HTTP_READ_TIMEOUT is used: net/http cancels a request not upgraded by then.
+	WSResumeWait time.Duration `env:"WS_RESUME_WAIT" envDefault:"5s"`
 	// WSMaxSockets bounds one realtime instance's websockets; the next handshake gets 503 with
 	// Retry-After. 0: the process's open-file limit (raised to its hard limit at start) less 1,024
 	// for everything else, so health, metrics and the database keep their descriptors.
@@ -124,6 +132,12 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.WSMaxSocketsPerUser < 1 {
 		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))
+	}
+	if cfg.WSHandshakesPerUser < 1 {
+		errs = append(errs, errors.New("WS_HANDSHAKES_PER_USER must be at least 1"))
+	}
+	if cfg.WSResumeWait <= 0 {
+		errs = append(errs, errors.New("WS_RESUME_WAIT must be positive"))
 	}
 	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
 		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))

@@ -86,6 +86,8 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		SendQueueBytes:       a.cfg.WSSendQueueBytes,
 		ResumeMax:            a.cfg.WSResumeMaxFrames,
 		MaxSocketsPerUser:    a.cfg.WSMaxSocketsPerUser,
+		HandshakesPerUser:    a.cfg.WSHandshakesPerUser,
+		ResumeWait:           min(a.cfg.WSResumeWait, a.cfg.HTTPReadTimeout/2), // net/http cancels a request not upgraded within the read timeout
 		MaxSockets:           a.maxSockets(log),
 		MaxSocketsPerAddress: a.cfg.WSMaxSocketsPerAddress,
 		ClientAddress:        httpapi.ClientAddressKey(proxies),
