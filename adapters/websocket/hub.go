@@ -34,6 +34,11 @@ type Presence interface {
 // a typical post (under 300 bytes), or 100 of the longest (10,000 characters).
 const DefaultSendQueueBytes = 4 << 20
 
+// DefaultDialogQueueBytes is Config.DialogQueueBytes when unset: 1 MiB, about 3,500 messages of a
+// typical length or 17 of the longest (10,000 characters escaped). Unlike a post's, a message's
+// frame is shared by its two users only, so these bytes are what a socket really holds.
+const DefaultDialogQueueBytes = 1 << 20
+
 // DefaultMaxSocketsPerUser is Config.MaxSocketsPerUser when unset.
 const DefaultMaxSocketsPerUser = 16
 
@@ -67,6 +72,11 @@ type Config struct {
 	// what one socket that falls behind on frames nobody else shares can hold. The queue is
 	// allocated only while frames wait, so an idle socket costs nothing for it.
 	SendQueueBytes int
+	// DialogQueueBytes bounds the dialog frame bytes waiting for one socket, apart from
+	// SendQueueBytes: a dialog frame that would take them past it is dropped, dialog frames are
+	// dropped until those queued are written, and the client is sent a resync with kinds ["dialog"]
+	// (shed.go); the socket and its post frames go on. Default 1 MiB (DefaultDialogQueueBytes).
+	DialogQueueBytes int
 	// PingInterval is the keepalive period; PingTimeout bounds the wait for the pong. Defaults 30s, 10s.
 	PingInterval, PingTimeout time.Duration
 	// WriteTimeout bounds one frame write; a peer that does not drain its socket for that long is
@@ -135,6 +145,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if c.DialogQueueBytes <= 0 {
+		c.DialogQueueBytes = DefaultDialogQueueBytes
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second

@@ -16,6 +16,8 @@ type metrics struct {
 	throttled   prometheus.Counter
 	waiting     prometheus.Gauge
 	turnTimeout prometheus.Counter
+	shed        prometheus.Counter
+	shedResyncs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,6 +58,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		turnTimeout: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_resume_turn_timeouts_total", Help: "Resumes that waited ResumeWait for their user's turn in vain (429, or 1013 for a refill).",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_dialog_frames_shed_total", Help: "Dialog frames dropped because a socket's dialog frames passed DialogQueueBytes (the client is sent a resync for them).",
+		}),
+		shedResyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_dialog_resyncs_total", Help: "Resync frames with kinds [dialog] sent on open sockets: reload dialogs through REST.",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
 			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
@@ -64,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.capped, m.latency, m.resyncs, m.refills, m.gaps,
-			m.throttled, m.waiting, m.turnTimeout)
+			m.throttled, m.waiting, m.turnTimeout, m.shed, m.shedResyncs)
 	}
 	return m
 }

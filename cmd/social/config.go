@@ -72,6 +72,11 @@ type Config struct {
 	// RegistrationsPerAddress is how many registrations a client address may make per minute;
 	// beyond, 429 with Retry-After (each is a bcrypt hash; logins are served before them).
 	RegistrationsPerAddress int `env:"REGISTRATIONS_PER_ADDRESS" envDefault:"20"`
+	// PostsPerUser is how many post writes (create, update, delete) one user may make per minute,
+	// DialogSendsPerUser how many dialog messages one user may send (token buckets: that many at
+	// once, then one every minute/N); beyond, 429 with Retry-After.
+	PostsPerUser       int `env:"POSTS_PER_USER" envDefault:"30"`
+	DialogSendsPerUser int `env:"DIALOG_SENDS_PER_USER" envDefault:"60"`
 	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
 	// client, for the login throttle's per-address count; "none" (the default) trusts no one, so no
 	// peer can choose the address it is counted by. compose.yaml names its gateway's address.
@@ -82,6 +87,10 @@ type Config struct {
 	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
 	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
 	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES" envDefault:"4194304"`
+	// WSDialogQueueBytes bounds the dialog frame bytes queued for one websocket, apart from the
+	// above: past it dialog frames are dropped until those queued are written, and the client gets
+	// a resync frame with kinds ["dialog"] (reload them through REST); the socket and its posts go on.
+	WSDialogQueueBytes int `env:"WS_DIALOG_QUEUE_BYTES" envDefault:"1048576"`
 	// WSResumeMaxFrames is the most frames one resume (?since=) sends; a client that missed more
 	// gets a resync frame (design.md §4).
 	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES" envDefault:"1000"`
@@ -144,6 +153,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.BcryptConcurrency < 0 {
 		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))
+	}
+	if cfg.PostsPerUser < 1 || cfg.DialogSendsPerUser < 1 {
+		errs = append(errs, errors.New("POSTS_PER_USER and DIALOG_SENDS_PER_USER must be at least 1"))
 	}
 	if cfg.RegistrationsPerAddress < 1 {
 		errs = append(errs, errors.New("REGISTRATIONS_PER_ADDRESS must be at least 1"))

@@ -84,6 +84,7 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		Missed:               outbox.NewResume(pool),
 		AllowedOrigins:       a.cfg.WSAllowedOrigins,
 		SendQueueBytes:       a.cfg.WSSendQueueBytes,
+		DialogQueueBytes:     a.cfg.WSDialogQueueBytes,
 		ResumeMax:            a.cfg.WSResumeMaxFrames,
 		MaxSocketsPerUser:    a.cfg.WSMaxSocketsPerUser,
 		HandshakesPerUser:    a.cfg.WSHandshakesPerUser,

@@ -87,7 +87,11 @@ func startSystem(ctx context.Context, cfg e2eConfig) (*system, error) {
 	s.dbURL = u.String()
 	env := append(os.Environ(),
 		"DATABASE_URL="+s.dbURL, "AMQP_URL="+cfg.AMQPURL, "AMQP_EXCHANGE="+s.exchange,
-		"JWT_SECRET="+s.jwtSecret, "BCRYPT_COST=4", "LOG_LEVEL="+cmp.Or(os.Getenv("SOCIALBENCH_LOG_LEVEL"), "warn"))
+		"JWT_SECRET="+s.jwtSecret, "BCRYPT_COST=4", "LOG_LEVEL="+cmp.Or(os.Getenv("SOCIALBENCH_LOG_LEVEL"), "warn"),
+		// The load is a few users doing what thousands would (a celebrity posting several times a
+		// second, churn's users reconnecting in a loop): the per-user throttles are not what the
+		// benchmarks measure.
+		"POSTS_PER_USER=1000000", "WS_HANDSHAKES_PER_USER=1000000")
 
 	// migrate creates the database (postgres.EnsureDatabase) and applies the schema.
 	mig := exec.CommandContext(ctx, bin, "migrate")
