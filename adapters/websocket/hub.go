@@ -58,10 +58,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the social_ws_* metrics; nil records none.
 	Registerer prometheus.Registerer
-	// SendQueueBytes bounds the frame bytes waiting for one socket (live frames, also those
-	// buffered while a resume reads PostgreSQL); a frame that would take a non-empty queue past it
-	// closes the socket with 1013 ("too slow: reconnect with since"). Default 4 MiB
-	// (DefaultSendQueueBytes).
+	// SendQueueBytes bounds the frame bytes other than dialog frames (DialogQueueBytes) waiting
+	// for one socket (live frames, also those buffered while a resume reads PostgreSQL); a frame
+	// that would take them past it, some being queued, closes the socket with 1013 ("too slow:
+	// reconnect with since"). Default 4 MiB (DefaultSendQueueBytes).
 	//
 	// Bytes, not frames (design.md §4): a client reading at a normal pace must keep its socket
 	// through a burst or a backlog flush after an outage, when the relay hands the instance
