@@ -73,15 +73,28 @@ func NewFeedFrame(eventType string, p PostChanged, position int64, at time.Time)
 // missed than one resume sends, or the client asked for a position above the newest (it saw a
 // database since restored from a backup). The client reloads through REST, then reconnects with
 // since=Position (design.md §4).
+//
+// With Kinds, it says instead that the socket dropped frames of those kinds at or below Position
+// (a live socket's queue of them overflowed: someone else's messages must not cost the user their
+// post frames) and goes on: the client reloads those kinds through REST. Every frame before it on
+// the socket is at or below Position and every frame after it above, so a client that does not
+// know Kinds and reloads everything, then reconnects with since=Position, loses nothing either.
 const FrameResync = "resync"
 
 // ResyncFrame is the resync frame for position.
 type ResyncFrame struct {
-	Type     string `json:"type"`
-	Position int64  `json:"position"`
+	Type     string   `json:"type"`
+	Position int64    `json:"position"`
+	Kinds    []string `json:"kinds,omitempty"`
 }
 
 // NewResyncFrame returns the resync frame that sends a client on from position.
 func NewResyncFrame(position int64) ResyncFrame {
 	return ResyncFrame{Type: FrameResync, Position: position}
+}
+
+// NewKindsResyncFrame returns the frame that tells a client its socket dropped frames of kinds at
+// or below position, and goes on.
+func NewKindsResyncFrame(position int64, kinds ...string) ResyncFrame {
+	return ResyncFrame{Type: FrameResync, Position: position, Kinds: kinds}
 }

@@ -53,6 +53,8 @@ func startStack(t *testing.T, c stackConfig) *stack {
 		"SHUTDOWN_TIMEOUT": "5s",
 		// A killed instance is forgotten after 2 s instead of 10.
 		"REALTIME_LEASE": "2s",
+		// One author posts 20–50 times a second here, far above a person's POSTS_PER_USER.
+		"POSTS_PER_USER": "1000000",
 	}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{k: v}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/socialnet/social/domain"
@@ -22,57 +23,147 @@ type Resume struct{ pool *pgxpool.Pool }
 // NewResume returns the resume source on pool.
 func NewResume(pool *pgxpool.Pool) *Resume { return &Resume{pool: pool} }
 
-// resumeSQL reads the frames with a position above $2 addressed to user $1, of the event types $4
-// (NULL: every type), in position order, at most $3: the rows of the authors the user follows now (no recipients on the row: the domain's
-// followers rule) and the rows that name the user among their recipients. The in-flight
-// positions matter: a frame may reach the broker before its row is marked, and the live copy of a
-// frame published before the client's binding existed never reaches it. One statement, one
-// snapshot: the mark moves a batch's positions into outbox in one transaction, so each frame is
-// read from exactly one of the two places.
+// ResumeWindow bounds the outbox rows one resume page reads, however many authors the user
+// follows (design.md §4: a resume's cost is bounded by its page). A page walks the outbox in
+// position order, one friendship probe per row, through at most this many positions
+// (resumeByPositionSQL), unless the user follows at most this many authors and more positions than
+// this remain: then it reads each followed author's next positions (resumeByFollowsSQL). Either way
+// a page costs about this many index probes, never one per follow of the user: a resume page that
+// expanded every follow made each reconnect of a user following many authors a query over all of
+// them.
+const ResumeWindow = 1000
+
+// resumeWalkSQL says whether the page after $2 for user $1 walks the outbox (resumeByPositionSQL):
+// the user follows more than $3 authors (read: at most $3 + 1 entries of the friendships primary
+// key), or at most $3 positions remain.
+const resumeWalkSQL = `SELECT (SELECT count(*) FROM (SELECT 1 FROM friendships WHERE user_id = $1 LIMIT $3::int + 1) s) > $3::int
+	OR ` + resumeNewest + ` - $2::bigint <= $3::int`
+
+// A resume page reads the frames with a position in ($2, hi] addressed to user $1, of the event
+// types $4 (NULL: every type), in position order, at most $3: the rows of the authors the user
+// follows now (no recipients on the row: the domain's followers rule) and the rows that name the
+// user among their recipients. hi is the end of what the page covers: the newest position readable
+// in the page's snapshot, or less when the page's bound stopped it (every row of the user's up to
+// hi is in the page, up to $3). Each row carries hi and that newest position.
 //
-// outbox_inflight names a row by event id and author only; an in-flight row with recipients is
-// found through the small partial index of pending rows with recipients instead, and excluded
-// from its author's followers' branch (one probe of the event id per row that branch returns).
-const resumeSQL = `
-		SELECT x.pos, e.type, e.payload, e.created_at, cur.text
-		FROM (
-			SELECT o.position AS pos, o.event_id
-			FROM friendships f
-			JOIN outbox o ON o.author_user_id = f.friend_id
-			WHERE f.user_id = $1 AND o.position > $2 AND o.status <> 'dead' AND o.recipients IS NULL
-			UNION ALL
-			SELECT o.position, o.event_id
-			FROM outbox o
-			WHERE o.recipients @> ARRAY[$1::uuid] AND o.recipients IS NOT NULL AND o.position IS NOT NULL
-			  AND o.position > $2 AND o.status <> 'dead'
-			UNION ALL
-			SELECT c.pos, c.event_id
-			FROM outbox_inflight b
-			CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
-			JOIN friendships f ON f.friend_id = c.author AND f.user_id = $1
-			WHERE c.pos > $2
-			  AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.event_id = c.event_id AND r.recipients IS NOT NULL)
-			UNION ALL
-			SELECT c.pos, c.event_id
-			FROM (SELECT event_id FROM outbox
-			      WHERE recipients @> ARRAY[$1::uuid] AND recipients IS NOT NULL AND status = 'pending') o
-			JOIN (SELECT c.pos, c.event_id FROM outbox_inflight b
-			      CROSS JOIN LATERAL unnest(b.positions, b.event_ids) AS c(pos, event_id)) c ON c.event_id = o.event_id
-			WHERE c.pos > $2
-		) x
-		JOIN events e ON e.id = x.event_id
+// The in-flight positions matter: a frame may reach the broker before its row is marked, and the
+// live copy of a frame published before the client's presence existed never reaches it. One
+// statement, one snapshot: the mark moves a batch's positions into outbox in one transaction, so
+// each frame is read from exactly one of the two places. outbox_inflight names a row by event id
+// and author; its outbox row says which rule it follows.
+//
+// Each probe of friendships or of outbox by position below is a scalar subquery or a LATERAL one
+// with a LIMIT, which no plan turns into a hash of all the user's follows or of the outbox: the
+// bounds hold for generic plans as well as custom ones.
+const (
+	// resumeNewest is the newest position readable now (as Newest).
+	resumeNewest = `greatest((SELECT max(position) FROM outbox),
+	                  (SELECT max(p) FROM outbox_inflight, unnest(positions) AS p), 0)`
+	// resumeType keeps the rows whose event e is of a type asked for.
+	resumeType = `($4::text[] IS NULL OR e.type = ANY ($4::text[]))`
+	// resumeInflight are the rows in flight in ($2, w.hi] for the user, of the types asked for.
+	resumeInflight = `
+		SELECT c.pos, c.event_id
+		FROM outbox_inflight b
+		CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
+		JOIN outbox r ON r.event_id = c.event_id
+		JOIN events e ON e.id = c.event_id
+		WHERE c.pos > $2 AND c.pos <= w.hi
+		  AND CASE WHEN r.recipients IS NULL
+		           THEN (SELECT true FROM friendships f WHERE f.user_id = $1 AND f.friend_id = c.author)
+		           ELSE $1 = ANY (r.recipients) AND r.status = 'pending' END
+		  AND ` + resumeType
+	// resumeFrames turns the page's positions (x: pos, event_id) into what the frames carry, true
+	// now; a page without rows is one row of NULLs after hi and newest.
+	resumeFrames = `
+		SELECT w.hi, w.newest, x.pos, e.type, e.payload, e.created_at, cur.text
+		FROM w LEFT JOIN LATERAL (%s) x ON true
+		LEFT JOIN events e ON e.id = x.event_id
 		LEFT JOIN aggregate_now cur ON cur.aggregate_id = e.aggregate_id
-		WHERE $4::text[] IS NULL OR e.type = ANY($4::text[])
-		ORDER BY x.pos
-		LIMIT $3`
+		ORDER BY x.pos`
+)
+
+// resumeByFollowsSQL is the page for a user who follows few authors (ResumeWindow at most): the
+// first $3 positions above $2 of each followed author (outbox_author_position, index only), the
+// first $3 of them all; when there are $3, the page ends at the last of them (hi): a later row of
+// one followed author may come before another's next one. The user's named rows (dialog messages)
+// come from the partial GIN index of positioned rows with recipients (a CTE of their own, so that no
+// plan reads the outbox by position through the page's stretch for them); their cost follows the
+// messages the user has received since $2, not the page.
+var resumeByFollowsSQL = fmt.Sprintf(`
+	WITH candidates AS MATERIALIZED (
+		SELECT p.position FROM friendships f
+		CROSS JOIN LATERAL (
+			SELECT o.position FROM outbox o
+			WHERE o.author_user_id = f.friend_id AND o.position > $2
+			ORDER BY o.position LIMIT $3
+		) p
+		WHERE f.user_id = $1
+		ORDER BY p.position LIMIT $3
+	), named AS MATERIALIZED (
+		SELECT o.position, o.event_id FROM outbox o
+		WHERE o.recipients @> ARRAY[$1::uuid] AND o.recipients IS NOT NULL AND o.position IS NOT NULL
+		  AND o.position > $2 AND o.status <> 'dead'
+	), w AS MATERIALIZED (
+		SELECT n.at AS newest,
+		       CASE WHEN (SELECT count(*) FROM candidates) = $3
+		            THEN least((SELECT max(position) FROM candidates), n.at) ELSE n.at END AS hi
+		FROM (SELECT %s AS at) n
+	)`+resumeFrames, resumeNewest, `
+		SELECT u.pos, u.event_id FROM (
+			SELECT o.position AS pos, o.event_id
+			FROM candidates c
+			CROSS JOIN LATERAL (
+				SELECT o.position, o.event_id, o.recipients, o.status FROM outbox o WHERE o.position = c.position LIMIT 1
+			) o
+			JOIN events e ON e.id = o.event_id
+			WHERE o.recipients IS NULL AND o.status <> 'dead' AND `+resumeType+`
+			UNION ALL
+			SELECT n.position, n.event_id
+			FROM named n
+			JOIN events e ON e.id = n.event_id
+			WHERE n.position <= w.hi AND `+resumeType+`
+			UNION ALL`+resumeInflight+`
+		) u
+		ORDER BY u.pos
+		LIMIT $3`)
+
+// resumeByPositionSQL is the page for a user who follows many authors, or near the newest
+// position: the outbox walked in position order through ($2, $2 + $5], each row probed (the
+// friendships primary key for a row of the followers rule, its recipients otherwise), stopping at
+// $3 rows. It reads at most $5 rows whatever the user follows; a stretch of the outbox with
+// nothing for the user costs pages that each end at hi = $2 + $5 (or the newest position) with
+// fewer than $3 rows.
+var resumeByPositionSQL = fmt.Sprintf(`
+	WITH w AS MATERIALIZED (
+		SELECT n.at AS newest, least($2::bigint + $5::bigint, n.at) AS hi FROM (SELECT %s AS at) n
+	)`+resumeFrames, resumeNewest, `
+		SELECT u.pos, u.event_id FROM (
+			(SELECT o.position AS pos, o.event_id
+			FROM outbox o
+			JOIN events e ON e.id = o.event_id
+			WHERE o.position > $2 AND o.position <= w.hi AND o.status <> 'dead'
+			  AND CASE WHEN o.recipients IS NULL
+			           THEN (SELECT true FROM friendships f WHERE f.user_id = $1 AND f.friend_id = o.author_user_id)
+			           ELSE $1 = ANY (o.recipients) END
+			  AND `+resumeType+`
+			ORDER BY o.position
+			LIMIT $3)
+			UNION ALL`+resumeInflight+`
+		) u
+		ORDER BY u.pos
+		LIMIT $3`)
 
 // Missed returns the encoded frames (domain.EncodeFrame, the relay's encoder) after position
 // after addressed to userID, of the event types eventTypes only (nil: every type; a socket that
 // asked for post frames only, the default ?types=, passes the post types, so its pages are never
-// filled with frames it would drop), in position order: at most limit rows are read, and frames stop once
-// they hold maxBytes (at least one frame is returned), so a resume holds one bounded page per
-// socket whatever the posts weigh. last is the position of the last row read — sent or skipped —
-// and more says rows may follow it: the next page starts after last.
+// filled with frames it would drop), in position order: at most limit rows are read, and frames
+// stop once they hold maxBytes (at least one frame is returned), so a resume holds one bounded page
+// per socket whatever the posts weigh. last is the position of the last row read — sent or
+// skipped — or the end of the stretch the page covered, and more says rows may follow it: the next
+// page starts after last. A page may hold fewer than limit frames with more rows to come (its
+// reading bound, ResumeWindow, stopped it); its cost is bounded by that, not by how many authors
+// userID follows.
 //
 // Each frame carries what is true now (aggregate_now): an edited post its current text, a deleted
 // post only its tombstone (its earlier frames are skipped), as the relay does for a backlog or a
@@ -83,21 +174,36 @@ const resumeSQL = `
 // event the domain does not relay (a type unknown to this version) is skipped, as the relay
 // refuses it.
 func (m *Resume) Missed(ctx context.Context, userID string, after int64, limit, maxBytes int, eventTypes []string) (frames [][]byte, last int64, more bool, err error) {
+	var walk bool
+	if err := m.pool.QueryRow(ctx, resumeWalkSQL, userID, after, ResumeWindow).Scan(&walk); err != nil {
+		return nil, 0, false, fmt.Errorf("choose how to read missed frames: %w", err)
+	}
 	// An unnamed statement (CacheDescribe) is planned with the actual user and position every
-	// time. A cached generic plan, which pgx's default named statements get after five runs,
-	// started two parallel workers for every resume: 9.5 ms near the head instead of 0.4.
-	rows, err := m.pool.Query(ctx, resumeSQL, pgx.QueryExecModeCacheDescribe, userID, after, limit, eventTypes)
+	// time; the bounds above hold for any plan.
+	sql, args := resumeByFollowsSQL, []any{userID, after, limit, eventTypes}
+	if walk {
+		sql, args = resumeByPositionSQL, append(args, ResumeWindow)
+	}
+	rows, err := m.pool.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("read missed frames: %w", err)
 	}
 	defer rows.Close()
 	last = after
+	var hi, newest int64
 	var n, size int
 	for rows.Next() {
 		var r frameRow
-		if err := rows.Scan(&r.pos, &r.typ, &r.payload, &r.at, &r.now); err != nil {
+		var pos pgtype.Int8
+		var typ pgtype.Text
+		var at pgtype.Timestamptz
+		if err := rows.Scan(&hi, &newest, &pos, &typ, &r.payload, &at, &r.now); err != nil {
 			return nil, 0, false, fmt.Errorf("scan missed frame: %w", err)
 		}
+		if !pos.Valid {
+			break // the page's one row when it has none
+		}
+		r.pos, r.typ, r.at = pos.Int64, typ.String, at.Time
 		n++
 		last = r.pos
 		b, err := r.encode()
@@ -117,7 +223,11 @@ func (m *Resume) Missed(ctx context.Context, userID string, after int64, limit, 
 	if err := rows.Err(); err != nil {
 		return nil, 0, false, fmt.Errorf("read missed frames: %w", err)
 	}
-	return frames, last, n == limit, nil
+	if n == limit {
+		return frames, last, true, nil
+	}
+	// Every row of the user's up to hi was read.
+	return frames, max(last, hi), hi < newest, nil
 }
 
 // Newest is the highest position a reader can see now: relayed (or re-enqueued) rows and batches
@@ -134,75 +244,6 @@ func (m *Resume) Newest(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("read the newest position: %w", err)
 	}
 	return p, nil
-}
-
-// gapSQL reads the rows with a position above $2, in position order, at most $3, each with the
-// users of $1 it is for: its author's followers among them, or its named recipients among them.
-// Relayed (or re-enqueued) rows are read from outbox, rows in flight from outbox_inflight, as in
-// resumeSQL. The recipients are a primary-key probe of friendships per user and row, so a gap is
-// read for a bounded number of rows ($3) and the caller falls back to per-socket resumes beyond.
-const gapSQL = `
-		SELECT x.pos, e.type, e.payload, e.created_at, cur.text, t.users
-		FROM (
-			SELECT * FROM (
-				SELECT o.position AS pos, o.event_id, o.author_user_id AS author, o.recipients
-				FROM outbox o
-				WHERE o.position > $2 AND o.status <> 'dead'
-				UNION ALL
-				SELECT c.pos, c.event_id, c.author, r.recipients
-				FROM outbox_inflight b
-				CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
-				LEFT JOIN outbox r ON r.event_id = c.event_id
-				WHERE c.pos > $2
-			) u ORDER BY pos LIMIT $3
-		) x
-		JOIN events e ON e.id = x.event_id
-		LEFT JOIN aggregate_now cur ON cur.aggregate_id = e.aggregate_id
-		CROSS JOIN LATERAL (
-			SELECT array_agg(u::text) AS users FROM unnest($1::uuid[]) AS u
-			WHERE CASE WHEN x.recipients IS NULL
-			           THEN EXISTS (SELECT 1 FROM friendships f WHERE f.user_id = u AND f.friend_id = x.author)
-			           ELSE u = ANY(x.recipients) END
-		) t
-		ORDER BY x.pos`
-
-// Gap reads what one realtime instance missed while it had no queue: every frame with a position
-// above after that goes to any of users (the instance's users), as a feed message
-// (domain.NewDeliveries) naming each frame's recipients among them, in position order and true
-// now, as the relay would have sent it. At most limit rows are read; more says rows may follow
-// last (the caller then resumes socket by socket instead).
-func (m *Resume) Gap(ctx context.Context, users []string, after int64, limit int) (msg []byte, last int64, more bool, err error) {
-	rows, err := m.pool.Query(ctx, gapSQL, pgx.QueryExecModeCacheDescribe, users, after, limit)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("read the gap: %w", err)
-	}
-	defer rows.Close()
-	msg, last = domain.NewDeliveries(nil), after
-	n := 0
-	for rows.Next() {
-		var r frameRow
-		var to []string
-		if err := rows.Scan(&r.pos, &r.typ, &r.payload, &r.at, &r.now, &to); err != nil {
-			return nil, 0, false, fmt.Errorf("scan the gap: %w", err)
-		}
-		n++
-		last = r.pos
-		if len(to) == 0 {
-			continue
-		}
-		b, err := r.encode()
-		if err != nil {
-			return nil, 0, false, err
-		}
-		if b == nil {
-			continue
-		}
-		msg = domain.AppendDelivery(msg, b, to)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, false, fmt.Errorf("read the gap: %w", err)
-	}
-	return msg, last, n == limit, nil
 }
 
 // frameRow is an event read for a resume or a gap, with its position and what is true now.

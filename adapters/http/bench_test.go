@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	httpapi "github.com/socialnet/social/adapters/http"
 	"github.com/socialnet/social/adapters/postgres"
 )
 
@@ -22,7 +23,7 @@ import (
 //
 // BenchmarkPostCreateService is the same without HTTP: the difference is the API's own cost.
 func BenchmarkPostCreate(b *testing.B) {
-	a := newTestAPI(b)
+	a := newTestAPI(b, func(c *httpapi.Config) { c.PostsPerUser = 1 << 30 }) // one user posts as fast as the API takes it
 	u := a.register("Bench", "Mark")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var n atomic.Int64

@@ -41,7 +41,14 @@ func (s *Server) sendDialog(c echo.Context) error {
 	if req.Text == nil {
 		return domain.Errorf(domain.EINVALID, "text is required")
 	}
-	if _, err := s.cfg.Dialogs.Send(c.Request().Context(), currentUser(c), to, *req.Text); err != nil {
+	from := currentUser(c)
+	if err := domain.ValidateDialogMessage(from, to, *req.Text); err != nil {
+		return err
+	}
+	if err := takeWrite(s.messages, from, "dialog messages from this user"); err != nil {
+		return err
+	}
+	if _, err := s.cfg.Dialogs.Send(c.Request().Context(), from, to, *req.Text); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

@@ -29,7 +29,8 @@ type testAPI struct {
 	tokens *auth.Tokens
 }
 
-func newTestAPI(t testing.TB) *testAPI {
+// newTestAPI serves the API on a fresh database with the production defaults, changed by opts.
+func newTestAPI(t testing.TB, opts ...func(*httpapi.Config)) *testAPI {
 	t.Helper()
 	db := pgtest.New(t)
 	tokens, err := auth.NewTokens(testSecret, time.Hour)
@@ -40,7 +41,7 @@ func newTestAPI(t testing.TB) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httpapi.NewServer(httpapi.Config{
+	cfg := httpapi.Config{
 		Users:          postgres.NewUserService(db.Pool),
 		Friends:        postgres.NewFriendService(db.Pool),
 		Posts:          postgres.NewPostService(db.Pool),
@@ -50,7 +51,11 @@ func newTestAPI(t testing.TB) *testAPI {
 		RequestTimeout: 2 * time.Second,
 		Registerer:     prometheus.NewRegistry(),
 		Ready:          func(ctx context.Context) error { return db.Pool.Ping(ctx) },
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	api := httpapi.NewServer(cfg)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	return &testAPI{t: t, db: db, srv: srv, api: api, tokens: tokens}

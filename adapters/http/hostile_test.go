@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	httpapi "github.com/socialnet/social/adapters/http"
 )
 
 // chunked sends body with Transfer-Encoding: chunked (no Content-Length): the limit must hold
@@ -54,7 +56,7 @@ func TestHostileChunkedBodyOverLimitIs413(t *testing.T) {
 // are 400 now, while the good posts of the same burst all commit.
 func TestHostileNULAndBlankTextsAre400(t *testing.T) {
 	t.Parallel()
-	api := newTestAPI(t)
+	api := newTestAPI(t, func(c *httpapi.Config) { c.PostsPerUser = 100 }) // 33 good posts from one user
 	u := api.register("Nul", "Sender")
 	bad := []string{`{"text":"a\u0000b"}`, `{"text":"\u0000"}`, `{"text":" \t\n\u00a0\u3000"}`}
 	for _, body := range bad {

@@ -38,7 +38,13 @@ func (s *Server) createPost(c echo.Context) error {
 	if req.Text == nil {
 		return domain.Errorf(domain.EINVALID, "text is required")
 	}
+	if err := domain.ValidatePostText(*req.Text); err != nil {
+		return err
+	}
 	ctx, author := c.Request().Context(), currentUser(c)
+	if err := takeWrite(s.posts, author, "posts from this user"); err != nil {
+		return err
+	}
 	var p domain.Post
 	created := true
 	var err error
@@ -76,6 +82,12 @@ func (s *Server) updatePost(c echo.Context) error {
 	if req.Text == nil {
 		return domain.Errorf(domain.EINVALID, "text is required")
 	}
+	if err := domain.ValidatePostText(*req.Text); err != nil {
+		return err
+	}
+	if err := takeWrite(s.posts, currentUser(c), "posts from this user"); err != nil {
+		return err
+	}
 	if err := s.cfg.Posts.Update(c.Request().Context(), currentUser(c), id, *req.Text); err != nil {
 		return err
 	}
@@ -85,6 +97,9 @@ func (s *Server) updatePost(c echo.Context) error {
 func (s *Server) deletePost(c echo.Context) error {
 	id, err := parseID("id", c.Param("id"))
 	if err != nil {
+		return err
+	}
+	if err := takeWrite(s.posts, currentUser(c), "posts from this user"); err != nil {
 		return err
 	}
 	if err := s.cfg.Posts.Delete(c.Request().Context(), currentUser(c), id); err != nil {

@@ -55,6 +55,11 @@ type Config struct {
 	// beyond, 429 with Retry-After before any hashing. Default 20
 	// (DefaultRegistrationsPerAddress).
 	RegistrationsPerAddress int
+	// PostsPerUser is how many post writes (create, update, delete) a user may make per minute,
+	// DialogSendsPerUser how many dialog messages a user may send; beyond, 429 with Retry-After
+	// before the database. Defaults 30 and 60 (write_throttle.go).
+	PostsPerUser       int
+	DialogSendsPerUser int
 	// TrustedProxies are the addresses whose X-Real-IP header names the client (the gateway's);
 	// from any other peer the connection's address is the client's. None by default.
 	TrustedProxies []netip.Prefix
@@ -76,6 +81,8 @@ type Server struct {
 	// follows counts follows per user.
 	follows *buckets
 	reads   *expensiveReads
+	// posts and messages count each user's post writes and dialog sends.
+	posts, messages *buckets
 }
 
 // NewServer builds the API with every route of design.md §2 registered.
@@ -108,6 +115,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.FollowsPerUser <= 0 {
 		cfg.FollowsPerUser = DefaultFollowsPerUser
 	}
+	if cfg.PostsPerUser <= 0 {
+		cfg.PostsPerUser = DefaultPostsPerUser
+	}
+	if cfg.DialogSendsPerUser <= 0 {
+		cfg.DialogSendsPerUser = DefaultDialogSendsPerUser
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,7 +130,9 @@ func NewServer(cfg Config) *Server {
 		logins:        newLoginThrottle(cfg.LoginFailuresPerAccount, cfg.LoginFailuresPerAddress, cfg.LoginFailureWindow),
 		registrations: newBuckets(cfg.RegistrationsPerAddress, time.Minute),
 		follows:       newBuckets(cfg.FollowsPerUser, followWindow),
-		reads:         newExpensiveReads(cfg.ExpensiveReadsPerUser)}
+		reads:         newExpensiveReads(cfg.ExpensiveReadsPerUser),
+		posts:         newBuckets(cfg.PostsPerUser, time.Minute),
+		messages:      newBuckets(cfg.DialogSendsPerUser, time.Minute)}
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientAddress(cfg.TrustedProxies)
 	e.JSONSerializer = jsonSerializer{}

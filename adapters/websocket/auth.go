@@ -78,7 +78,7 @@ func writeError(w http.ResponseWriter, status int, msg string) string {
 		w.Header().Set("X-Request-Id", rid)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "5")
 	}
 	w.WriteHeader(status)

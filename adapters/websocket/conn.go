@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/socialnet/social/domain"
 )
 
 // Close codes beyond the ones coder/websocket names.
@@ -39,9 +41,15 @@ type conn struct {
 	// dropped when drained: an idle socket holds no buffer.
 	queue []*frame
 	head  int
-	// queued is the body bytes of queue[head:], held under Config.SendQueueBytes.
-	queued int
-	last   *frame // last enqueued: Deliver passes a frame once even if a user is named twice
+	// queued is the body bytes of queue[head:]; dialogQueued the part of them in dialog frames.
+	// The rest is held under Config.SendQueueBytes, dialog frames under Config.DialogQueueBytes
+	// (shed.go): someone else's messages never cost the user a post frame.
+	queued, dialogQueued int
+	// shedding: dialog frames are being dropped until the ones queued are written; shedUpTo is the
+	// last position dropped that no resync frame (with kinds) has covered yet (0: none).
+	shedding bool
+	shedUpTo int64
+	last     *frame // last enqueued: Deliver passes a frame once even if a user is named twice
 	// gapSeen are the positions a broker reconnect's gap fill queued (nil otherwise): their live
 	// copies, routed around the reconnect, are dropped; forgotten once a later position arrives
 	// live (gapMax), so a replay of them later still goes out.
@@ -86,9 +94,10 @@ const maxBatchBytes = 64 << 10
 // accepts reports whether the socket forwards f (its ?types=).
 func (c *conn) accepts(f *frame) bool { return slices.Contains(c.kinds, f.kind) }
 
-// enqueue never blocks. A full queue means the client (or its network) does not keep up: it is
-// closed with 1013 and reconnects with ?since= rather than slowing the consumer and every other
-// socket on this instance.
+// enqueue never blocks. A queue full of post frames means the client (or its network) does not
+// keep up: it is closed with 1013 and reconnects with ?since= rather than slowing the consumer and
+// every other socket on this instance. Dialog frames past their own bound are dropped instead,
+// and the client told (shed.go).
 func (c *conn) enqueue(f *frame) {
 	if c.enqueueFrame(f) {
 		c.h.writers.push(c)
@@ -103,11 +112,24 @@ func (c *conn) enqueueFrame(f *frame) bool {
 		return false
 	}
 	c.last = f
-	// An empty queue takes any frame: a socket with nothing waiting is not behind.
-	if c.queued > 0 && c.queued+len(f.body) > c.h.cfg.SendQueueBytes {
+	if f.kind == domain.KindDialog {
+		if c.shedLocked(f) {
+			return false
+		}
+	} else if posts := c.queued - c.dialogQueued; posts > 0 && posts+len(f.body) > c.h.cfg.SendQueueBytes {
+		// An empty queue takes any frame: a socket with nothing waiting is not behind.
 		c.h.metrics.slow.Inc()
 		return c.kickLocked(websocket.StatusTryAgainLater, "too slow: reconnect with since")
 	}
+	if m := c.shedFrameLocked(); m != nil {
+		c.appendLocked(m) // before any frame above what was dropped
+	}
+	c.appendLocked(f)
+	return c.claimLocked()
+}
+
+// appendLocked adds f to the queue. Called with c.mu held.
+func (c *conn) appendLocked(f *frame) {
 	if c.queue == nil {
 		c.queue = make([]*frame, 0, 4)
 	} else if len(c.queue) == cap(c.queue) && c.head > 0 {
@@ -118,7 +140,9 @@ func (c *conn) enqueueFrame(f *frame) bool {
 	}
 	c.queue = append(c.queue, f)
 	c.queued += len(f.body)
-	return c.claimLocked()
+	if f.kind == domain.KindDialog {
+		c.dialogQueued += len(f.body)
+	}
 }
 
 // seenInGap records a gap fill's frame, or says whether a live frame is the copy of one. Called
@@ -180,7 +204,7 @@ func (c *conn) claimLocked() bool {
 func (c *conn) round(scratch []*frame) []*frame {
 	c.mu.Lock()
 	if c.closed {
-		c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
+		c.writing, c.queue, c.head, c.queued, c.dialogQueued = false, nil, 0, 0, 0
 		c.mu.Unlock()
 		return scratch
 	}
@@ -188,7 +212,7 @@ func (c *conn) round(scratch []*frame) []*frame {
 		// Keep writing = true: nobody writes after the close frame. The close handshake waits
 		// for the peer, so it runs on its own goroutine, not on a shared writer.
 		code, reason := c.code, c.reason
-		c.queue, c.head, c.queued = nil, 0, 0
+		c.queue, c.head, c.queued, c.dialogQueued = nil, 0, 0, 0
 		c.mu.Unlock()
 		go c.close(code, reason)
 		return scratch
@@ -216,21 +240,29 @@ func (c *conn) round(scratch []*frame) []*frame {
 }
 
 // takeLocked moves the next batch from the queue to dst: every frame waiting, up to
-// maxBatchBytes (at least one).
+// maxBatchBytes (at least one); when that empties the queue after dialog frames were dropped,
+// the resync frame that says so ends the batch.
 func (c *conn) takeLocked(dst []*frame) []*frame {
-	size := 0
+	size, dialog := 0, 0
 	for _, f := range c.queue[c.head:] {
 		if len(dst) > 0 && size+len(f.body) > maxBatchBytes {
 			break
 		}
 		dst = append(dst, f)
 		size += len(f.body)
+		if f.kind == domain.KindDialog {
+			dialog += len(f.body)
+		}
 	}
 	clear(c.queue[c.head : c.head+len(dst)])
 	c.head += len(dst)
 	c.queued -= size
+	c.dialogQueued -= dialog
 	if c.head == len(c.queue) {
 		c.queue, c.head = c.queue[:0], 0 // the array is dropped when the socket goes idle (next)
+		if m := c.shedFrameLocked(); m != nil {
+			dst = append(dst, m)
+		}
 	}
 	return dst
 }
@@ -305,7 +337,7 @@ func (c *conn) next() {
 		c.h.writers.push(c)
 		return
 	}
-	c.writing, c.queue, c.head, c.queued = false, nil, 0, 0
+	c.writing, c.queue, c.head, c.queued, c.dialogQueued = false, nil, 0, 0, 0
 	c.mu.Unlock()
 }
 
@@ -314,7 +346,7 @@ func (c *conn) failed(err error) {
 	c.h.log.Debug("write frame", slog.String("user_id", c.user), slog.Any("err", err))
 	c.ws.CloseNow()
 	c.mu.Lock()
-	c.closed, c.writing, c.queue, c.head, c.queued = true, false, nil, 0, 0
+	c.closed, c.writing, c.queue, c.head, c.queued, c.dialogQueued = true, false, nil, 0, 0, 0
 	c.mu.Unlock()
 }
 
@@ -418,7 +450,7 @@ func (c *conn) ended() {
 	defer c.mu.Unlock()
 	c.closed = true
 	if !c.writing {
-		c.queue, c.head, c.queued = nil, 0, 0
+		c.queue, c.head, c.queued, c.dialogQueued = nil, 0, 0, 0
 	}
 	if c.ping != nil {
 		c.ping.Stop()

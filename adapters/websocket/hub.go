@@ -34,6 +34,11 @@ type Presence interface {
 // a typical post (under 300 bytes), or 100 of the longest (10,000 characters).
 const DefaultSendQueueBytes = 4 << 20
 
+// DefaultDialogQueueBytes is Config.DialogQueueBytes when unset: 1 MiB, about 3,500 messages of a
+// typical length or 17 of the longest (10,000 characters escaped). Unlike a post's, a message's
+// frame is shared by its two users only, so these bytes are what a socket really holds.
+const DefaultDialogQueueBytes = 1 << 20
+
 // DefaultMaxSocketsPerUser is Config.MaxSocketsPerUser when unset.
 const DefaultMaxSocketsPerUser = 16
 
@@ -53,10 +58,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the social_ws_* metrics; nil records none.
 	Registerer prometheus.Registerer
-	// SendQueueBytes bounds the frame bytes waiting for one socket (live frames, also those
-	// buffered while a resume reads PostgreSQL); a frame that would take a non-empty queue past it
-	// closes the socket with 1013 ("too slow: reconnect with since"). Default 4 MiB
-	// (DefaultSendQueueBytes).
+	// SendQueueBytes bounds the frame bytes other than dialog frames (DialogQueueBytes) waiting
+	// for one socket (live frames, also those buffered while a resume reads PostgreSQL); a frame
+	// that would take them past it, some being queued, closes the socket with 1013 ("too slow:
+	// reconnect with since"). Default 4 MiB (DefaultSendQueueBytes).
 	//
 	// Bytes, not frames (design.md §4): a client reading at a normal pace must keep its socket
 	// through a burst or a backlog flush after an outage, when the relay hands the instance
@@ -67,6 +72,11 @@ type Config struct {
 	// what one socket that falls behind on frames nobody else shares can hold. The queue is
 	// allocated only while frames wait, so an idle socket costs nothing for it.
 	SendQueueBytes int
+	// DialogQueueBytes bounds the dialog frame bytes waiting for one socket, apart from
+	// SendQueueBytes: a dialog frame that would take them past it is dropped, dialog frames are
+	// dropped until those queued are written, and the client is sent a resync with kinds ["dialog"]
+	// (shed.go); the socket and its post frames go on. Default 1 MiB (DefaultDialogQueueBytes).
+	DialogQueueBytes int
 	// PingInterval is the keepalive period; PingTimeout bounds the wait for the pong. Defaults 30s, 10s.
 	PingInterval, PingTimeout time.Duration
 	// WriteTimeout bounds one frame write; a peer that does not drain its socket for that long is
@@ -81,6 +91,17 @@ type Config struct {
 	// sent {"type":"resync","position":P} and the socket is closed: it reloads through REST and
 	// reconnects with since=P. Default 1,000 (DefaultResumeMax).
 	ResumeMax int
+	// HandshakesPerUser is how many handshakes one user may make per minute on this instance (a
+	// token bucket: that many at once, then one every minute/HandshakesPerUser); the next is
+	// answered 429 with Retry-After, before any presence write or upgrade. Default 60
+	// (DefaultHandshakesPerUser).
+	HandshakesPerUser int
+	// ResumeWait bounds how long a handshake with ?since= waits for its user's turn: one resume at a
+	// time per user on this instance (design.md §4); past it the handshake is answered 429 with
+	// Retry-After, before the upgrade. Refills wait as long, then close the socket with 1013.
+	// Default 5 s (DefaultResumeWait): below the HTTP read timeout, past which net/http cancels a
+	// request that has not been upgraded yet.
+	ResumeWait time.Duration
 	// MaxSocketsPerUser bounds one user's sockets on this instance (tabs, devices); the next
 	// handshake is answered 429 with Retry-After, before any presence write or upgrade. Default 16
 	// (DefaultMaxSocketsPerUser). One token could otherwise hold thousands of sockets (issue #12).
@@ -110,12 +131,23 @@ const DefaultMaxSocketsPerAddress = 1000
 // DefaultResumeMax is the most frames one resume sends by default.
 const DefaultResumeMax = 1000
 
+// DefaultHandshakesPerUser is Config.HandshakesPerUser when unset: a user's 16 tabs reconnect
+// three times over at once after a restart; a client reconnecting in a loop gets one socket a
+// second.
+const DefaultHandshakesPerUser = 60
+
+// DefaultResumeWait is Config.ResumeWait when unset.
+const DefaultResumeWait = 5 * time.Second
+
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.SendQueueBytes <= 0 {
 		c.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if c.DialogQueueBytes <= 0 {
+		c.DialogQueueBytes = DefaultDialogQueueBytes
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
@@ -139,6 +171,12 @@ func (c *Config) setDefaults() {
 	if c.MaxSocketsPerUser <= 0 {
 		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
 	}
+	if c.HandshakesPerUser <= 0 {
+		c.HandshakesPerUser = DefaultHandshakesPerUser
+	}
+	if c.ResumeWait <= 0 {
+		c.ResumeWait = DefaultResumeWait
+	}
 	if c.Refills <= 0 {
 		c.Refills = 8
 	}
@@ -148,6 +186,14 @@ func (c *Config) setDefaults() {
 	if c.ClientAddress == nil {
 		c.ClientAddress = peerHost
 	}
+}
+
+// resumePages is the most pages one resume reads: ten times the pages its frames need when every
+// page is full. A page reads a bounded stretch of the outbox (outbox.Resume), which may hold few of
+// the user's frames; a resume that has read this many without reaching the newest position ends
+// with a resync, like one that sent ResumeMax frames.
+func (c *Config) resumePages() int {
+	return 10 * ((c.ResumeMax + c.ResumePage - 1) / c.ResumePage)
 }
 
 // peerHost is the host of the request's peer.
@@ -197,6 +243,9 @@ type Hub struct {
 	floorAt, floorRead atomic.Int64
 	// refills are the sockets waiting to fill a gap, taken by up to Config.Refills goroutines.
 	refills refillQueue
+	// turns runs one resume at a time per user; handshakes throttles each user's handshakes.
+	turns      turns
+	handshakes *handshakeThrottle
 }
 
 // NewHub returns a Hub.
@@ -206,7 +255,8 @@ func NewHub(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	return &Hub{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
-		users: make(map[string][]*conn), byAddress: make(map[string]int), closing: make(chan struct{}), writers: writers{max: cfg.Writers}}, nil
+		users: make(map[string][]*conn), byAddress: make(map[string]int), closing: make(chan struct{}), writers: writers{max: cfg.Writers},
+		handshakes: newHandshakeThrottle(cfg.HandshakesPerUser)}, nil
 }
 
 // The bounds register refuses a socket by (serve.go answers each).

@@ -13,6 +13,11 @@ type metrics struct {
 	resyncs     prometheus.Counter
 	refills     prometheus.Counter
 	gaps        prometheus.Counter
+	throttled   prometheus.Counter
+	waiting     prometheus.Gauge
+	turnTimeout prometheus.Counter
+	shed        prometheus.Counter
+	shedResyncs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,6 +49,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "social_ws_gap_fills_total", Help: "Broker reconnects whose gap was read from the outbox once for the whole instance.",
 		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_handshakes_throttled_total", Help: "Websocket handshakes refused with 429: the user made more than HandshakesPerUser a minute.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "social_ws_resumes_waiting", Help: "Resumes (and refills) waiting for their user's turn: one resume at a time per user.",
+		}),
+		turnTimeout: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_resume_turn_timeouts_total", Help: "Resumes that waited ResumeWait for their user's turn in vain (429, or 1013 for a refill).",
+		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_dialog_frames_shed_total", Help: "Dialog frames dropped because a socket's dialog frames passed DialogQueueBytes (the client is sent a resync for them).",
+		}),
+		shedResyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "social_ws_dialog_resyncs_total", Help: "Resync frames with kinds [dialog] sent on open sockets: reload dialogs through REST.",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "social_ws_delivery_latency_seconds",
 			Help:    "Live frames: from the post event's created_at to the frame written to the socket.",
@@ -51,7 +71,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.capped, m.latency, m.resyncs, m.refills, m.gaps)
+		reg.MustRegister(m.connections, m.framesSent, m.writes, m.slow, m.refused, m.capped, m.latency, m.resyncs, m.refills, m.gaps,
+			m.throttled, m.waiting, m.turnTimeout, m.shed, m.shedResyncs)
 	}
 	return m
 }

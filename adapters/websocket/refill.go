@@ -160,9 +160,14 @@ func (c *conn) runRefill() {
 	c.mu.Unlock()
 	c.h.metrics.refills.Inc()
 	if !c.ending() {
-		if err := c.resume(from, true); err != nil && !c.ending() {
-			c.h.log.Warn("refill failed", slog.String("user_id", c.user), slog.Any("err", err))
-			c.kick(websocket.StatusInternalError, "feed interrupted: reconnect with since")
+		if endTurn, err := c.h.resumeTurn(context.Background(), c.user); err != nil {
+			c.kick(websocket.StatusTryAgainLater, "feed interrupted: reconnect with since")
+		} else {
+			if err := c.resume(from, true); err != nil && !c.ending() {
+				c.h.log.Warn("refill failed", slog.String("user_id", c.user), slog.Any("err", err))
+				c.kick(websocket.StatusInternalError, "feed interrupted: reconnect with since")
+			}
+			endTurn()
 		}
 	}
 	c.release()

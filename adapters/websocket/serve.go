@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -58,6 +59,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if wait := h.handshakes.take(claims.UserID, time.Now()); wait > 0 {
+		h.metrics.throttled.Inc()
+		log.Info("refusing a websocket: too many handshakes for this user", slog.String("user_id", claims.UserID))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed connections a minute per user: retry later", h.cfg.HandshakesPerUser))
+		return
+	}
 	if !h.acquire() {
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
@@ -88,6 +96,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, msg)
 		return
 	}
+	// One resume at a time per user: a resume waits for the user's turn before the upgrade, and
+	// refuses the handshake (429) if it does not come within ResumeWait. Live frames meanwhile
+	// queue for c, as during the resume itself.
+	var endTurn func()
+	if since >= 0 {
+		if endTurn, err = h.resumeTurn(r.Context(), c.user); err != nil {
+			c.ended()
+			h.unregister(c)
+			h.active.Done()
+			log.Info("refusing a websocket: another resume of this user is still running")
+			writeError(w, http.StatusTooManyRequests, "another feed connection of this user is resuming: retry later")
+			return
+		}
+	}
 	opts := &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // origin checked above, with our allow-list semantics
 		CompressionMode:    websocket.CompressionDisabled,
@@ -99,6 +121,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(sb, r, opts)
 	if err != nil {
 		log.Debug("websocket upgrade failed", slog.Any("err", err))
+		if endTurn != nil {
+			endTurn()
+		}
 		c.ended()
 		h.unregister(c)
 		h.active.Done()
@@ -127,6 +152,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			log.Warn("resume failed", slog.Any("err", err))
 			c.kick(websocket.StatusInternalError, "resume failed: reconnect with since")
 		}
+		endTurn()
 	}
 	// Hand what queued up meanwhile to the hub's writers, then return: the HTTP handler's
 	// goroutine, its stack and net/http's connection state are released; the socket lives on in
@@ -139,7 +165,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // at most). Live frames meanwhile
 // wait in the queue (bounded: a resume that takes too long under heavy traffic closes with 1013).
 //
-// A resume is bounded (design.md §4): after ResumeMax frames with more to come, or for a since
+// A resume is bounded (design.md §4): after ResumeMax frames with more to come, after
+// Config.resumePages pages (a page reads a bounded stretch of the outbox, which may hold few of
+// the user's frames: without this a resume from far back would walk the whole outbox), or for a since
 // above the newest position (the client saw a database since restored from a backup: left as it
 // was, every live frame at or below since would be dropped as already resumed, for ever), the
 // client gets a resync frame naming the newest position and the socket is closed. Newest is read
@@ -165,7 +193,7 @@ func (c *conn) resume(since int64, refill bool) error {
 	}
 	after, sent := since, 0
 	types := domain.RelayedEventTypesOf(c.kinds)
-	for {
+	for pages := 1; ; pages++ {
 		limit := min(c.h.cfg.ResumePage, c.h.cfg.ResumeMax-sent)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		page, last, more, err := c.h.cfg.Missed.Missed(ctx, c.user, after, limit, c.h.cfg.ResumePageBytes, types)
@@ -191,7 +219,7 @@ func (c *conn) resume(since int64, refill bool) error {
 		if !more {
 			return nil
 		}
-		if sent >= c.h.cfg.ResumeMax {
+		if sent >= c.h.cfg.ResumeMax || pages >= c.h.cfg.resumePages() {
 			return c.resync(max(newest, after))
 		}
 	}
@@ -225,4 +253,18 @@ func (h *Hub) refusal(err error) (status int, msg string, counter prometheus.Cou
 		return http.StatusServiceUnavailable, "this feed server is full: retry, or another", h.metrics.capped.WithLabelValues("instance")
 	}
 	return http.StatusServiceUnavailable, "feed temporarily unavailable", nil
+}
+
+// resumeTurn waits for user's turn to resume (one resume at a time per user on this instance), at
+// most ResumeWait or until ctx ends; release ends the turn.
+func (h *Hub) resumeTurn(ctx context.Context, user string) (release func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ResumeWait)
+	defer cancel()
+	h.metrics.waiting.Inc()
+	release, err = h.turns.take(ctx, user)
+	h.metrics.waiting.Dec()
+	if err != nil {
+		h.metrics.turnTimeout.Inc()
+	}
+	return release, err
 }

@@ -193,6 +193,8 @@ func (a *app) newAPIServer(pool *pgxpool.Pool, tokens *auth.Tokens, reg *prometh
 		LoginFailuresPerAccount: a.cfg.LoginFailuresPerAccount,
 		LoginFailuresPerAddress: a.cfg.LoginFailuresPerAddress,
 		RegistrationsPerAddress: a.cfg.RegistrationsPerAddress,
+		PostsPerUser:            a.cfg.PostsPerUser,
+		DialogSendsPerUser:      a.cfg.DialogSendsPerUser,
 		LoginFailureWindow:      a.cfg.LoginFailureWindow,
 		TrustedProxies:          proxies,
 		Registerer:              reg,

@@ -36,6 +36,9 @@ var envDocs = map[string]string{
 	"WS_ALLOWED_ORIGINS":         "extra browser origins allowed to open the websocket, comma-separated",
 	"WS_SEND_QUEUE_BYTES":        "frame bytes queued per websocket before it is closed with 1013",
 	"WS_MAX_SOCKETS_PER_USER":    "websockets one user may hold on this instance; the next gets 429",
+	"WS_DIALOG_QUEUE_BYTES":      "dialog frame bytes queued per websocket; past it they are dropped and a resync names them",
+	"WS_HANDSHAKES_PER_USER":     "websocket handshakes per user per minute on this instance before 429",
+	"WS_RESUME_WAIT":             "how long a resume waits for its user's turn (one at a time) before 429",
 	"WS_MAX_SOCKETS":             "websockets this instance holds; the next gets 503; 0: open-file limit less 1,024",
 	"WS_MAX_SOCKETS_PER_ADDRESS": "websockets one client address may hold on this instance; the next gets 429",
 	"WS_RESUME_MAX_FRAMES":       "most frames one resume (?since=) sends before a resync frame",
@@ -60,6 +63,8 @@ var envDocs = map[string]string{
 	"LOGIN_FAILURES_PER_ADDRESS": "failed logins per client address per window before 429",
 	"LOGIN_FAILURE_WINDOW":       "the window of the login throttle",
 	"REGISTRATIONS_PER_ADDRESS":  "registrations per client address per minute before 429",
+	"POSTS_PER_USER":             "post writes (create, update, delete) per user per minute before 429",
+	"DIALOG_SENDS_PER_USER":      "dialog messages sent per user per minute before 429",
 	"SHUTDOWN_TIMEOUT":           "bound of a graceful shutdown",
 }
 
@@ -70,10 +75,11 @@ var (
 		"HTTP_READ_HEADER_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_WRITE_TIMEOUT", "HTTP_IDLE_TIMEOUT"}
 	envAPI = []string{"JWT_SECRET", "TOKEN_TTL", "HTTP_ADDR", "REQUEST_TIMEOUT", "BCRYPT_COST", "BCRYPT_CONCURRENCY",
 		"FEED_PAGE_MAX_BYTES", "LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_ADDRESS", "LOGIN_FAILURE_WINDOW",
-		"REGISTRATIONS_PER_ADDRESS", "FEED_MAX_OFFSET", "EXPENSIVE_READS_PER_USER", "DB_READ_TIMEOUT", "FOLLOWS_PER_USER",
+		"REGISTRATIONS_PER_ADDRESS", "FEED_MAX_OFFSET", "EXPENSIVE_READS_PER_USER", "DB_READ_TIMEOUT", "FOLLOWS_PER_USER", "POSTS_PER_USER", "DIALOG_SENDS_PER_USER",
 		"HTTP_TRUSTED_PROXIES"}
 	envRelay     = []string{"AMQP_URL", "AMQP_EXCHANGE"}
 	envWebsocket = []string{"WS_ALLOWED_ORIGINS", "WS_SEND_QUEUE_BYTES", "WS_RESUME_MAX_FRAMES", "WS_MAX_SOCKETS_PER_USER",
+		"WS_DIALOG_QUEUE_BYTES", "WS_HANDSHAKES_PER_USER", "WS_RESUME_WAIT",
 		"WS_MAX_SOCKETS", "WS_MAX_SOCKETS_PER_ADDRESS", "HTTP_TRUSTED_PROXIES"}
 	envOperator   = []string{"DATABASE_URL", "DB_MAX_CONNS", "LOG_LEVEL"}
 	envRealtime   = []string{"AMQP_URL", "AMQP_EXCHANGE", "JWT_SECRET", "WS_ADDR"}

@@ -91,6 +91,11 @@ type Config struct {
 	// RegistrationsPerAddress is how many registrations a client address may make per minute;
 	// beyond, 429 with Retry-After (each is a bcrypt hash; logins are served before them).
 	RegistrationsPerAddress int `env:"REGISTRATIONS_PER_ADDRESS"`
+	// PostsPerUser is how many post writes (create, update, delete) one user may make per minute,
+	// DialogSendsPerUser how many dialog messages one user may send (token buckets: that many at
+	// once, then one every minute/N); beyond, 429 with Retry-After.
+	PostsPerUser       int `env:"POSTS_PER_USER"`
+	DialogSendsPerUser int `env:"DIALOG_SENDS_PER_USER"`
 	// HTTPTrustedProxies lists the networks (CIDR) of proxies whose X-Real-IP header names the
 	// client, for the login throttle's per-address count; "none" (the default) trusts no one, so no
 	// peer can choose the address it is counted by. compose.yaml names its gateway's address.
@@ -101,12 +106,24 @@ type Config struct {
 	// falls further behind is closed with 1013 and its client resumes with ?since=. In bytes, so a
 	// client reading at a normal pace keeps its socket through a burst or a backlog flush.
 	WSSendQueueBytes int `env:"WS_SEND_QUEUE_BYTES"`
+	// WSDialogQueueBytes bounds the dialog frame bytes queued for one websocket, apart from the
+	// above: past it dialog frames are dropped until those queued are written, and the client gets
+	// a resync frame with kinds ["dialog"] (reload them through REST); the socket and its posts go on.
+	WSDialogQueueBytes int `env:"WS_DIALOG_QUEUE_BYTES"`
 	// WSResumeMaxFrames is the most frames one resume (?since=) sends; a client that missed more
 	// gets a resync frame (design.md §4).
 	WSResumeMaxFrames int `env:"WS_RESUME_MAX_FRAMES"`
 	// WSMaxSocketsPerUser bounds one user's websockets on one realtime instance; the next
 	// handshake gets 429 with Retry-After.
 	WSMaxSocketsPerUser int `env:"WS_MAX_SOCKETS_PER_USER"`
+	// WSHandshakesPerUser is how many websocket handshakes one user may make per minute on one
+	// realtime instance (a token bucket: that many at once, then one every minute/N); the next gets
+	// 429 with Retry-After before any presence write or upgrade.
+	WSHandshakesPerUser int `env:"WS_HANDSHAKES_PER_USER"`
+	// WSResumeWait bounds how long a handshake with ?since= waits for its user's turn (one resume
+	// at a time per user on an instance); past it, 429 with Retry-After. At most half of
+	// HTTP_READ_TIMEOUT is used: net/http cancels a request not upgraded by then.
+	WSResumeWait time.Duration `env:"WS_RESUME_WAIT"`
 	// WSMaxSockets bounds one realtime instance's websockets; the next handshake gets 503 with
 	// Retry-After. 0: the process's open-file limit (raised to its hard limit at start) less 1,024
 	// for everything else, so health, metrics and the database keep their descriptors.
@@ -155,7 +172,12 @@ func defaultConfig() Config {
 		LoginFailureWindow:      httpapi.DefaultLoginFailureWindow,
 		RegistrationsPerAddress: httpapi.DefaultRegistrationsPerAddress,
 		HTTPTrustedProxies:      []string{"none"},
+		PostsPerUser:            httpapi.DefaultPostsPerUser,
+		DialogSendsPerUser:      httpapi.DefaultDialogSendsPerUser,
 		WSSendQueueBytes:        websocket.DefaultSendQueueBytes,
+		WSDialogQueueBytes:      websocket.DefaultDialogQueueBytes,
+		WSHandshakesPerUser:     websocket.DefaultHandshakesPerUser,
+		WSResumeWait:            websocket.DefaultResumeWait,
 		WSResumeMaxFrames:       websocket.DefaultResumeMax,
 		WSMaxSocketsPerUser:     websocket.DefaultMaxSocketsPerUser,
 		WSMaxSocketsPerAddress:  websocket.DefaultMaxSocketsPerAddress,
@@ -183,6 +205,12 @@ func parseConfig(environ map[string]string) (Config, error) {
 	if cfg.WSMaxSocketsPerUser < 1 {
 		errs = append(errs, errors.New("WS_MAX_SOCKETS_PER_USER must be at least 1"))
 	}
+	if cfg.WSHandshakesPerUser < 1 {
+		errs = append(errs, errors.New("WS_HANDSHAKES_PER_USER must be at least 1"))
+	}
+	if cfg.WSResumeWait <= 0 {
+		errs = append(errs, errors.New("WS_RESUME_WAIT must be positive"))
+	}
 	if cfg.FeedPageMaxBytes < httpapi.MinFeedMaxBytes {
 		errs = append(errs, fmt.Errorf("FEED_PAGE_MAX_BYTES must be at least %d (the largest post)", httpapi.MinFeedMaxBytes))
 	}
@@ -197,6 +225,9 @@ func parseConfig(environ map[string]string) (Config, error) {
 	}
 	if cfg.BcryptConcurrency < 0 {
 		errs = append(errs, errors.New("BCRYPT_CONCURRENCY must be 0 (half the processors) or more"))
+	}
+	if cfg.PostsPerUser < 1 || cfg.DialogSendsPerUser < 1 {
+		errs = append(errs, errors.New("POSTS_PER_USER and DIALOG_SENDS_PER_USER must be at least 1"))
 	}
 	if cfg.RegistrationsPerAddress < 1 {
 		errs = append(errs, errors.New("REGISTRATIONS_PER_ADDRESS must be at least 1"))

@@ -43,6 +43,7 @@ func TestHandOverRaceLosesNoFrame(t *testing.T) {
 		burst       = 10
 	)
 	s := newStack(t)
+	s.extra = map[string]string{"WS_HANDSHAKES_PER_USER": "1000000"} // each reader reconnects ~100 times in half a minute
 	rt := []string{}
 	for range 2 {
 		base, _ := s.start(t, "realtime")

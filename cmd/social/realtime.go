@@ -84,8 +84,11 @@ func (a *app) realtimeComponent(pool *pgxpool.Pool, tokens *auth.Tokens, reg pro
 		Missed:               outbox.NewResume(pool),
 		AllowedOrigins:       a.cfg.WSAllowedOrigins,
 		SendQueueBytes:       a.cfg.WSSendQueueBytes,
+		DialogQueueBytes:     a.cfg.WSDialogQueueBytes,
 		ResumeMax:            a.cfg.WSResumeMaxFrames,
 		MaxSocketsPerUser:    a.cfg.WSMaxSocketsPerUser,
+		HandshakesPerUser:    a.cfg.WSHandshakesPerUser,
+		ResumeWait:           min(a.cfg.WSResumeWait, a.cfg.HTTPReadTimeout/2), // net/http cancels a request not upgraded within the read timeout
 		MaxSockets:           a.maxSockets(log),
 		MaxSocketsPerAddress: a.cfg.WSMaxSocketsPerAddress,
 		ClientAddress:        httpapi.ClientAddressKey(proxies),

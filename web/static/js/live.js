@@ -102,6 +102,14 @@ function onFrame(s, line) {
   } catch {
     return;
   }
+  if (f.type === "resync" && Array.isArray(f.kinds)) {
+    // The socket dropped frames of these kinds at or below f.position (more messages came than it
+    // holds while we read) and goes on: reload those screens through REST. Every frame before this
+    // one was at or below f.position, so resuming from there later misses nothing.
+    if (f.position > Number(store.get("since." + s.id) || 0)) store.set("since." + s.id, String(f.position));
+    for (const k of f.kinds) handlers.get(k)?.reload();
+    return;
+  }
   if (f.type === "resync") {
     // More was missed than one resume sends, or the server's newest position is below ours
     // (its database was restored): reload through REST and go on from the server's position,
