@@ -67,7 +67,7 @@ type gatedMissed struct {
 
 	mu               sync.Mutex
 	running, most    int
-	atGate, finished int
+	atGate           int
 }
 
 func (g *gatedMissed) Missed(ctx context.Context, user string, after int64, limit, maxBytes int, types []string) ([][]byte, int64, bool, error) {
