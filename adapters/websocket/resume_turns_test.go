@@ -65,9 +65,9 @@ type gatedMissed struct {
 	ws.MissedFrames
 	gate chan struct{}
 
-	mu               sync.Mutex
-	running, most    int
-	atGate           int
+	mu            sync.Mutex
+	running, most int
+	atGate        int
 }
 
 func (g *gatedMissed) Missed(ctx context.Context, user string, after int64, limit, maxBytes int, types []string) ([][]byte, int64, bool, error) {
