@@ -35,10 +35,18 @@ func TestBrokerReconnectFillsTheGapWithoutClosingSockets(t *testing.T) {
 	quiet.next(15 * time.Second)
 
 	// The broker connection goes; two posts are relayed while the queue does not exist (their
-	// live copies are lost: nothing is published for them here).
+	// live copies are lost: nothing is published for them here). The proxy holds the subscriber's
+	// new connections until both are relayed: a reconnect that read the gap before them would
+	// leave them to the relay's live publish, which this test does not make, and they would never
+	// arrive.
 	gaps := e.metric("social_ws_gap_fills_total")
-	proxy.Cut()
-	gap := []string{postRelayed(t, db, author, "gap 1").PostID, postRelayed(t, db, author, "gap 2").PostID}
+	var gap []string
+	func() {
+		proxy.Pause()
+		defer proxy.Resume() // also on t.Fatal: the proxy's cleanup waits for its held copies
+		proxy.Cut()
+		gap = []string{postRelayed(t, db, author, "gap 1").PostID, postRelayed(t, db, author, "gap 2").PostID}
+	}()
 	waitFor(t, 20*time.Second, "subscriber ready again", func() bool { return e.sub.Ready(context.Background()) == nil })
 	for _, cl := range []*client{c, quiet} {
 		for _, want := range gap {
