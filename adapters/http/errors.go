@@ -4,9 +4,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/socialnet/social/adapters/httperr"
 	"github.com/socialnet/social/domain"
 )
 
@@ -22,18 +24,8 @@ var statusOf = map[string]int{
 	domain.EINTERNAL:     http.StatusInternalServerError,
 }
 
-// retryAfterSeconds is sent with every 503: long enough for a pool to reconnect.
-const retryAfterSeconds = "5"
-
-// errorBody is the JSON error of design.md §2.
-type errorBody struct {
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
-	Code      int    `json:"code"`
-}
-
 // handleError is echo's HTTPErrorHandler: every error a handler or middleware returns is written
-// here, as errorBody. Internal errors are logged in full and shown as "Internal error.".
+// here, as httperr.Body. Internal errors are logged in full and shown as "Internal error.".
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -44,14 +36,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.ErrorContext(c.Request().Context(), "request failed",
 			slog.String("request_id", rid), slog.String("route", c.Path()), slog.Int("status", status), slog.Any("err", err))
 	}
+	var wait time.Duration
 	var te *throttledError
-	switch {
-	case errors.As(err, &te):
-		c.Response().Header().Set("Retry-After", retryAfterHeader(te.after))
-	case status == http.StatusServiceUnavailable:
-		c.Response().Header().Set("Retry-After", retryAfterSeconds)
+	if errors.As(err, &te) {
+		wait = te.after
 	}
-	body := errorBody{Message: msg, RequestID: rid, Code: status}
+	if v := httperr.RetryAfterFor(status, wait); v != "" {
+		c.Response().Header().Set("Retry-After", v)
+	}
+	body := httperr.Body{Message: msg, RequestID: rid, Code: status}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {

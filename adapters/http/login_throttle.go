@@ -1,8 +1,6 @@
 package http
 
 import (
-	"fmt"
-	"math"
 	"net/netip"
 	"time"
 
@@ -109,11 +107,6 @@ func (e *throttledError) Unwrap() error { return e.err }
 
 func throttled(wait time.Duration, what string) error {
 	return &throttledError{err: domain.Errorf(domain.ETHROTTLED, "too many %s: retry later", what), after: wait}
-}
-
-// retryAfterHeader is a wait in whole seconds, at least one.
-func retryAfterHeader(d time.Duration) string {
-	return fmt.Sprint(max(1, int(math.Ceil(d.Seconds()))))
 }
 
 // addressKey is the throttle's key for a client address: IPv4 as is, IPv6 by its /64 (one

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/adapters/httperr"
 	"github.com/socialnet/social/domain"
 )
 
@@ -230,7 +231,7 @@ func (s *Server) ready(c echo.Context) error {
 		if err := s.cfg.Ready(c.Request().Context()); err != nil {
 			// The reason names hosts, users and databases: the log has it, the client does not.
 			s.log.WarnContext(c.Request().Context(), "not ready", slog.Any("err", err))
-			c.Response().Header().Set("Retry-After", retryAfterSeconds)
+			c.Response().Header().Set("Retry-After", httperr.RetryAfter(httperr.DefaultRetryAfter))
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 		}
 	}

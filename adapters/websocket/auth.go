@@ -1,12 +1,14 @@
 package websocket
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/socialnet/social/adapters/httperr"
 )
 
 // subprotocolBearer is what a browser offers first, with the token as the second "protocol"
@@ -70,22 +72,12 @@ func redactedURI(u *url.URL) string {
 	return u.Path + "?" + u.RawQuery
 }
 
-// writeError answers before the upgrade with the API's JSON error {message, request_id, code}.
-func writeError(w http.ResponseWriter, status int, msg string) string {
-	rid := w.Header().Get("X-Request-Id")
-	if rid == "" {
-		rid = uuid.Must(uuid.NewV7()).String()
-		w.Header().Set("X-Request-Id", rid)
+// writeError answers before the upgrade with the API's JSON error (httperr.Body), under the
+// request id the API gave the request (in `all`) or a new one; a 429 or 503 waits retryAfter, or
+// httperr.DefaultRetryAfter when it is 0.
+func writeError(w http.ResponseWriter, status int, msg string, retryAfter time.Duration) {
+	if w.Header().Get("X-Request-Id") == "" {
+		w.Header().Set("X-Request-Id", uuid.Must(uuid.NewV7()).String())
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", "5")
-	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
-		Message   string `json:"message"`
-		RequestID string `json:"request_id"`
-		Code      int    `json:"code"`
-	}{msg, rid, status})
-	return rid
+	httperr.Write(w, status, msg, retryAfter)
 }

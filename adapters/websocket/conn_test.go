@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // TestWriterExitsWhenDrainedAndKeepsOrder feeds a socket in bursts: each burst starts a writer
@@ -50,13 +52,7 @@ func TestWriterExitsWhenDrainedAndKeepsOrder(t *testing.T) {
 				t.Fatalf("burst %d: got position %d, want %d", burst, m.Position, want)
 			}
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for !idle() {
-			if time.Now().After(deadline) {
-				t.Fatalf("burst %d: the writer did not exit after draining", burst)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		wait.For(t, 5*time.Second, fmt.Sprintf("burst %d: the writer to exit after draining", burst), idle)
 	}
 }
 
@@ -107,20 +103,7 @@ func TestBurstFasterThanTheSocketDrainsKeepsAReadingClient(t *testing.T) {
 	t.Logf("deepest queue %d frames", maxQueued)
 
 	// Past the bound: a client that stops reading while ~5 MB are queued for it is closed.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c.mu.Lock()
-		if !c.writing {
-			c.writing = true // hold the writes, as a peer that stopped reading does
-			c.mu.Unlock()
-			break
-		}
-		c.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the writer did not exit after draining")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	hold(t, c) // hold the writes, as a peer that stopped reading does
 	for i := range 5 {
 		c.enqueue(&frame{position: int64(n + 1 + i), body: make([]byte, DefaultSendQueueBytes/4), live: true})
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/socialnet/social/adapters/auth"
 	ws "github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // BenchmarkHubDeliver is the realtime's side of one post: Hub.Deliver hands a frame for n users,
@@ -60,11 +61,7 @@ func benchmarkHubDeliver(b *testing.B, n int) {
 			}
 		})
 	}
-	for deadline := time.Now().Add(time.Minute); hub.Connections() < n; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d sockets registered", hub.Connections(), n)
-		}
-	}
+	wait.For(b, time.Minute, fmt.Sprintf("%d sockets registered", n), func() bool { return hub.Connections() >= n })
 	// A frame as the dispatcher encodes it (~250 bytes); only its position changes.
 	head := []byte(`{"postId":"01937a1e-0000-7000-8000-000000000000","postText":"a post of about a hundred characters, which is what most posts on a social network look like ok","author_user_id":"01937a1e-0000-7000-8000-000000000001","type":"post.created","position":`)
 	tail := []byte(`,"created_at":"2026-12-06T10:00:00.000000Z"}`)

@@ -23,6 +23,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -120,7 +121,7 @@ func newEnvVia(t testing.TB, db *pgtest.DB, exchange string, log *slog.Logger, b
 		_ = e.sub.Close()
 		amqptest.DeleteExchange(t, exchange)
 	})
-	waitFor(t, 20*time.Second, "instance ready", func() bool {
+	wait.For(t, 20*time.Second, "instance ready", func() bool {
 		return e.presence.Ready(context.Background()) == nil && e.sub.Ready(context.Background()) == nil
 	})
 
@@ -266,17 +267,6 @@ func expectNone(t testing.TB, c *client) {
 	case f := <-c.frames:
 		t.Fatalf("unexpected frame %+v", f)
 	default:
-	}
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

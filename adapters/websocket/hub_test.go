@@ -18,6 +18,7 @@ import (
 
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/internal/wait"
 )
 
 func TestUnauthorizedGets401WithoutUpgrade(t *testing.T) {
@@ -172,12 +173,12 @@ func TestPresenceRemovedAfterLastSocketCloses(t *testing.T) {
 		t.Fatal("not present with two sockets")
 	}
 	c1.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 15*time.Second, "first socket gone", func() bool { return e.hub.Connections() == 1 })
+	wait.For(t, 15*time.Second, "first socket gone", func() bool { return e.hub.Connections() == 1 })
 	if !e.present(t, user) {
 		t.Fatal("presence removed while a socket is still open")
 	}
 	c2.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 15*time.Second, "presence removed", func() bool { return !e.present(t, user) })
+	wait.For(t, 15*time.Second, "presence removed", func() bool { return !e.present(t, user) })
 }
 
 func TestShutdownClosesSocketsWith1001(t *testing.T) {
@@ -205,7 +206,7 @@ func TestQueryTokenIsNeverLogged(t *testing.T) {
 	e.publish(t, frameAt(1, uuid.NewString()), user)
 	c.next(15 * time.Second)
 	c.c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 15*time.Second, "socket gone", func() bool { return e.hub.Connections() == 0 })
+	wait.For(t, 15*time.Second, "socket gone", func() bool { return e.hub.Connections() == 0 })
 	out := buf.String()
 	if !strings.Contains(out, "token=REDACTED") {
 		t.Fatalf("expected a redacted connect line in the debug log:\n%s", out)
@@ -251,8 +252,8 @@ func TestKeepalivePingsAnswerersAndDropsSilentPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.CloseNow()
-	waitFor(t, 10*time.Second, "the silent socket dropped", func() bool { return e.hub.Connections() == 1 })
-	waitFor(t, 10*time.Second, "several pings answered", func() bool { return pings.Load() >= 5 })
+	wait.For(t, 10*time.Second, "the silent socket dropped", func() bool { return e.hub.Connections() == 1 })
+	wait.For(t, 10*time.Second, "several pings answered", func() bool { return pings.Load() >= 5 })
 	if e.hub.Connections() != 1 {
 		t.Fatal("the answering socket was dropped")
 	}

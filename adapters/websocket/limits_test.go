@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	ws "github.com/socialnet/social/adapters/websocket"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // TestSeventeenthSocketOfAUserGets429 (issue #12): one user holds at most
@@ -70,7 +71,7 @@ func TestSeventeenthSocketOfAUserGets429(t *testing.T) {
 	}
 	// One closes: a new one is admitted.
 	socks[0].c.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 15*time.Second, "the closed socket to leave the hub", func() bool {
+	wait.For(t, 15*time.Second, "the closed socket to leave the hub", func() bool {
 		return e.hub.Connections() == ws.DefaultMaxSocketsPerUser // 15 of user + other
 	})
 	c, _, err = dial(user)
@@ -218,7 +219,7 @@ func TestInstanceAndAddressBoundsRefuseBeforeTheUpgrade(t *testing.T) {
 		t.Fatalf("fourth socket of the instance: %d, want 503", status)
 	}
 	first.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 10*time.Second, "room after a close", func() bool { return e.hub.Connections() == 2 })
+	wait.For(t, 10*time.Second, "room after a close", func() bool { return e.hub.Connections() == 2 })
 	if _, status := dial("198.51.100.3"); status != http.StatusSwitchingProtocols {
 		t.Fatalf("after a socket closed: %d, want 101", status)
 	}

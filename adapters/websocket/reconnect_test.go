@@ -10,6 +10,7 @@ import (
 
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // TestBrokerReconnectFillsTheGapWithoutClosingSockets cuts the subscriber's connection: the
@@ -47,7 +48,7 @@ func TestBrokerReconnectFillsTheGapWithoutClosingSockets(t *testing.T) {
 		proxy.Cut()
 		gap = []string{postRelayed(t, db, author, "gap 1").PostID, postRelayed(t, db, author, "gap 2").PostID}
 	}()
-	waitFor(t, 20*time.Second, "subscriber ready again", func() bool { return e.sub.Ready(context.Background()) == nil })
+	wait.For(t, 20*time.Second, "subscriber ready again", func() bool { return e.sub.Ready(context.Background()) == nil })
 	for _, cl := range []*client{c, quiet} {
 		for _, want := range gap {
 			if f := cl.next(15 * time.Second); f.PostID != want {
@@ -89,7 +90,7 @@ func TestLapsedRegistrationFillsTheGapInOrder(t *testing.T) {
 	refills := e.metric("social_ws_refills_total")
 	db.Exec(t, `UPDATE realtime_instances SET lease_until = now() - interval '1 second' WHERE id = $1`, e.instance)
 	gap := []string{postRelayed(t, db, author, "gap 1").PostID, postRelayed(t, db, author, "gap 2").PostID}
-	waitFor(t, 20*time.Second, "registered again", func() bool {
+	wait.For(t, 20*time.Second, "registered again", func() bool {
 		return db.Count(t, "realtime_instances", "id = '"+e.instance+"'", "lease_until > now()") == 1
 	})
 	live := postRelayed(t, db, author, "after")
@@ -102,5 +103,5 @@ func TestLapsedRegistrationFillsTheGapInOrder(t *testing.T) {
 	if n := e.hub.Connections(); n != 1 {
 		t.Fatalf("%d sockets after the lapse, want the one", n)
 	}
-	waitFor(t, 10*time.Second, "the refill counted", func() bool { return e.metric("social_ws_refills_total") > refills })
+	wait.For(t, 10*time.Second, "the refill counted", func() bool { return e.metric("social_ws_refills_total") > refills })
 }

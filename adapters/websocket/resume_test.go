@@ -21,6 +21,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // register creates a user through the real user service.
@@ -169,7 +170,7 @@ func TestSlowReaderIsDisconnectedWhileFastOneKeepsReceiving(t *testing.T) {
 	}
 	defer slow.CloseNow()
 	slow.SetReadLimit(1 << 20)
-	waitFor(t, 15*time.Second, "both sockets registered", func() bool { return e.hub.Connections() == 2 })
+	wait.For(t, 15*time.Second, "both sockets registered", func() bool { return e.hub.Connections() == 2 })
 
 	pad := make([]byte, 32<<10)
 	_, _ = rand.Read(pad)
@@ -197,7 +198,7 @@ func TestSlowReaderIsDisconnectedWhileFastOneKeepsReceiving(t *testing.T) {
 	for got < n {
 		receive()
 	}
-	waitFor(t, 20*time.Second, "slow client evicted", func() bool {
+	wait.For(t, 20*time.Second, "slow client evicted", func() bool {
 		return e.metric("social_ws_slow_client_disconnects_total") == 1 && e.hub.Connections() == 1
 	})
 	// The slow client finds its socket closed: with 1013 if the close frame got through the full

@@ -17,6 +17,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -135,7 +136,7 @@ func TestHostileOneResumeAtATimePerUser(t *testing.T) {
 	}
 	// Every socket is reading (held at the gate) or waiting for its turn: without the turns, all
 	// 16 would be reading at once.
-	waitFor(t, time.Minute, "every resume reading or waiting for its turn", func() bool {
+	wait.For(t, time.Minute, "every resume reading or waiting for its turn", func() bool {
 		atGate, _ := missed.stats()
 		return atGate+int(e.metric("social_ws_resumes_waiting")) == sockets
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -23,51 +22,50 @@ import (
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.log.With(slog.String("uri", redactedURI(r.URL)), slog.String("remote", r.RemoteAddr))
 	if !originAllowed(r, h.cfg.AllowedOrigins) {
-		writeError(w, http.StatusForbidden, "origin not allowed")
+		writeError(w, http.StatusForbidden, "origin not allowed", 0)
 		return
 	}
 	token, viaSubprotocol := tokenFrom(r)
 	if token == "" {
-		writeError(w, http.StatusUnauthorized, "missing bearer token")
+		writeError(w, http.StatusUnauthorized, "missing bearer token", 0)
 		return
 	}
 	claims, err := h.cfg.Tokens.Verify(token)
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, domain.ErrorMessage(err))
+		writeError(w, http.StatusUnauthorized, domain.ErrorMessage(err), 0)
 		return
 	}
 	var since int64 = -1
 	if s := r.URL.Query().Get("since"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "since must be a non-negative integer position")
+			writeError(w, http.StatusBadRequest, "since must be a non-negative integer position", 0)
 			return
 		}
 		if h.cfg.Missed == nil {
-			writeError(w, http.StatusBadRequest, "resume is not available")
+			writeError(w, http.StatusBadRequest, "resume is not available", 0)
 			return
 		}
 		since = n
 	}
 	kinds, err := parseKinds(r.URL.Query()["types"])
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, err.Error(), 0)
 		return
 	}
 	lines, err := parseBatch(r.URL.Query()["batch"])
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, err.Error(), 0)
 		return
 	}
 	if wait := h.handshakes.take(claims.UserID, time.Now()); wait > 0 {
 		h.metrics.throttled.Inc()
 		log.Info("refusing a websocket: too many handshakes for this user", slog.String("user_id", claims.UserID))
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed connections a minute per user: retry later", h.cfg.HandshakesPerUser))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed connections a minute per user: retry later", h.cfg.HandshakesPerUser), wait)
 		return
 	}
 	if !h.acquire() {
-		writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		writeError(w, http.StatusServiceUnavailable, "server is shutting down", 0)
 		return
 	}
 	log = log.With(slog.String("user_id", claims.UserID))
@@ -93,7 +91,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// nothing (routing skips it) and look healthy. 503 + Retry-After; the client retries.
 			log.Warn("join presence; refusing the websocket", slog.Any("err", err))
 		}
-		writeError(w, status, msg)
+		writeError(w, status, msg, 0)
 		return
 	}
 	// One resume at a time per user: a resume waits for the user's turn before the upgrade, and
@@ -106,7 +104,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.unregister(c)
 			h.active.Done()
 			log.Info("refusing a websocket: another resume of this user is still running")
-			writeError(w, http.StatusTooManyRequests, "another feed connection of this user is resuming: retry later")
+			writeError(w, http.StatusTooManyRequests, "another feed connection of this user is resuming: retry later", 0)
 			return
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	ws "github.com/socialnet/social/adapters/websocket"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // wireFrame is any frame a socket receives, read for what these tests check.
@@ -59,7 +60,7 @@ func TestDialogFloodShedsMessagesAndKeepsPostFrames(t *testing.T) {
 	victim, friend, witness := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	sock := dialSlowReader(t, e, victim, "types=post,dialog")
 	seen := e.dial(t, witness, "")
-	waitFor(t, 15*time.Second, "both sockets registered", func() bool { return e.hub.Connections() == 2 })
+	wait.For(t, 15*time.Second, "both sockets registered", func() bool { return e.hub.Connections() == 2 })
 
 	// 200 messages of 40 KB from four senders (8 MB: more than the socket's buffers and its
 	// queue hold), and a post of the friend every tenth.

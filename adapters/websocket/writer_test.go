@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/socialnet/social/internal/wait"
 )
 
 func testHub(cfg Config) *Hub {
@@ -33,20 +34,15 @@ func testHub(cfg Config) *Hub {
 // the writers to let go first.
 func hold(t *testing.T, c *conn) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wait.For(t, 5*time.Second, "the writers to let go of the socket", func() bool {
 		c.mu.Lock()
-		if !c.writing {
-			c.writing = true
-			c.mu.Unlock()
-			return
+		defer c.mu.Unlock()
+		if c.writing {
+			return false
 		}
-		c.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the writers did not let go of the socket")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		c.writing = true
+		return true
+	})
 }
 
 // TestBatchIsOneWriteOfSeparateMessages queues 200 frames while the socket's writes are held,
@@ -174,7 +170,7 @@ func TestAStuckPeerHoldsUpOnlyItself(t *testing.T) {
 	for i := range 150 { // 9 MB: more than the kernel buffers of a peer that does not read (~4 MB here)
 		stuck.enqueue(&frame{position: int64(i + 1), body: big})
 	}
-	waitUntil(t, "the stuck socket's drain to start", func() bool {
+	wait.For(t, 10*time.Second, "the stuck socket's drain to start", func() bool {
 		stuck.wire.mu.Lock()
 		defer stuck.wire.mu.Unlock()
 		return stuck.wire.flushing
@@ -202,16 +198,5 @@ func TestAStuckPeerHoldsUpOnlyItself(t *testing.T) {
 	stuck.mu.Unlock()
 	if !kicked || code != websocket.StatusTryAgainLater {
 		t.Fatalf("stuck socket kicked %v (%d), want 1013 past the byte bound", kicked, code)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // chromium finds a Chromium binary; CI installs Debian's `chromium` (scripts/services).
@@ -318,13 +319,9 @@ func TestBrowserFollowerSeesPostLive(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#post-submit")),
 			poll(fmt.Sprintf(`[...document.querySelectorAll("#feed li.mine .text")].some(e => e.textContent === %q)`, away)))
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for s.db.Count(t, "outbox", "status = 'relayed'") != 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("the three posts made while the reader was away were not relayed within 20 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 20*time.Second, "the three posts made while the reader was away to be relayed", func() bool {
+		return s.db.Count(t, "outbox", "status = 'relayed'") == 4
+	})
 	var newest int64
 	if err := s.db.Pool.QueryRow(context.Background(), "SELECT max(position) FROM outbox").Scan(&newest); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // brokerVersion dials the broker of TEST_AMQP_URL on a connection of the test's own and returns
@@ -186,7 +187,7 @@ func startDispatcher(t *testing.T, env map[string]string) *syncBuffer {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("social dispatcher did not listen\n%s", logs.String())
 	}
-	opsWaitUntil(t, 20*time.Second, "dispatcher /readyz", func() bool { return httpOK(base + "/readyz") })
+	wait.For(t, 20*time.Second, "dispatcher /readyz", func() bool { return httpOK(base + "/readyz") })
 	return &logs
 }
 

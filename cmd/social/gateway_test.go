@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // startGateway runs the shipped deploy/nginx/nginx.conf with Debian's nginx in front of the given
@@ -63,7 +64,7 @@ func startGateway(t *testing.T, api string, realtime []string) string {
 		}
 	})
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	opsWaitUntil(t, 20*time.Second, "the gateway", func() bool { return httpOK(base + "/healthz") })
+	wait.For(t, 20*time.Second, "the gateway", func() bool { return httpOK(base + "/healthz") })
 	return base
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/socialnet/social/adapters/auth"
 	"github.com/socialnet/social/adapters/postgres"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // TestHandOverRaceLosesNoFrame is the race of design.md §3 made wide: 100 users connect and
@@ -161,10 +162,10 @@ func TestHandOverRaceLosesNoFrame(t *testing.T) {
 	}
 	wg.Wait()
 	// Enough relayed meanwhile, then stop and let the outbox drain.
-	opsWaitUntil(t, 60*time.Second, "1,000 posts relayed", func() bool { return s.db.Count(t, "outbox", "status = 'relayed'") >= minRelayed })
+	wait.For(t, 60*time.Second, "1,000 posts relayed", func() bool { return s.db.Count(t, "outbox", "status = 'relayed'") >= minRelayed })
 	stopPosting()
 	<-posting
-	opsWaitUntil(t, 60*time.Second, "outbox drained", func() bool { return s.db.Count(t, "outbox", "status = 'pending'") == 0 })
+	wait.For(t, 60*time.Second, "outbox drained", func() bool { return s.db.Count(t, "outbox", "status = 'pending'") == 0 })
 
 	// Every relayed position goes to every reader (they follow every author).
 	var positions []int64

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/socialnet/social/adapters/httperr"
 )
 
 // opsMux serves /healthz (the process is alive), /readyz (every check passes; 503 with
@@ -29,7 +30,7 @@ func (a *app) opsMux(reg *prometheus.Registry, checks ...func(context.Context) e
 		if err := errors.Join(errs...); err != nil {
 			// The reason names hosts, users and databases: the log has it, the client does not.
 			a.log.Warn("not ready", slog.Any("err", err))
-			w.Header().Set("Retry-After", "5")
+			w.Header().Set("Retry-After", httperr.RetryAfter(httperr.DefaultRetryAfter))
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 			return
 		}

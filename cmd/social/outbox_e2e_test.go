@@ -21,6 +21,7 @@ import (
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // opsAll is `social all` on a fresh database and its own exchange, listening on a free port.
@@ -54,7 +55,7 @@ func startOpsAll(t testing.TB) *opsAll {
 	case addr := <-addrs:
 		e := &opsAll{t: t, db: db, base: "http://" + addr.String()}
 		// Ready: the instance is registered, its queue is live and the dispatcher relays.
-		opsWaitUntil(t, 30*time.Second, "/readyz", func() bool {
+		wait.For(t, 30*time.Second, "/readyz", func() bool {
 			res, err := http.Get(e.base + "/readyz")
 			if err != nil {
 				return false
@@ -156,17 +157,6 @@ func (s *opsSocket) received() [][]byte {
 	return slices.Clone(s.frames)
 }
 
-func opsWaitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
-}
-
 // scrape returns each metric family of /metrics summed over its series: the value of counters and
 // gauges, the observation count of histograms.
 func (e *opsAll) scrape() map[string]float64 {
@@ -233,7 +223,7 @@ func TestOutboxReplayRedeliversTheRangeAndMetricsMove(t *testing.T) {
 	if !slices.IsSorted(positions) {
 		t.Fatalf("live positions out of order: %v", positions)
 	}
-	opsWaitUntil(t, 10*time.Second, "outbox drained", func() bool { return e.db.Count(t, "outbox", "status <> 'relayed'") == 0 })
+	wait.For(t, 10*time.Second, "outbox drained", func() bool { return e.db.Count(t, "outbox", "status <> 'relayed'") == 0 })
 
 	from, to := positions[2], positions[6]
 	r := runCLI(context.Background(), e.db.URL, "outbox", "replay",
@@ -244,7 +234,7 @@ func TestOutboxReplayRedeliversTheRangeAndMetricsMove(t *testing.T) {
 	// A live post after the replay: the dispatcher claims in id order, so its frame comes after
 	// every replayed one, and once it arrived no replayed frame is still on its way.
 	e.call(http.MethodPost, "/post/create", authorToken, map[string]string{"text": "after the replay"}, nil)
-	opsWaitUntil(t, 15*time.Second, "replayed frames and the live one", func() bool {
+	wait.For(t, 15*time.Second, "replayed frames and the live one", func() bool {
 		got := sock.received()
 		return len(got) > 10 && bytes.Contains(got[len(got)-1], []byte("after the replay"))
 	})
@@ -261,7 +251,7 @@ func TestOutboxReplayRedeliversTheRangeAndMetricsMove(t *testing.T) {
 	// Counters are incremented after the broker confirmed and the rows were marked, which can be a
 	// moment after the follower already has the frame.
 	var after map[string]float64
-	opsWaitUntil(t, 10*time.Second, "relay counters", func() bool {
+	wait.For(t, 10*time.Second, "relay counters", func() bool {
 		after = e.scrape()
 		return after["social_outbox_relayed_rows_total"]-before["social_outbox_relayed_rows_total"] >= 16 &&
 			after["social_ws_frames_sent_total"]-before["social_ws_frames_sent_total"] >= 16

@@ -13,6 +13,7 @@ import (
 	"github.com/socialnet/social/adapters/postgres"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 	"github.com/socialnet/social/outbox"
 )
 
@@ -164,13 +165,7 @@ func TestOutboxReplayInterruptedPrintsResume(t *testing.T) {
 		// --wait (the default) holds the replay after its first batch: no dispatcher runs here.
 		done <- runCLI(ctx, db.URL, "outbox", "replay", "--from-position", "2", "--to-position", "15", "--batch-size", "4")
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for db.Count(t, "outbox", "status = 'pending'") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("first batch never enqueued")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+	wait.For(t, 10*time.Second, "the first batch enqueued", func() bool { return db.Count(t, "outbox", "status = 'pending'") > 0 })
 	cancel()
 	r := <-done
 	if r.err == nil || !strings.Contains(r.err.Error(), "interrupted") {

@@ -18,6 +18,7 @@ import (
 	"github.com/socialnet/social/adapters/amqp/amqptest"
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/wait"
 )
 
 // stack is one test's database and exchange, shared by every process started on it.
@@ -75,20 +76,8 @@ func (s *stack) start(t testing.TB, cmd string) (base string, stop func()) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("social %s did not listen", cmd)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base, stop
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("social %s not ready", cmd)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 20*time.Second, "social "+cmd+" ready", func() bool { return httpOK(base + "/readyz") })
+	return base, stop
 }
 
 // startDispatcher runs `social dispatcher` on the stack: the relay as production wires it.
