@@ -231,7 +231,8 @@ func (w *wire) startDrainLocked(owner drainer) {
 }
 
 // drain writes what the kernel did not take, waiting for the socket to become writable; a
-// socket that takes nothing for timeout is closed.
+// socket that takes nothing for timeout is closed (one that takes something is not, however
+// long the rest takes).
 func (w *wire) drain() {
 	for {
 		w.mu.Lock()
@@ -259,9 +260,17 @@ func (w *wire) drain() {
 		_ = w.Conn.SetWriteDeadline(time.Time{})
 		w.mu.Lock()
 		w.off += n
-		if err != nil {
+		// The deadline bounds a write that makes no progress, not the time a slow reader needs
+		// for all of b: a client that took bytes within it is still reading, and the next pass
+		// gives it a fresh timeout for the rest (net.Conn stays usable after a deadline passes).
+		if err != nil && !(n > 0 && isTimeout(err)) {
 			w.failLocked(err)
 		}
 		w.mu.Unlock()
 	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
