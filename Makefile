@@ -24,7 +24,8 @@ FLOOR_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
 .PHONY: run build test test-bench test-broker test-faults test-floor fuzz bench-go bench-relay bench-ws bench-e2e bench-fanout bench-broker lint
 
-## run: migrate and start api + dispatcher + realtime + web page on :8080 (HTTP_ADDR); Ctrl-C stops it
+## run: migrate and start api + dispatcher + realtime + web page on :8080 (or, when another program
+## holds it, the first free port after it; HTTP_ADDR chooses); Ctrl-C stops it
 # The binary runs itself, not under `go run`, which exits 1 after an interrupt (make then reports
 # an error for a clean shutdown).
 run: build

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -157,6 +158,14 @@ func TestUserSearchMatchesPrefixesOfBothNames(t *testing.T) {
 		t.Errorf("no match = %v, want []", got)
 	}
 	expectError(t, api.do("GET", "/user/search?first_name=%FF", "", nil), 400)
+
+	// Case folds beyond ASCII: under a cluster made in locale C (SQL_ASCII, as PostgreSQL's
+	// package makes on a machine with no locale set) lower() leaves Cyrillic as it is and this
+	// fails; scripts/services makes its cluster in C.UTF-8.
+	cyrillic := api.register("Иван", "Петров")
+	if got := search("first_name=" + url.QueryEscape("иВА") + "&last_name=" + url.QueryEscape("ПЕТР")); !equal(got, []string{cyrillic.ID}) {
+		t.Errorf("иВА/ПЕТР = %v, want [%s]: Cyrillic names match case-insensitively", got, cyrillic.ID)
+	}
 
 	// One name, one form (NFC at the boundary): a name registered decomposed (e + U+0301) is found
 	// by its composed form, and the other way round.

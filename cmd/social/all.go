@@ -3,13 +3,24 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"sync"
+	"syscall"
 )
 
 // runAll migrates, then runs the API, the dispatcher and the realtime websocket in one process,
-// all HTTP on HTTP_ADDR. For development and `make run`.
-func (a *app) runAll(ctx context.Context) error {
+// all HTTP on HTTP_ADDR. For development and `make run`. It listens first, so that a port it
+// cannot have fails at once rather than after the migrations.
+func (a *app) runAll(ctx context.Context, addrChosen bool) error {
+	ln, err := a.listenAll(addrChosen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // for the returns before serving; serving closes it too
 	if err := a.runMigrate(ctx); err != nil {
 		return err
 	}
@@ -42,7 +53,7 @@ func (a *app) runAll(ctx context.Context) error {
 		srv.Handle(http.MethodGet, wsPath, wsHandler)
 	}
 	return runTogether(ctx, cancel,
-		func(ctx context.Context) error { return a.serve(ctx, "all", a.cfg.HTTPAddr, srv) },
+		func(ctx context.Context) error { return a.serveOn(ctx, "all", ln, srv) },
 		relay, realtime, a.purgeIdempotencyKeys(pool))
 }
 
@@ -63,4 +74,37 @@ func runTogether(ctx context.Context, cancel context.CancelFunc, fns ...func(con
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// allPortTries is how many ports after HTTP_ADDR's default `all` tries when another program
+// holds it.
+const allPortTries = 100
+
+// listenAll opens HTTP_ADDR for `all`. Set by the user, it is used as given: a port another
+// program holds fails, naming the variable. Unset (`make run` on a developer's machine, where
+// something else often has 8080), a taken default is no reason to fail: the first free port of the
+// next allPortTries serves instead, and the log says which, with the page's URL.
+func (a *app) listenAll(addrChosen bool) (net.Listener, error) {
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err == nil {
+		return ln, nil
+	}
+	if addrChosen || !errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("all: listen on HTTP_ADDR=%s: %w", a.cfg.HTTPAddr, err)
+	}
+	host, port, splitErr := net.SplitHostPort(a.cfg.HTTPAddr)
+	first, atoiErr := strconv.Atoi(port)
+	if splitErr != nil || atoiErr != nil {
+		return nil, fmt.Errorf("all: listen on HTTP_ADDR=%s: %w", a.cfg.HTTPAddr, err)
+	}
+	for p := first + 1; p <= first+allPortTries && p <= 65535; p++ {
+		ln, tryErr := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if tryErr != nil {
+			continue
+		}
+		a.log.Warn("another program holds HTTP_ADDR's default port: serving on the first free one after it (set HTTP_ADDR to choose)",
+			slog.String("taken", a.cfg.HTTPAddr), slog.String("url", fmt.Sprintf("http://localhost:%d/", p)))
+		return ln, nil
+	}
+	return nil, fmt.Errorf("all: HTTP_ADDR's default %s and the %d ports after it are taken: set HTTP_ADDR", a.cfg.HTTPAddr, allPortTries)
 }

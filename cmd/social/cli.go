@@ -188,11 +188,15 @@ func (a *app) rootCommand(environ map[string]string) *cobra.Command {
 		Short: "migrate, then run api + dispatcher + realtime + web page in one process",
 		Long: `Applies the migrations, then serves the REST API, the web page, the websocket
 /post/feed/posted, /healthz, /readyz and /metrics on HTTP_ADDR, and runs the dispatcher, all in
-one process: for development and 'make run'. Without JWT_SECRET it picks a random secret and
-says so (tokens then do not survive a restart). Stops gracefully on SIGINT/SIGTERM.`,
+one process: for development and 'make run'. With HTTP_ADDR unset and another program on
+:8080, it serves on the first free port after it and says which. Without JWT_SECRET it picks a
+random secret and says so (tokens then do not survive a restart). Stops gracefully on
+SIGINT/SIGTERM.`,
 		Args:        noArgs,
 		Annotations: map[string]string{envAnnotation: envList(envServer, envAPI, envRelay, envWebsocket, envPresence)},
-		RunE:        a.configured(environ, info, func(cmd *cobra.Command, _ []string) error { return a.runAll(cmd.Context()) }),
+		RunE: a.configured(environ, info, func(cmd *cobra.Command, _ []string) error {
+			return a.runAll(cmd.Context(), environ["HTTP_ADDR"] != "")
+		}),
 	})
 	root.AddCommand(&cobra.Command{
 		Use:   "api",

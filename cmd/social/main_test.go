@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,6 +190,73 @@ func TestAllServesTheAPI(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Errorf("register = %d", res.StatusCode)
 	}
+}
+
+// TestAllTakesTheNextPortWhenTheDefaultIsTaken is `make run` on a machine where another program
+// holds 8080 (issue #25): with HTTP_ADDR unset, all serves on the first free port after it and
+// logs the page's URL; with HTTP_ADDR set to a taken port it fails at once, naming the variable,
+// before migrating anything.
+func TestAllTakesTheNextPortWhenTheDefaultIsTaken(t *testing.T) {
+	// The other program: this test, unless one already holds 8080.
+	if hold, err := net.Listen("tcp", ":8080"); err == nil {
+		t.Cleanup(func() { hold.Close() })
+	} else if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatal(err)
+	}
+
+	t.Run("HTTP_ADDR set", func(t *testing.T) {
+		db := pgtest.NewEmpty(t)
+		a, _ := newTestApp(t)
+		err := a.run(context.Background(), []string{"all"}, map[string]string{
+			"DATABASE_URL": db.URL, "HTTP_ADDR": ":8080", "AMQP_EXCHANGE": amqptest.Exchange(t, "test.all.")})
+		if err == nil || !strings.Contains(err.Error(), "HTTP_ADDR=:8080") {
+			t.Fatalf("all on a taken HTTP_ADDR = %v, want an error naming HTTP_ADDR=:8080", err)
+		}
+		if n := db.Count(t, "pg_tables", "tablename = 'schema_migrations'"); n != 0 {
+			t.Error("all migrated the database before finding its port taken")
+		}
+	})
+
+	t.Run("HTTP_ADDR unset", func(t *testing.T) {
+		db := pgtest.NewEmpty(t)
+		addrs := make(chan net.Addr, 4)
+		var logs bytes.Buffer
+		a := &app{stdout: io.Discard, stderr: &logs, onListen: func(_ string, addr net.Addr) { addrs <- addr }}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		done := make(chan error, 1)
+		go func() {
+			done <- a.run(ctx, []string{"all"}, map[string]string{
+				"DATABASE_URL": db.URL, "BCRYPT_COST": "4", "AMQP_EXCHANGE": amqptest.Exchange(t, "test.all.")})
+		}()
+		var port int
+		select {
+		case addr := <-addrs:
+			port = addr.(*net.TCPAddr).Port
+		case err := <-done:
+			t.Fatalf("all with 8080 taken and HTTP_ADDR unset: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("social all did not start listening within 30s")
+		}
+		if port <= 8080 || port > 8080+allPortTries {
+			t.Errorf("all listens on port %d, want the first free one after 8080", port)
+		}
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("GET /healthz = %d", res.StatusCode)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("all: %v", err)
+		}
+		if url := fmt.Sprintf("http://localhost:%d/", port); !strings.Contains(logs.String(), url) {
+			t.Errorf("the log does not name %s:\n%s", url, logs.String())
+		}
+	})
 }
 
 // envNames lists the variables Config reads.

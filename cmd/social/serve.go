@@ -20,6 +20,11 @@ func (a *app) serve(ctx context.Context, name, addr string, h http.Handler) erro
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
+	return a.serveOn(ctx, name, ln, h)
+}
+
+// serveOn is serve on a listener already open; it closes it.
+func (a *app) serveOn(ctx context.Context, name string, ln net.Listener, h http.Handler) error {
 	if a.onListen != nil {
 		a.onListen(name, ln.Addr())
 	}
