@@ -99,7 +99,8 @@ func postBlank(t testing.TB, api string, u user) *http.Response {
 // open socket, and every message it dropped is announced by a resync naming dialog before any
 // later frame.
 func TestHostileDialogFloodLeavesAFriendsPostsLive(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its slow reader's socket ended early (unexpected EOF) in 3 of about 20 runs
+	// on a loaded machine, not yet explained; alone it has passed every run since.
 	s := newStack(t)
 	s.extra = map[string]string{"WS_SEND_QUEUE_BYTES": "1048576"}
 	api, _ := s.start(t, "api")
