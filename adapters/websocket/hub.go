@@ -234,9 +234,9 @@ type Hub struct {
 	closeOnce sync.Once
 	active    sync.WaitGroup // one per admitted socket, until it is closed
 
-	// live is the highest position this instance received from the broker: every frame routed
-	// here with a position up to it has arrived (one publisher, in position order), so a broker
-	// reconnect's gap starts there (refill.go).
+	// live is the highest position this instance has all frames up to: received from the broker
+	// (one publisher, in position order) or read by a broker reconnect's gap fill. The next gap
+	// starts there (refill.go); a gap that started lower would send the last one's frames again.
 	live atomic.Int64
 	// floorAt is where a socket opened without ?since= fills a later gap from (refill.go: floor),
 	// read at floorRead (unix nanoseconds).
@@ -336,13 +336,18 @@ func (h *Hub) Deliver(body []byte, recipients []string) {
 		h.log.Warn("dropping undecodable frame", slog.Any("err", err))
 		return
 	}
+	h.reached(f.position)
+	h.deliver(f, recipients)
+}
+
+// reached records that every frame routed here up to pos has arrived (live, or by a gap fill).
+func (h *Hub) reached(pos int64) {
 	for {
 		seen := h.live.Load()
-		if f.position <= seen || h.live.CompareAndSwap(seen, f.position) {
-			break
+		if pos <= seen || h.live.CompareAndSwap(seen, pos) {
+			return
 		}
 	}
-	h.deliver(f, recipients)
 }
 
 // deliver hands f to the local sockets of recipients.

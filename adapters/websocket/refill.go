@@ -55,6 +55,7 @@ func (h *Hub) Reconnected() {
 	if err != nil {
 		h.log.Warn("a malformed gap", slog.Any("err", err))
 	}
+	h.reached(last)
 	h.metrics.gaps.Inc()
 	h.log.Info("filled the instance's gap from the outbox", slog.Int64("after", after), slog.Int64("up_to", last), slog.Int("frames", frames))
 }

@@ -87,7 +87,12 @@ func (l *load) analyzeFrames(ph *phase, r *phaseResult) {
 			}
 			p.got++
 			if p.ph != ph {
-				continue // a straggler of an earlier phase, already reported missing there
+				// A straggler of an earlier phase, already reported missing there, or, past what
+				// the post is owed, a frame sent again (a duplicate found only now).
+				if p.got > p.expected {
+					r.Duplicates++
+				}
+				continue
 			}
 			r.Frames++
 			ms := float64(f.at-p.sched) / 1e6

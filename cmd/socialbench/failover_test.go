@@ -10,10 +10,6 @@ import (
 // TestFailoverSmoke runs `socialbench failover` with a few sockets and two cuts: every follower
 // gets the post made during the outage, no socket is closed, a probe frame arrives.
 func TestFailoverSmoke(t *testing.T) {
-	t.Skip("open defect, not yet explained: since the bench's rework this session (69d2bd0), the second " +
-		"cut's post reaches 14 or all 30 of 30 followers missing in about 1 run in 5 (found at the session's end; " +
-		"the bench's accounting or a gap-fill race in the product: see the session's closing note); " +
-		"run it with -run TestFailoverSmoke after removing this skip")
 	ctx, sc := smokeSystem(t)
 	c := failoverConfig{Users: 30, Runs: 2, ProbeEvery: 50 * time.Millisecond, Within: 30 * time.Second, System: sc, Quiet: true}
 	runs, err := runFailoverBench(ctx, c)
