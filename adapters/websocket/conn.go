@@ -403,12 +403,24 @@ func (c *conn) startTimers(expires time.Time) {
 	c.ping = time.AfterFunc(c.h.cfg.PingInterval, c.keepalive)
 }
 
-// keepalive pings once and re-arms; a peer that does not answer within PingTimeout is dropped.
+// keepalive pings and re-arms; a peer that does not answer within PingTimeout is dropped, unless
+// its TCP acknowledged more than pings meanwhile. That peer is reading, slower than its frames
+// came: its pong waits behind what the kernel still holds for it, so it is pinged again. Without
+// this, a slow but steady reader of a backlog lost its socket to a pong it could not yet send. A
+// reader that stops is still cut: by the wire's write timeout, or by the next ping once its
+// receive buffer is full and nothing more is acknowledged.
 func (c *conn) keepalive() {
-	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.PingTimeout)
-	err := c.ws.Ping(ctx)
-	cancel()
-	if err != nil {
+	for {
+		before, known := c.wire.acked()
+		ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.PingTimeout)
+		err := c.ws.Ping(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if after, _ := c.wire.acked(); known && after > before+pingBytes && ctx.Err() != nil && !c.ending() {
+			continue
+		}
 		c.h.log.Debug("ping", slog.String("user_id", c.user), slog.Any("err", err))
 		c.ws.CloseNow()
 		return
@@ -419,6 +431,10 @@ func (c *conn) keepalive() {
 		c.ping.Reset(c.h.cfg.PingInterval)
 	}
 }
+
+// pingBytes is more than the ping frames of one wait put on the wire (a ping is at most 6 bytes
+// of header and 125 of payload): acknowledged bytes beyond it are frames the peer has read.
+const pingBytes = 1 << 10
 
 // readUntilClosed is the socket's reader, as websocket.Conn.CloseRead but with no context of its
 // own (a context, its cancel and an AfterFunc on it cost ~1 KiB per idle socket): coder/websocket

@@ -259,3 +259,42 @@ func TestKeepalivePingsAnswerersAndDropsSilentPeers(t *testing.T) {
 	}
 	live.c.Close(websocket.StatusNormalClosure, "")
 }
+
+// TestKeepaliveKeepsASlowReaderOfABacklog: a client that reads steadily but slower than its
+// frames came has the pong to a ping behind megabytes still in the kernel's buffers, answered
+// only once it has read that far. It is alive (its TCP acknowledges what it reads), so it keeps
+// its socket; it was dropped after PingTimeout, and its client saw the stream end without a close
+// frame (issue #24's dialog flood test, on a loaded machine).
+func TestKeepaliveKeepsASlowReaderOfABacklog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *ws.Config) { c.PingInterval, c.PingTimeout = 100*time.Millisecond, 300*time.Millisecond })
+	reader, author := uuid.NewString(), uuid.NewString()
+	sock := dialSlowReader(t, e, reader, "")
+	wait.For(t, 15*time.Second, "the socket registered", func() bool { return e.hub.Connections() == 1 })
+	const n = 40 // 40 KB each: 1.6 MB, about four seconds at the reader's pace
+	for i := range n {
+		f := frameAt(int64(i+1), author)
+		f.PostText = strings.Repeat("p", 40_000)
+		e.publish(t, f, reader)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for want := int64(1); want <= n; want++ {
+		_, b, err := sock.Read(ctx)
+		if err != nil {
+			t.Fatalf("the socket ended after %d of %d frames: %v", want-1, n, err)
+		}
+		var f wireFrame
+		if err := json.Unmarshal(b, &f); err != nil || f.Position != want {
+			t.Fatalf("frame %d: %.80s (%v)", want, b, err)
+		}
+		time.Sleep(100 * time.Millisecond) // the client's reading pace, not a wait for a condition
+	}
+	// What the kernel held was delivered even after a close: the socket must still be open.
+	e.publish(t, frameAt(n+1, author), reader)
+	if _, b, err := sock.Read(ctx); err != nil {
+		t.Fatalf("the socket ended after the backlog: %v", err)
+	} else if !strings.Contains(string(b), `"position":41`) {
+		t.Fatalf("after the backlog: %.80s", b)
+	}
+}

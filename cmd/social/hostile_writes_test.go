@@ -99,9 +99,7 @@ func postBlank(t testing.TB, api string, u user) *http.Response {
 // open socket, and every message it dropped is announced by a resync naming dialog before any
 // later frame.
 func TestHostileDialogFloodLeavesAFriendsPostsLive(t *testing.T) {
-	// Not parallel: its slow reader's socket ended early (unexpected EOF) on a loaded machine, not
-	// yet explained: 2 of 3 runs alone before the wire's drain kept slow readers (d68c8d1), 9 of 9
-	// alone after it, and once in a whole-package run after it.
+	t.Parallel()
 	s := newStack(t)
 	s.extra = map[string]string{"WS_SEND_QUEUE_BYTES": "1048576"}
 	api, _ := s.start(t, "api")
