@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/setting"
 )
 
 // ReplayFilter selects the relayed events to re-enqueue. Every bound is inclusive except Until.
@@ -142,15 +143,11 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, opts ReplayOptions) (Replay
 	if err := opts.Validate(); err != nil {
 		return ReplayResult{}, err
 	}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = DefaultReplayBatch
-	}
+	setting.Default(&opts.BatchSize, DefaultReplayBatch)
 	if opts.BatchSize > 10_000 {
 		return ReplayResult{}, fmt.Errorf("batch size %d: at most 10000", opts.BatchSize)
 	}
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = 100 * time.Millisecond
-	}
+	setting.Default(&opts.PollInterval, 100*time.Millisecond)
 	progress := opts.Progress
 	if progress == nil {
 		progress = func(ReplayProgress) {}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/socialnet/social/internal/setting"
 )
 
 // SubscriberConfig configures a Subscriber. Dialer is required.
@@ -47,15 +49,9 @@ func (c *SubscriberConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 100 * time.Millisecond
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 5 * time.Second
-	}
-	if c.Prefetch <= 0 {
-		c.Prefetch = 256
-	}
+	setting.Default(&c.MinBackoff, 100*time.Millisecond)
+	setting.Default(&c.MaxBackoff, 5*time.Second)
+	setting.Default(&c.Prefetch, 256)
 }
 
 // ErrNotConnected is Ready's answer while the subscriber has no queue on a live connection.

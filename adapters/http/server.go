@@ -17,6 +17,7 @@ import (
 	"github.com/socialnet/social/adapters/auth"
 	"github.com/socialnet/social/adapters/httperr"
 	"github.com/socialnet/social/domain"
+	"github.com/socialnet/social/internal/setting"
 )
 
 // Config holds what the API needs. All fields but Ready and Registerer are required.
@@ -88,40 +89,18 @@ type Server struct {
 
 // NewServer builds the API with every route of design.md §2 registered.
 func NewServer(cfg Config) *Server {
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
-	}
-	if cfg.FeedMaxBytes <= 0 {
-		cfg.FeedMaxBytes = DefaultFeedMaxBytes
-	}
+	setting.Default(&cfg.RequestTimeout, DefaultRequestTimeout)
+	setting.Default(&cfg.FeedMaxBytes, DefaultFeedMaxBytes)
 	cfg.FeedMaxBytes = max(cfg.FeedMaxBytes, MinFeedMaxBytes)
-	if cfg.LoginFailuresPerAccount <= 0 {
-		cfg.LoginFailuresPerAccount = DefaultLoginFailuresPerAccount
-	}
-	if cfg.LoginFailuresPerAddress <= 0 {
-		cfg.LoginFailuresPerAddress = DefaultLoginFailuresPerAddress
-	}
-	if cfg.LoginFailureWindow <= 0 {
-		cfg.LoginFailureWindow = DefaultLoginFailureWindow
-	}
-	if cfg.RegistrationsPerAddress <= 0 {
-		cfg.RegistrationsPerAddress = DefaultRegistrationsPerAddress
-	}
-	if cfg.FeedMaxOffset <= 0 {
-		cfg.FeedMaxOffset = DefaultFeedMaxOffset
-	}
-	if cfg.ExpensiveReadsPerUser <= 0 {
-		cfg.ExpensiveReadsPerUser = DefaultExpensiveReadsPerUser
-	}
-	if cfg.FollowsPerUser <= 0 {
-		cfg.FollowsPerUser = DefaultFollowsPerUser
-	}
-	if cfg.PostsPerUser <= 0 {
-		cfg.PostsPerUser = DefaultPostsPerUser
-	}
-	if cfg.DialogSendsPerUser <= 0 {
-		cfg.DialogSendsPerUser = DefaultDialogSendsPerUser
-	}
+	setting.Default(&cfg.LoginFailuresPerAccount, DefaultLoginFailuresPerAccount)
+	setting.Default(&cfg.LoginFailuresPerAddress, DefaultLoginFailuresPerAddress)
+	setting.Default(&cfg.LoginFailureWindow, DefaultLoginFailureWindow)
+	setting.Default(&cfg.RegistrationsPerAddress, DefaultRegistrationsPerAddress)
+	setting.Default(&cfg.FeedMaxOffset, DefaultFeedMaxOffset)
+	setting.Default(&cfg.ExpensiveReadsPerUser, DefaultExpensiveReadsPerUser)
+	setting.Default(&cfg.FollowsPerUser, DefaultFollowsPerUser)
+	setting.Default(&cfg.PostsPerUser, DefaultPostsPerUser)
+	setting.Default(&cfg.DialogSendsPerUser, DefaultDialogSendsPerUser)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/socialnet/social/internal/setting"
 )
 
 // Presence is one realtime instance's registration in PostgreSQL (design.md §3): a lease row in
@@ -81,9 +83,7 @@ func NewPresence(cfg PresenceConfig) (*Presence, error) {
 	if cfg.Pool == nil || cfg.InstanceID == "" {
 		return nil, errors.New("presence: Pool and InstanceID are required")
 	}
-	if cfg.Lease <= 0 {
-		cfg.Lease = DefaultPresenceLease
-	}
+	setting.Default(&cfg.Lease, DefaultPresenceLease)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

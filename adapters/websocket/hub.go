@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/internal/setting"
 )
 
 // Presence records which users hold a socket on this instance, where the dispatcher routes from
@@ -143,46 +144,20 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.SendQueueBytes <= 0 {
-		c.SendQueueBytes = DefaultSendQueueBytes
-	}
-	if c.DialogQueueBytes <= 0 {
-		c.DialogQueueBytes = DefaultDialogQueueBytes
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 30 * time.Second
-	}
-	if c.PingTimeout <= 0 {
-		c.PingTimeout = 10 * time.Second
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.ResumeMax <= 0 {
-		c.ResumeMax = DefaultResumeMax
-	}
-	if c.ResumePage <= 0 {
-		c.ResumePage = 100
-	}
+	setting.Default(&c.SendQueueBytes, DefaultSendQueueBytes)
+	setting.Default(&c.DialogQueueBytes, DefaultDialogQueueBytes)
+	setting.Default(&c.PingInterval, 30*time.Second)
+	setting.Default(&c.PingTimeout, 10*time.Second)
+	setting.Default(&c.WriteTimeout, 10*time.Second)
+	setting.Default(&c.ResumeMax, DefaultResumeMax)
+	setting.Default(&c.ResumePage, 100)
 	c.ResumePage = min(c.ResumePage, c.ResumeMax)
-	if c.ResumePageBytes <= 0 {
-		c.ResumePageBytes = 1 << 20
-	}
-	if c.MaxSocketsPerUser <= 0 {
-		c.MaxSocketsPerUser = DefaultMaxSocketsPerUser
-	}
-	if c.HandshakesPerUser <= 0 {
-		c.HandshakesPerUser = DefaultHandshakesPerUser
-	}
-	if c.ResumeWait <= 0 {
-		c.ResumeWait = DefaultResumeWait
-	}
-	if c.Refills <= 0 {
-		c.Refills = 8
-	}
-	if c.MaxSocketsPerAddress <= 0 {
-		c.MaxSocketsPerAddress = DefaultMaxSocketsPerAddress
-	}
+	setting.Default(&c.ResumePageBytes, 1<<20)
+	setting.Default(&c.MaxSocketsPerUser, DefaultMaxSocketsPerUser)
+	setting.Default(&c.HandshakesPerUser, DefaultHandshakesPerUser)
+	setting.Default(&c.ResumeWait, DefaultResumeWait)
+	setting.Default(&c.Refills, 8)
+	setting.Default(&c.MaxSocketsPerAddress, DefaultMaxSocketsPerAddress)
 	if c.ClientAddress == nil {
 		c.ClientAddress = peerHost
 	}
