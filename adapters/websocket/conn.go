@@ -37,14 +37,10 @@ type conn struct {
 	kinds []string
 
 	mu sync.Mutex
-	// queue[head:] are the frames not yet written, oldest first. Allocated on the first frame and
-	// dropped when drained: an idle socket holds no buffer.
-	queue []*frame
-	head  int
-	// queued is the body bytes of queue[head:]; dialogQueued the part of them in dialog frames.
-	// The rest is held under Config.SendQueueBytes, dialog frames under Config.DialogQueueBytes
-	// (shed.go): someone else's messages never cost the user a post frame.
-	queued, dialogQueued int
+	// queue holds the frames not yet written: post frames under Config.SendQueueBytes, dialog
+	// frames under Config.DialogQueueBytes (shed.go), so that someone else's messages never cost
+	// the user a post frame. Reset when the socket goes idle or ends.
+	queue frameQueue
 	// shedding: dialog frames are being dropped until the ones queued are written; shedUpTo is the
 	// last position dropped that no resync frame (with kinds) has covered yet (0: none).
 	shedding bool
@@ -116,33 +112,16 @@ func (c *conn) enqueueFrame(f *frame) bool {
 		if c.shedLocked(f) {
 			return false
 		}
-	} else if posts := c.queued - c.dialogQueued; posts > 0 && posts+len(f.body) > c.h.cfg.SendQueueBytes {
+	} else if posts := c.queue.postBytes(); posts > 0 && posts+len(f.body) > c.h.cfg.SendQueueBytes {
 		// An empty queue takes any frame: a socket with nothing waiting is not behind.
 		c.h.metrics.slow.Inc()
 		return c.kickLocked(websocket.StatusTryAgainLater, "too slow: reconnect with since")
 	}
 	if m := c.shedFrameLocked(); m != nil {
-		c.appendLocked(m) // before any frame above what was dropped
+		c.queue.push(m) // before any frame above what was dropped
 	}
-	c.appendLocked(f)
+	c.queue.push(f)
 	return c.claimLocked()
-}
-
-// appendLocked adds f to the queue. Called with c.mu held.
-func (c *conn) appendLocked(f *frame) {
-	if c.queue == nil {
-		c.queue = make([]*frame, 0, 4)
-	} else if len(c.queue) == cap(c.queue) && c.head > 0 {
-		// A queue that never drains completely must not grow with every frame ever sent.
-		n := copy(c.queue, c.queue[c.head:])
-		clear(c.queue[n:])
-		c.queue, c.head = c.queue[:n], 0
-	}
-	c.queue = append(c.queue, f)
-	c.queued += len(f.body)
-	if f.kind == domain.KindDialog {
-		c.dialogQueued += len(f.body)
-	}
 }
 
 // seenInGap records a gap fill's frame, or says whether a live frame is the copy of one. Called
@@ -204,7 +183,8 @@ func (c *conn) claimLocked() bool {
 func (c *conn) round(scratch []*frame) []*frame {
 	c.mu.Lock()
 	if c.closed {
-		c.writing, c.queue, c.head, c.queued, c.dialogQueued = false, nil, 0, 0, 0
+		c.writing = false
+		c.queue.reset()
 		c.mu.Unlock()
 		return scratch
 	}
@@ -212,7 +192,7 @@ func (c *conn) round(scratch []*frame) []*frame {
 		// Keep writing = true: nobody writes after the close frame. The close handshake waits
 		// for the peer, so it runs on its own goroutine, not on a shared writer.
 		code, reason := c.code, c.reason
-		c.queue, c.head, c.queued, c.dialogQueued = nil, 0, 0, 0
+		c.queue.reset()
 		c.mu.Unlock()
 		go c.close(code, reason)
 		return scratch
@@ -243,23 +223,8 @@ func (c *conn) round(scratch []*frame) []*frame {
 // maxBatchBytes (at least one); when that empties the queue after dialog frames were dropped,
 // the resync frame that says so ends the batch.
 func (c *conn) takeLocked(dst []*frame) []*frame {
-	size, dialog := 0, 0
-	for _, f := range c.queue[c.head:] {
-		if len(dst) > 0 && size+len(f.body) > maxBatchBytes {
-			break
-		}
-		dst = append(dst, f)
-		size += len(f.body)
-		if f.kind == domain.KindDialog {
-			dialog += len(f.body)
-		}
-	}
-	clear(c.queue[c.head : c.head+len(dst)])
-	c.head += len(dst)
-	c.queued -= size
-	c.dialogQueued -= dialog
-	if c.head == len(c.queue) {
-		c.queue, c.head = c.queue[:0], 0 // the array is dropped when the socket goes idle (next)
+	dst = c.queue.take(dst, maxBatchBytes)
+	if c.queue.empty() {
 		if m := c.shedFrameLocked(); m != nil {
 			dst = append(dst, m)
 		}
@@ -332,12 +297,13 @@ func (c *conn) next() {
 		c.h.refills.push(c)
 		return
 	}
-	if c.head < len(c.queue) || c.kicked || c.closed {
+	if !c.queue.empty() || c.kicked || c.closed {
 		c.mu.Unlock()
 		c.h.writers.push(c)
 		return
 	}
-	c.writing, c.queue, c.head, c.queued, c.dialogQueued = false, nil, 0, 0, 0
+	c.writing = false
+	c.queue.reset()
 	c.mu.Unlock()
 }
 
@@ -346,7 +312,8 @@ func (c *conn) failed(err error) {
 	c.h.log.Debug("write frame", slog.String("user_id", c.user), slog.Any("err", err))
 	c.ws.CloseNow()
 	c.mu.Lock()
-	c.closed, c.writing, c.queue, c.head, c.queued, c.dialogQueued = true, false, nil, 0, 0, 0
+	c.closed, c.writing = true, false
+	c.queue.reset()
 	c.mu.Unlock()
 }
 
@@ -466,7 +433,7 @@ func (c *conn) ended() {
 	defer c.mu.Unlock()
 	c.closed = true
 	if !c.writing {
-		c.queue, c.head, c.queued, c.dialogQueued = nil, 0, 0, 0
+		c.queue.reset()
 	}
 	if c.ping != nil {
 		c.ping.Stop()

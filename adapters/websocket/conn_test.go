@@ -29,7 +29,7 @@ func TestWriterExitsWhenDrainedAndKeepsOrder(t *testing.T) {
 	idle := func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return !c.writing && c.queue == nil
+		return !c.writing && c.queue.frames == nil
 	}
 	pos := int64(0)
 	for burst := range 30 {
@@ -83,7 +83,7 @@ func TestBurstFasterThanTheSocketDrainsKeepsAReadingClient(t *testing.T) {
 	for _, f := range frames {
 		c.enqueue(f)
 		c.mu.Lock()
-		maxQueued = max(maxQueued, len(c.queue)-c.head)
+		maxQueued = max(maxQueued, len(c.queue.frames)-c.queue.head)
 		c.mu.Unlock()
 	}
 	for want := int64(1); want <= n; want++ {

@@ -26,11 +26,11 @@ import (
 
 // shedLocked reports whether dialog frame f is dropped, and records it if so. Called with c.mu held.
 func (c *conn) shedLocked(f *frame) bool {
-	if c.shedding && c.dialogQueued == 0 {
+	if c.shedding && c.queue.dialogBytes == 0 {
 		c.shedding = false // what was queued before the drop is written: dialog frames flow again
 	}
 	// An empty queue of them takes any dialog frame, as for posts.
-	if !c.shedding && (c.dialogQueued == 0 || c.dialogQueued+len(f.body) <= c.h.cfg.DialogQueueBytes) {
+	if !c.shedding && (c.queue.dialogBytes == 0 || c.queue.dialogBytes+len(f.body) <= c.h.cfg.DialogQueueBytes) {
 		return false
 	}
 	c.shedding = true
