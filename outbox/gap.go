@@ -14,7 +14,7 @@ import (
 // Relayed (or re-enqueued) rows are read from outbox, rows in flight from outbox_inflight, as resume
 // reads them. The recipients are a primary-key probe of friendships per user and row, so a gap is
 // read for a bounded number of rows ($3) and the caller falls back to per-socket resumes beyond.
-const gapSQL = `
+var gapSQL = `
 		SELECT x.pos, e.type, e.payload, e.created_at, cur.text, t.users
 		FROM (
 			SELECT * FROM (
@@ -33,9 +33,7 @@ const gapSQL = `
 		LEFT JOIN aggregate_now cur ON cur.aggregate_id = e.aggregate_id
 		CROSS JOIN LATERAL (
 			SELECT array_agg(u::text) AS users FROM unnest($1::uuid[]) AS u
-			WHERE CASE WHEN x.recipients IS NULL
-			           THEN EXISTS (SELECT 1 FROM friendships f WHERE f.user_id = u AND f.friend_id = x.author)
-			           ELSE u = ANY(x.recipients) END
+			WHERE ` + isForSQL("u", "x.author", "x.recipients") + `
 		) t
 		ORDER BY x.pos`
 

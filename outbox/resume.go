@@ -61,18 +61,6 @@ const (
 	                  (SELECT max(p) FROM outbox_inflight, unnest(positions) AS p), 0)`
 	// resumeType keeps the rows whose event e is of a type asked for.
 	resumeType = `($4::text[] IS NULL OR e.type = ANY ($4::text[]))`
-	// resumeInflight are the rows in flight in ($2, w.hi] for the user, of the types asked for.
-	resumeInflight = `
-		SELECT c.pos, c.event_id
-		FROM outbox_inflight b
-		CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
-		JOIN outbox r ON r.event_id = c.event_id
-		JOIN events e ON e.id = c.event_id
-		WHERE c.pos > $2 AND c.pos <= w.hi
-		  AND CASE WHEN r.recipients IS NULL
-		           THEN (SELECT true FROM friendships f WHERE f.user_id = $1 AND f.friend_id = c.author)
-		           ELSE $1 = ANY (r.recipients) AND r.status = 'pending' END
-		  AND ` + resumeType
 	// resumeFrames turns the page's positions (x: pos, event_id) into what the frames carry, true
 	// now; a page without rows is one row of NULLs after hi and newest.
 	resumeFrames = `
@@ -82,6 +70,18 @@ const (
 		LEFT JOIN aggregate_now cur ON cur.aggregate_id = e.aggregate_id
 		ORDER BY x.pos`
 )
+
+// resumeInflight are the rows in flight in ($2, w.hi] for the user, of the types asked for.
+var resumeInflight = `
+		SELECT c.pos, c.event_id
+		FROM outbox_inflight b
+		CROSS JOIN LATERAL unnest(b.positions, b.event_ids, b.authors) AS c(pos, event_id, author)
+		JOIN outbox r ON r.event_id = c.event_id
+		JOIN events e ON e.id = c.event_id
+		WHERE c.pos > $2 AND c.pos <= w.hi
+		  AND ` + isForSQL("$1", "c.author", "r.recipients") + `
+		  AND (r.recipients IS NULL OR r.status = 'pending')
+		  AND ` + resumeType
 
 // resumeByFollowsSQL is the page for a user who follows few authors (ResumeWindow at most): the
 // first $3 positions above $2 of each followed author (outbox_author_position, index only), the
@@ -143,9 +143,7 @@ var resumeByPositionSQL = fmt.Sprintf(`
 			FROM outbox o
 			JOIN events e ON e.id = o.event_id
 			WHERE o.position > $2 AND o.position <= w.hi AND o.status <> 'dead'
-			  AND CASE WHEN o.recipients IS NULL
-			           THEN (SELECT true FROM friendships f WHERE f.user_id = $1 AND f.friend_id = o.author_user_id)
-			           ELSE $1 = ANY (o.recipients) END
+			  AND `+isForSQL("$1", "o.author_user_id", "o.recipients")+`
 			  AND `+resumeType+`
 			ORDER BY o.position
 			LIMIT $3)
