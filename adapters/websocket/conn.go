@@ -371,23 +371,36 @@ func (c *conn) startTimers(expires time.Time) {
 }
 
 // keepalive pings and re-arms; a peer that does not answer within PingTimeout is dropped, unless
-// its TCP acknowledged more than pings meanwhile. That peer is reading, slower than its frames
-// came: its pong waits behind what the kernel still holds for it, so it is pinged again. Without
-// this, a slow but steady reader of a backlog lost its socket to a pong it could not yet send. A
-// reader that stops is still cut: by the wire's write timeout, or by the next ping once its
-// receive buffer is full and nothing more is acknowledged.
+// its TCP keeps acknowledging frames meanwhile. Then its pong most likely waits behind what the
+// kernel still holds for it (a slow but steady reader of a backlog, which lost its socket to a
+// pong it could not yet send), so the same ping is waited for longer, one PingTimeout at a time
+// while more than ackProgress bytes are acknowledged in each, and at most maxPongWait in all. An
+// acknowledgement says the bytes reached the peer's kernel, not that its application read them:
+// a peer that stopped reading behind a large receive window is cut at maxPongWait, or sooner by
+// the wire's write timeout once its window is full.
 func (c *conn) keepalive() {
-	for {
-		before, known := c.wire.acked()
-		ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.PingTimeout)
-		err := c.ws.Ping(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	acked, known := c.wire.acked()
+	giveUp := time.Now().Add(maxPongWait * c.h.cfg.PingTimeout)
+	var wait *time.Timer
+	extend := func() { // on the timer's goroutine, one call at a time
+		if ctx.Err() != nil {
+			return // the ping is over
+		}
+		now, _ := c.wire.acked()
+		if known && now > acked+ackProgress && time.Now().Before(giveUp) {
+			acked = now
+			wait.Reset(c.h.cfg.PingTimeout)
+			return
+		}
 		cancel()
-		if err == nil {
-			break
-		}
-		if after, _ := c.wire.acked(); known && after > before+pingBytes && ctx.Err() != nil && !c.ending() {
-			continue
-		}
+	}
+	wait = time.AfterFunc(time.Hour, extend)
+	wait.Reset(c.h.cfg.PingTimeout)
+	err := c.ws.Ping(ctx)
+	wait.Stop()
+	if err != nil {
 		c.h.log.Debug("ping", slog.String("user_id", c.user), slog.Any("err", err))
 		c.ws.CloseNow()
 		return
@@ -399,9 +412,13 @@ func (c *conn) keepalive() {
 	}
 }
 
-// pingBytes is more than the ping frames of one wait put on the wire (a ping is at most 6 bytes
-// of header and 125 of payload): acknowledged bytes beyond it are frames the peer has read.
-const pingBytes = 1 << 10
+// ackProgress is the acknowledged bytes per PingTimeout that show a peer still taking frames
+// (more than the ping itself: at most 6 bytes of header and 125 of payload); maxPongWait bounds
+// the wait for one pong, in PingTimeouts.
+const (
+	ackProgress = 1 << 10
+	maxPongWait = 12
+)
 
 // readUntilClosed is the socket's reader, as websocket.Conn.CloseRead but with no context of its
 // own (a context, its cancel and an AfterFunc on it cost ~1 KiB per idle socket): coder/websocket

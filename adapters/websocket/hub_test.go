@@ -267,7 +267,9 @@ func TestKeepalivePingsAnswerersAndDropsSilentPeers(t *testing.T) {
 // frame (issue #24's dialog flood test, on a loaded machine).
 func TestKeepaliveKeepsASlowReaderOfABacklog(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *ws.Config) { c.PingInterval, c.PingTimeout = 100*time.Millisecond, 300*time.Millisecond })
+	// A second without a byte acknowledged is far more than the reader's pace (a frame every
+	// 100 ms), even on a loaded machine; the backlog takes four.
+	e := newEnv(t, func(c *ws.Config) { c.PingInterval, c.PingTimeout = 100*time.Millisecond, time.Second })
 	reader, author := uuid.NewString(), uuid.NewString()
 	sock := dialSlowReader(t, e, reader, "")
 	wait.For(t, 15*time.Second, "the socket registered", func() bool { return e.hub.Connections() == 1 })

@@ -53,7 +53,10 @@ func (h *Hub) Reconnected() {
 		h.deliver(f, to)
 	})
 	if err != nil {
-		h.log.Warn("a malformed gap", slog.Any("err", err))
+		// Frames after the malformed one were not delivered: each socket fills its own gap.
+		h.log.Warn("a malformed gap; filling socket by socket", slog.Any("err", err))
+		h.refill(after)
+		return
 	}
 	h.reached(last)
 	h.metrics.gaps.Inc()
