@@ -374,7 +374,7 @@ func (c *conn) startTimers(expires time.Time) {
 // its TCP keeps acknowledging frames meanwhile. Then its pong most likely waits behind what the
 // kernel still holds for it (a slow but steady reader of a backlog, which lost its socket to a
 // pong it could not yet send), so the same ping is waited for longer, one PingTimeout at a time
-// while more than ackProgress bytes are acknowledged in each, and at most maxPongWait in all. An
+// while more than ackProgress bytes are acknowledged in each, at most maxPongWait of them. An
 // acknowledgement says the bytes reached the peer's kernel, not that its application read them:
 // a peer that stopped reading behind a large receive window is cut at maxPongWait, or sooner by
 // the wire's write timeout once its window is full.
