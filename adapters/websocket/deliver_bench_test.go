@@ -134,3 +134,63 @@ func countMessages(br *bufio.Reader, read func()) {
 		}
 	}
 }
+
+// BenchmarkHubDeliverBehindAFanout is another author's post right behind a big one: a frame for
+// n sockets, then a frame for one other socket; the operation ends when that one socket's
+// client has read its frame (the big frame's writes may still go on; each iteration waits for
+// them before the next, untimed). What it measures is how long a small delivery waits behind a
+// large one in the hub.
+func BenchmarkHubDeliverBehindAFanout(b *testing.B) {
+	const n = 2000
+	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}, Missed: &fakeMissed{},
+		MaxSocketsPerAddress: n + 1, PingInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(hub)
+	defer srv.Close()
+	var bigRead atomic.Int64
+	bigDone := make(chan struct{}, 1)
+	fans := make([]string, n)
+	for i := range fans {
+		fans[i] = uuid.NewString()
+		conn, br := rawSocket(b, srv.Listener.Addr().String(), tokens, fans[i])
+		defer conn.Close()
+		go countMessages(br, func() {
+			if bigRead.Add(1)%n == 0 {
+				bigDone <- struct{}{}
+			}
+		})
+	}
+	other := uuid.NewString()
+	conn, br := rawSocket(b, srv.Listener.Addr().String(), tokens, other)
+	defer conn.Close()
+	smallDone := make(chan struct{}, 1)
+	go countMessages(br, func() { smallDone <- struct{}{} })
+	wait.For(b, time.Minute, fmt.Sprintf("%d sockets registered", n+1), func() bool { return hub.Connections() >= n+1 })
+	frame := func(pos int64) []byte {
+		return fmt.Appendf(nil, `{"postId":"01937a1e-0000-7000-8000-000000000000","postText":"a post","author_user_id":"01937a1e-0000-7000-8000-000000000001","type":"post.created","position":%d,"created_at":"2026-12-06T10:00:00.000000Z"}`, pos)
+	}
+	var pos int64
+	for b.Loop() {
+		pos += 2
+		hub.Deliver(frame(pos-1), fans)
+		hub.Deliver(frame(pos), []string{other})
+		select {
+		case <-smallDone:
+		case <-time.After(time.Minute):
+			b.Fatal("the small frame did not arrive within a minute")
+		}
+		b.StopTimer()
+		select {
+		case <-bigDone:
+		case <-time.After(time.Minute):
+			b.Fatal("the big frame did not reach every socket within a minute")
+		}
+		b.StartTimer()
+	}
+}

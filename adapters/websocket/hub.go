@@ -325,9 +325,15 @@ func (h *Hub) reached(pos int64) {
 	}
 }
 
+// fewRecipients is the most recipients a frame may have for its sockets to be written ahead of
+// those already waiting (writers.pushFirst): a user's post to a few online followers, a dialog
+// message, is not held up by a celebrity's post that queued thousands of sockets just before.
+const fewRecipients = 64
+
 // deliver hands f to the local sockets of recipients.
 func (h *Hub) deliver(f *frame, recipients []string) {
 	f.live = true
+	first := len(recipients) <= fewRecipients
 	// Sockets that were idle go to the writers in groups (one lock of the run queue each), the
 	// first socket at once: its write starts while the rest are still being queued.
 	var ready [64]*conn
@@ -340,13 +346,13 @@ func (h *Hub) deliver(f *frame, recipients []string) {
 			}
 			ready[n] = c
 			if n++; n == group {
-				h.writers.push(ready[:n]...)
+				h.writers.add(first, ready[:n])
 				n, group = 0, len(ready)
 			}
 		}
 	}
 	h.mu.RUnlock()
-	h.writers.push(ready[:n]...)
+	h.writers.add(first, ready[:n])
 }
 
 // acquire admits a new socket unless the hub is shutting down.

@@ -15,9 +15,12 @@ import (
 //
 // The zero value is ready to use.
 type writers struct {
-	mu      sync.Mutex
-	q       []*conn
-	head    int
+	mu   sync.Mutex
+	q    []*conn
+	head int
+	// first are sockets served before q (add with first): those of a frame with few recipients, so
+	// that another author's post does not wait behind every socket of a big fan-out.
+	first   []*conn
 	running int
 	max     int // 0: GOMAXPROCS
 	wake    chan struct{}
@@ -26,7 +29,11 @@ type writers struct {
 const idleWorker = 5 * time.Second
 
 // push appends sockets to the run queue and makes sure enough workers run.
-func (p *writers) push(cs ...*conn) {
+func (p *writers) push(cs ...*conn) { p.add(false, cs) }
+
+// add queues sockets at the end of the run queue, or, first, ahead of every socket queued
+// without it (in order among themselves), and makes sure enough workers run.
+func (p *writers) add(first bool, cs []*conn) {
 	if len(cs) == 0 {
 		return
 	}
@@ -45,7 +52,11 @@ func (p *writers) push(cs ...*conn) {
 		clear(p.q[n:])
 		p.q, p.head = p.q[:n], 0
 	}
-	p.q = append(p.q, cs...)
+	if first {
+		p.first = append(p.first, cs...)
+	} else {
+		p.q = append(p.q, cs...)
+	}
 	start := min(p.max-p.running, len(cs))
 	p.running += start
 	wake := len(cs) - start
@@ -65,6 +76,13 @@ func (p *writers) push(cs ...*conn) {
 func (p *writers) pop() *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if n := len(p.first); n > 0 {
+		c := p.first[0]
+		copy(p.first, p.first[1:]) // a few sockets at a time: shifting is cheaper than a ring
+		p.first[n-1] = nil
+		p.first = p.first[:n-1]
+		return c
+	}
 	if p.head == len(p.q) {
 		return nil
 	}
@@ -91,7 +109,7 @@ func (p *writers) work() {
 		case <-p.wake:
 		case <-idle.C:
 			p.mu.Lock()
-			if p.head == len(p.q) {
+			if p.head == len(p.q) && len(p.first) == 0 {
 				p.running--
 				p.mu.Unlock()
 				return
