@@ -40,12 +40,7 @@ func rawMessages(t *testing.T, c *websocket.Conn, n int) [][]byte {
 func TestBatchLinesPacksFramesOnePerLine(t *testing.T) {
 	t.Parallel()
 	const total, page, maxMessage = 150, 100, 64 << 10
-	missed := &fakeMissed{}
-	text := strings.Repeat("x", 1000) // 100 frames of ~1.1 KB: a page needs two messages
-	for p := int64(1); p <= total; p++ {
-		b, _ := json.Marshal(domain.FeedFrame{PostID: "p", PostText: text, Type: domain.EventPostCreated, Position: p, CreatedAt: time.Now()})
-		missed.frames, missed.pos = append(missed.frames, b), append(missed.pos, p)
-	}
+	missed := fakeMissedWith(total, strings.Repeat("x", 1000)) // 100 frames of ~1.1 KB: a page needs two messages
 	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/socialnet/social/adapters/postgres/pgtest"
 	ws "github.com/socialnet/social/adapters/websocket"
@@ -79,10 +78,5 @@ func TestMissedContractOfTheOutbox(t *testing.T) {
 
 func TestMissedContractOfTheFake(t *testing.T) {
 	t.Parallel()
-	m := &fakeMissed{}
-	for p := int64(1); p <= 7; p++ {
-		b, _ := json.Marshal(domain.FeedFrame{PostID: "p", Type: domain.EventPostCreated, Position: p, CreatedAt: time.Now()})
-		m.frames, m.pos = append(m.frames, b), append(m.pos, p)
-	}
-	checkMissedContract(t, m, "u", 2, []int64{3, 4, 5, 6, 7})
+	checkMissedContract(t, fakeMissedWith(7, ""), "u", 2, []int64{3, 4, 5, 6, 7})
 }

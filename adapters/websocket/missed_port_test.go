@@ -39,6 +39,16 @@ func (f *fakeMissed) Missed(_ context.Context, _ string, after int64, limit, _ i
 	return out, last, len(out) == limit, nil
 }
 
+// fakeMissedWith holds post frames at positions 1..n, each with text.
+func fakeMissedWith(n int, text string) *fakeMissed {
+	f := &fakeMissed{}
+	for p := int64(1); p <= int64(n); p++ {
+		b, _ := json.Marshal(domain.FeedFrame{PostID: "p", PostText: text, Type: domain.EventPostCreated, Position: p, CreatedAt: time.Now()})
+		f.frames, f.pos = append(f.frames, b), append(f.pos, p)
+	}
+	return f
+}
+
 // Gap is not used by these tests (no broker reconnect): it reads nothing.
 func (f *fakeMissed) Gap(_ context.Context, _ []string, after int64, _ int) ([]byte, int64, bool, error) {
 	return domain.NewDeliveries(nil), after, false, nil
@@ -63,11 +73,7 @@ func (fakePresence) Leave(string)                       {}
 // and drops live frames at or below the last resumed position.
 func TestHubResumesThroughItsPortPageByPage(t *testing.T) {
 	t.Parallel()
-	missed := &fakeMissed{}
-	for p := int64(1); p <= 8; p++ {
-		b, _ := json.Marshal(domain.FeedFrame{PostID: "p", Type: domain.EventPostCreated, Position: p, CreatedAt: time.Now()})
-		missed.frames, missed.pos = append(missed.frames, b), append(missed.pos, p)
-	}
+	missed := fakeMissedWith(8, "")
 	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
 	if err != nil {
 		t.Fatal(err)
