@@ -2,15 +2,9 @@ package websocket_test
 
 import (
 	"io"
-	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/socialnet/social/adapters/auth"
-	ws "github.com/socialnet/social/adapters/websocket"
 )
 
 // BenchmarkHubConnect is the realtime's side of connect churn: one iteration is a websocket
@@ -18,16 +12,7 @@ import (
 // after the other. The client is a raw one (rawSocket) so that the hub's work dominates; the
 // presence port is a fake (socialbench churn measures the whole, database included).
 func BenchmarkHubConnect(b *testing.B) {
-	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}, Missed: &fakeMissed{}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(hub)
-	defer srv.Close()
+	_, tokens, srv := benchHub(b, 1000) // room for sockets the hub has not yet removed
 	// A masked close frame (1000, no reason) with a zero mask: the bytes are the status itself.
 	closeFrame := []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8}
 	b.ReportAllocs()

@@ -35,18 +35,25 @@ func BenchmarkHubDeliver(b *testing.B) {
 	}
 }
 
-func benchmarkHubDeliver(b *testing.B, n int) {
+// benchHub serves a hub as cmd/social builds it, on fake presence and resume ports, for up to
+// sockets sockets from one address (no pings meanwhile); the server closes with the benchmark.
+func benchHub(b *testing.B, sockets int) (*ws.Hub, *auth.Tokens, *httptest.Server) {
 	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
 	if err != nil {
 		b.Fatal(err)
 	}
 	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}, Missed: &fakeMissed{},
-		MaxSocketsPerAddress: n, PingInterval: time.Hour})
+		MaxSocketsPerAddress: sockets, PingInterval: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(hub)
-	defer srv.Close()
+	b.Cleanup(srv.Close)
+	return hub, tokens, srv
+}
+
+func benchmarkHubDeliver(b *testing.B, n int) {
+	hub, tokens, srv := benchHub(b, n)
 	// The reader that counts the message an iteration waits for (want) says so on done.
 	var received, want atomic.Int64
 	done := make(chan struct{}, 1)
@@ -142,17 +149,7 @@ func countMessages(br *bufio.Reader, read func()) {
 // large one in the hub.
 func BenchmarkHubDeliverBehindAFanout(b *testing.B) {
 	const n = 2000
-	tokens, err := auth.NewTokens(strings.Repeat("s", 32), time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
-	hub, err := ws.NewHub(ws.Config{Tokens: tokens, Presence: fakePresence{}, Missed: &fakeMissed{},
-		MaxSocketsPerAddress: n + 1, PingInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(hub)
-	defer srv.Close()
+	hub, tokens, srv := benchHub(b, n+1)
 	var bigRead atomic.Int64
 	bigDone := make(chan struct{}, 1)
 	fans := make([]string, n)
