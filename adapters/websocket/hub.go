@@ -326,7 +326,7 @@ func (h *Hub) reached(pos int64) {
 }
 
 // fewRecipients is the most recipients a frame may have for its sockets to be written ahead of
-// those already waiting (writers.pushFirst): a user's post to a few online followers, a dialog
+// those already waiting (writers.add with first): a user's post to a few online followers, a dialog
 // message, is not held up by a celebrity's post that queued thousands of sockets just before.
 const fewRecipients = 64
 

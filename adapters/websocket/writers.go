@@ -15,15 +15,43 @@ import (
 //
 // The zero value is ready to use.
 type writers struct {
-	mu   sync.Mutex
+	mu sync.Mutex
+	// first is served before rest: the sockets of a frame with few recipients (add with first),
+	// so that another author's post does not wait behind every socket of a big fan-out.
+	first, rest fifo
+	running     int
+	max         int // 0: GOMAXPROCS
+	wake        chan struct{}
+}
+
+// fifo is a queue of sockets: a slice taken from head, its array reused once taken.
+type fifo struct {
 	q    []*conn
 	head int
-	// first are sockets served before q (add with first): those of a frame with few recipients, so
-	// that another author's post does not wait behind every socket of a big fan-out.
-	first   []*conn
-	running int
-	max     int // 0: GOMAXPROCS
-	wake    chan struct{}
+}
+
+func (f *fifo) empty() bool { return f.head == len(f.q) }
+
+func (f *fifo) push(cs []*conn) {
+	if f.head > 0 && f.empty() {
+		clear(f.q)
+		f.q, f.head = f.q[:0], 0
+	} else if f.head > 1024 && f.head*2 > len(f.q) {
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	f.q = append(f.q, cs...)
+}
+
+func (f *fifo) pop() *conn {
+	if f.empty() {
+		return nil
+	}
+	c := f.q[f.head]
+	f.q[f.head] = nil
+	f.head++
+	return c
 }
 
 const idleWorker = 5 * time.Second
@@ -44,18 +72,10 @@ func (p *writers) add(first bool, cs []*conn) {
 		}
 		p.wake = make(chan struct{}, p.max)
 	}
-	if p.head > 0 && p.head == len(p.q) {
-		clear(p.q)
-		p.q, p.head = p.q[:0], 0
-	} else if p.head > 1024 && p.head*2 > len(p.q) {
-		n := copy(p.q, p.q[p.head:])
-		clear(p.q[n:])
-		p.q, p.head = p.q[:n], 0
-	}
 	if first {
-		p.first = append(p.first, cs...)
+		p.first.push(cs)
 	} else {
-		p.q = append(p.q, cs...)
+		p.rest.push(cs)
 	}
 	start := min(p.max-p.running, len(cs))
 	p.running += start
@@ -76,20 +96,10 @@ func (p *writers) add(first bool, cs []*conn) {
 func (p *writers) pop() *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.first); n > 0 {
-		c := p.first[0]
-		copy(p.first, p.first[1:]) // a few sockets at a time: shifting is cheaper than a ring
-		p.first[n-1] = nil
-		p.first = p.first[:n-1]
+	if c := p.first.pop(); c != nil {
 		return c
 	}
-	if p.head == len(p.q) {
-		return nil
-	}
-	c := p.q[p.head]
-	p.q[p.head] = nil
-	p.head++
-	return c
+	return p.rest.pop()
 }
 
 func (p *writers) work() {
@@ -109,7 +119,7 @@ func (p *writers) work() {
 		case <-p.wake:
 		case <-idle.C:
 			p.mu.Lock()
-			if p.head == len(p.q) && len(p.first) == 0 {
+			if p.first.empty() && p.rest.empty() {
 				p.running--
 				p.mu.Unlock()
 				return
