@@ -3,6 +3,7 @@ package websocket
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -263,14 +264,9 @@ func (w *wire) drain() {
 		// The deadline bounds a write that makes no progress, not the time a slow reader needs
 		// for all of b: a client that took bytes within it is still reading, and the next pass
 		// gives it a fresh timeout for the rest (net.Conn stays usable after a deadline passes).
-		if err != nil && !(n > 0 && isTimeout(err)) {
+		if err != nil && !(n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
 			w.failLocked(err)
 		}
 		w.mu.Unlock()
 	}
-}
-
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
 }
