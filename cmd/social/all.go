@@ -89,13 +89,14 @@ func (a *app) listenAll(addrChosen bool) (net.Listener, error) {
 	if err == nil {
 		return ln, nil
 	}
+	failed := fmt.Errorf("all: listen on HTTP_ADDR=%s: %w", a.cfg.HTTPAddr, err)
 	if addrChosen || !errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("all: listen on HTTP_ADDR=%s: %w", a.cfg.HTTPAddr, err)
+		return nil, failed
 	}
 	host, port, splitErr := net.SplitHostPort(a.cfg.HTTPAddr)
 	first, atoiErr := strconv.Atoi(port)
 	if splitErr != nil || atoiErr != nil {
-		return nil, fmt.Errorf("all: listen on HTTP_ADDR=%s: %w", a.cfg.HTTPAddr, err)
+		return nil, failed
 	}
 	for p := first + 1; p <= first+allPortTries && p <= 65535; p++ {
 		ln, tryErr := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
