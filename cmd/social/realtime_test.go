@@ -70,13 +70,15 @@ func TestRealtimeShutdownClosesSocketsWith1001(t *testing.T) {
 func TestAllServesTheWebsocketOnTheAPIAddress(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	s.extra = map[string]string{"REQUEST_TIMEOUT": "300ms"}
+	// Short enough to outlive below, long enough for the post's insert under the whole suite's
+	// load (at 300 ms it once answered 503).
+	s.extra = map[string]string{"REQUEST_TIMEOUT": "2s"}
 	base, _ := s.start(t, "all")
 	author, reader := signUp(t, base, "Author"), signUp(t, base, "Reader")
 	follow(t, base, reader, author)
 	sock := dialFeed(t, base, reader, "reader")
 	// Outlive the API's request timeout: the socket must not be bound to the request context.
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	id := post(t, base, author, "via all")
 	if f := sock.next(20 * time.Second); f.PostID != id {
 		t.Fatalf("got %+v", f)
