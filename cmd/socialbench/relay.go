@@ -44,6 +44,8 @@ func runRelay(ctx context.Context, args []string) error {
 	probe := fs.Bool("probe", false, "while the relay runs, another author with one online follower posts; print how long that post took to arrive")
 	live := fs.Bool("live", false, "the relay runs and is warm (it relayed a first post) before the N posts commit, in one transaction; "+
 		"time from that commit, not from the relay's start (with --probe, the other author's post commits right after them)")
+	rounds := fs.Int("rounds", 1, "with --live: commit the N posts this many times, each after the previous ones arrived, and print each round "+
+		"(the first reads the followers' index pages into PostgreSQL's buffers; later rounds find them there)")
 	publisher := fs.String("publisher", publisherOurs, "the relay's message.Publisher: "+publisherOurs+" (adapters/amqp) or "+publisherWatermill+
 		" (v3, confirms on, transient, a channel per instance); comma-separated for several in one run, each on a fresh database and exchange in the order given, the baseline once after the last")
 	if err := fs.Parse(args); err != nil {
@@ -57,6 +59,9 @@ func runRelay(ctx context.Context, args []string) error {
 	}
 	if *instances < 1 {
 		return errors.New("--instances must be at least 1")
+	}
+	if *rounds < 1 || (*rounds > 1 && !*live) {
+		return errors.New("--rounds must be at least 1, and more than 1 only with --live")
 	}
 	kinds := strings.Split(*publisher, ",")
 	for _, k := range kinds {
@@ -77,7 +82,7 @@ func runRelay(ctx context.Context, args []string) error {
 		if b != nil {
 			b.tearDown()
 		}
-		b = &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe || *live, live: *live, svc: svc}
+		b = &relayBench{posts: *posts, followers: *followers, authors: *authors, bound: *bound, probe: *probe || *live, live: *live, rounds: *rounds, svc: svc}
 		for i := range *instances {
 			b.instances = append(b.instances, fmt.Sprintf("rt-%d", i))
 		}
@@ -121,13 +126,9 @@ func (b *relayBench) measureRelay(ctx context.Context, kind string) (float64, er
 	}
 	relayRate := float64(b.posts*b.bound) / relayDur.Seconds()
 	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything; publisher %s)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond), kind)
-	if b.probe {
+	if b.probe && !b.live {
 		if lat, ok := b.probeLatency(); ok {
-			when := fmt.Sprintf("%s after the relay's first delivery", probeDelay)
-			if b.live {
-				when = "right after them"
-			}
-			fmt.Printf("probe:    another author's post, created %s, arrived %s after it was created\n", when, lat.Round(time.Millisecond))
+			fmt.Printf("probe:    another author's post, created %s after the relay's first delivery, arrived %s after it was created\n", probeDelay, lat.Round(time.Millisecond))
 		} else {
 			fmt.Printf("probe:    another author's post did not arrive before the relay finished\n")
 		}
@@ -141,6 +142,7 @@ type relayBench struct {
 	instances                 []string // realtime instance ids the online followers are spread over
 	probe                     bool     // measure another author's post during the relay
 	live                      bool     // the outbox rows are written once the relay runs warm
+	rounds                    int      // live: how many times the N posts are committed
 	svc                       bench.Services
 
 	dbName   string
@@ -161,7 +163,7 @@ type relayBench struct {
 	probeAuthor, probeFollower string
 	probeArrived               atomic.Int64 // unix nanoseconds; 0 until it arrives
 	probeCreated               atomic.Int64
-	// Live mode: the events whose outbox rows are written once the relay runs.
+	// Live mode: the events whose outbox rows are written once the relay runs, N per round.
 	liveEvents, liveAuthors []string
 }
 
@@ -233,8 +235,9 @@ func (b *relayBench) fill(ctx context.Context) error {
 		WHERE i <> 1 + (i::bigint * 7919) % n`, b.followerIDs); err != nil {
 		return fmt.Errorf("insert background friendships: %w", err)
 	}
-	postIDs, eventIDs, postAuthors, payloads := newIDs(b.posts), newIDs(b.posts), make([]string, b.posts), make([][]byte, b.posts)
-	for i := range b.posts {
+	n := b.posts * max(1, b.rounds)
+	postIDs, eventIDs, postAuthors, payloads := newIDs(n), newIDs(n), make([]string, n), make([][]byte, n)
+	for i := range n {
 		postAuthors[i] = authorIDs[i%b.authors]
 		payloads[i], _ = json.Marshal(domain.PostChanged{PostID: postIDs[i], AuthorUserID: postAuthors[i], Text: fmt.Sprintf("benchmark post %d", i)})
 	}
@@ -347,8 +350,9 @@ func (b *relayBench) insertProbe(ctx context.Context) error {
 }
 
 // goLive warms the running relay with a probe post (its statements prepared, its connections
-// open), then commits the N posts' outbox rows in one transaction and returns when it did.
-func (b *relayBench) goLive(ctx context.Context) (time.Time, error) {
+// open), then commits round's N posts' outbox rows in one transaction and returns when it did.
+func (b *relayBench) goLive(ctx context.Context, round int) (time.Time, error) {
+	b.probeArrived.Store(0)
 	if err := b.insertProbe(ctx); err != nil {
 		return time.Time{}, err
 	}
@@ -360,11 +364,52 @@ func (b *relayBench) goLive(ctx context.Context) (time.Time, error) {
 		time.Sleep(time.Millisecond)
 	}
 	b.probeArrived.Store(0)
+	from, to := round*b.posts, (round+1)*b.posts
 	if _, err := b.pool.Exec(ctx, `INSERT INTO outbox (event_id, author_user_id) SELECT * FROM unnest($1::uuid[], $2::uuid[])`,
-		b.liveEvents, b.liveAuthors); err != nil {
+		b.liveEvents[from:to], b.liveAuthors[from:to]); err != nil {
 		return time.Time{}, fmt.Errorf("live outbox rows: %w", err)
 	}
 	return time.Now(), nil
+}
+
+// liveRounds commits the N posts' outbox rows once per round, each after the previous round and
+// its probe arrived, with the probe author's post committed right behind them (it waits for their
+// batch), and prints each round's times from that commit. It returns the last round's time to
+// the last delivery, or an error if a round's posts or probe did not all arrive.
+func (b *relayBench) liveRounds(ctx context.Context) (time.Duration, error) {
+	var d time.Duration
+	for round := range b.rounds {
+		b.counted.Store(0)
+		b.firstAt.Store(0)
+		start, err := b.goLive(ctx, round)
+		if err != nil {
+			return 0, err
+		}
+		if err := b.insertProbe(ctx); err != nil {
+			return 0, err
+		}
+		if err := b.waitCount(ctx, int64(b.posts*b.bound)); err != nil {
+			return 0, err
+		}
+		d = time.Since(start)
+		b.waitProbe()
+		lat, ok := b.probeLatency()
+		if !ok {
+			return 0, fmt.Errorf("round %d: another author's post did not arrive within a minute", round+1)
+		}
+		fmt.Printf("round %d:  from the posts' commit: first delivery %s, all %s; another author's post committed right after them arrived %s after its commit\n",
+			round+1, time.Duration(b.firstAt.Load()-start.UnixNano()).Round(time.Millisecond), d.Round(time.Millisecond), lat.Round(time.Millisecond))
+	}
+	return d, nil
+}
+
+// waitProbe waits up to a minute for the probe post: it may arrive after the big fan-out (that is
+// what is measured).
+func (b *relayBench) waitProbe() {
+	deadline := time.Now().Add(time.Minute)
+	for b.probeArrived.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (b *relayBench) probeLatency() (time.Duration, bool) {
@@ -442,33 +487,22 @@ func (b *relayBench) runRelay(ctx context.Context, kind string) (time.Duration, 
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
-	probeErr := make(chan error, 1)
-	switch {
-	case b.live:
-		if start, err = b.goLive(ctx); err != nil {
-			cancel()
-			<-done
-			return 0, err
+	var d time.Duration
+	if b.live {
+		d, err = b.liveRounds(ctx)
+	} else {
+		probeErr := make(chan error, 1)
+		if b.probe {
+			go func() { probeErr <- b.postProbe(rctx) }()
 		}
-		probeErr <- b.insertProbe(rctx) // right behind the N posts: it waits for their batch
-	case b.probe:
-		go func() { probeErr <- b.postProbe(rctx) }()
-	}
-	err = b.waitCount(ctx, int64(b.posts*b.bound))
-	d := time.Since(start)
-	if first := b.firstAt.Load(); first > 0 && err == nil {
-		from := "relay start (database connection, leader lock, first claim)"
-		if b.live {
-			from = "the posts' commit (relay warm)"
+		err = b.waitCount(ctx, int64(b.posts*b.bound))
+		d = time.Since(start)
+		if first := b.firstAt.Load(); first > 0 && err == nil {
+			fmt.Printf("          relay start (database connection, leader lock, first claim) to first delivery: %s\n", time.Duration(first-start.UnixNano()).Round(time.Millisecond))
 		}
-		fmt.Printf("          %s to first delivery: %s\n", from, time.Duration(first-start.UnixNano()).Round(time.Millisecond))
-	}
-	if err == nil && b.probe {
-		if err = <-probeErr; err == nil {
-			// The probe may arrive after the big fan-out (that is what is measured): wait for it.
-			deadline := time.Now().Add(time.Minute)
-			for b.probeArrived.Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
+		if err == nil && b.probe {
+			if err = <-probeErr; err == nil {
+				b.waitProbe()
 			}
 		}
 	}

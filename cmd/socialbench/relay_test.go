@@ -11,3 +11,13 @@ func TestRelaySmoke(t *testing.T) {
 		t.Fatalf("relay: %v", err)
 	}
 }
+
+// TestRelayLiveRoundsSmoke runs the live mode twice over: each round's posts and its probe must
+// arrive, or it fails.
+func TestRelayLiveRoundsSmoke(t *testing.T) {
+	ctx, sc := smokeSystem(t)
+	if err := runRelay(ctx, []string{"--amqp-url", sc.AMQPURL, "--admin-url", sc.AdminURL, "--posts", "2", "--followers", "300",
+		"--bound", "30", "--authors", "1", "--live", "--rounds", "2", "--no-baseline"}); err != nil {
+		t.Fatalf("relay: %v", err)
+	}
+}
