@@ -20,7 +20,7 @@ import (
 // asked, then push frames until the client leaves, the token expires, the client falls behind or
 // the server shuts down (1001).
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := h.log.With(slog.String("uri", redactedURI(r.URL)), slog.String("remote", r.RemoteAddr))
+	log := &handshakeLog{log: h.log, r: r}
 	if !originAllowed(r, h.cfg.AllowedOrigins) {
 		writeError(w, http.StatusForbidden, "origin not allowed", 0)
 		return
@@ -35,6 +35,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, domain.ErrorMessage(err), 0)
 		return
 	}
+	log.user = claims.UserID
 	var since int64 = -1
 	if s := r.URL.Query().Get("since"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -60,7 +61,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait := h.handshakes.take(claims.UserID, time.Now()); wait > 0 {
 		h.metrics.throttled.Inc()
-		log.Info("refusing a websocket: too many handshakes for this user", slog.String("user_id", claims.UserID))
+		log.Info("refusing a websocket: too many handshakes for this user")
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("at most %d feed connections a minute per user: retry later", h.cfg.HandshakesPerUser), wait)
 		return
 	}
@@ -68,7 +69,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "server is shutting down", 0)
 		return
 	}
-	log = log.With(slog.String("user_id", claims.UserID))
 
 	// This goroutine owns the socket's writes (writing) until the upgrade and any resume are
 	// done: live frames meanwhile wait in the queue.
