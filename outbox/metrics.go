@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// relayMetrics are the relay's counters. (The backlog gauges belong to the status collector.)
+// relayMetrics are the relay's counters and timings. (The backlog gauges belong to the status collector.)
 type relayMetrics struct {
 	relayedRows       prometheus.Counter
 	publishedMessages prometheus.Counter
@@ -17,6 +17,9 @@ type relayMetrics struct {
 	claims      *prometheus.CounterVec
 	claimsRows  prometheus.Counter
 	claimsEmpty prometheus.Counter
+	// How long each phase of a batch with rows took, by phase.
+	phases                             *prometheus.HistogramVec
+	claimed, routed, published, marked prometheus.Observer
 }
 
 func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
@@ -46,6 +49,12 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 			Name: "social_outbox_claims_total",
 			Help: "Claims by the leader, by whether they found rows (found=\"rows\") or nothing (found=\"none\").",
 		}, []string{"found"}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "social_outbox_batch_phase_seconds",
+			Help: "Duration of each phase of a claimed batch with rows: claim (positions assigned and committed), route (online recipients read), " +
+				"publish (messages encoded and confirmed by the broker), mark (rows marked relayed).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"phase"}),
 	}
 	if reg != nil {
 		var err error
@@ -55,12 +64,17 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 		m.deadRows = register(reg, m.deadRows, &err)
 		m.latency = register(reg, m.latency, &err)
 		m.claims = register(reg, m.claims, &err)
+		m.phases = register(reg, m.phases, &err)
 		if err != nil {
 			return m, err
 		}
 	}
 	m.claimsRows = m.claims.WithLabelValues("rows")
 	m.claimsEmpty = m.claims.WithLabelValues("none")
+	m.claimed = m.phases.WithLabelValues("claim")
+	m.routed = m.phases.WithLabelValues("route")
+	m.published = m.phases.WithLabelValues("publish")
+	m.marked = m.phases.WithLabelValues("mark")
 	return m, nil
 }
 

@@ -179,17 +179,20 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
 			continue
 		}
 		r.metrics.claimsRows.Inc()
+		r.metrics.claimed.Observe(time.Since(lastClaim).Seconds())
 		results, brokerErr, err := r.relayBatch(ctx, conn, c)
 		if err != nil {
 			return err // the batch stays in outbox_inflight; the next leader relays it again
 		}
 		// Marked even when ctx ended: rows the broker confirmed should not be sent twice.
+		markStart := time.Now()
 		markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		dead, err := markBatch(markCtx, conn, results, c.inflight, r.cfg.MaxAttempts)
 		cancel()
 		if err != nil {
 			return err
 		}
+		r.metrics.marked.Observe(time.Since(markStart).Seconds())
 		r.observe(results, dead)
 		more = len(c.rows) >= r.cfg.BatchSize || !allRelayed(results) || retried(c.rows)
 		if brokerErr != nil {
@@ -208,14 +211,18 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
 // database failure (the leader reconnects); brokerErr a publish failure (the rows were released
 // and the leader backs off).
 func (r *Relay) relayBatch(ctx context.Context, conn *pgx.Conn, c claim) (results []result, brokerErr, err error) {
+	start := time.Now()
 	rt, err := route(ctx, conn, c.rows, r.presence.bigAt(ctx, conn))
 	if err != nil {
 		return nil, nil, err
 	}
+	r.metrics.routed.Observe(time.Since(start).Seconds())
+	start = time.Now()
 	ims := build(c.rows, rt)
 	// Sends survive cancellation of ctx: a batch already routed is published and marked rather
 	// than left to the next leader (the publisher's own progress timeout bounds the wait).
 	errs := r.publish(context.WithoutCancel(ctx), ims)
+	r.metrics.published.Observe(time.Since(start).Seconds())
 	results, brokerErr = r.outcomes(c.rows, ims, errs)
 	return results, brokerErr, nil
 }
