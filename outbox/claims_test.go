@@ -50,6 +50,12 @@ func TestLeaderClaimsWhenNotifiedNotAfterEveryBatch(t *testing.T) {
 	if none > posts/4 {
 		t.Errorf("%v claims found nothing for %d posts (found rows: %v): the leader claims without a reason", none, posts, rows)
 	}
+	// Every batch with rows is timed once in each phase; empty claims are not.
+	for _, phase := range []string{"claim", "route", "publish", "mark"} {
+		if n := metricValue(t, reg, "social_outbox_batch_phase_seconds", "phase", phase); n != rows {
+			t.Errorf("phase %s timed %v times, want %v (the claims that found rows)", phase, n, rows)
+		}
+	}
 }
 
 // A backlog bigger than a batch is claimed batch after batch with no notification and no poll:

@@ -59,8 +59,8 @@ func TestRelayKeepsBacklogWhileBrokerIsDownAndDrainsItAfter(t *testing.T) {
 	})
 }
 
-// metricValue reads a counter from reg: the one whose labels include the given name, value
-// pairs (0 when absent).
+// metricValue reads a counter, or a histogram's sample count, from reg: the one whose labels
+// include the given name, value pairs (0 when absent).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -81,6 +81,9 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 				match = match && have[labels[i]] == labels[i+1]
 			}
 			if match {
+				if h := m.GetHistogram(); h != nil {
+					return float64(h.GetSampleCount())
+				}
 				return m.GetCounter().GetValue()
 			}
 		}

@@ -52,7 +52,7 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "social_outbox_batch_phase_seconds",
 			Help: "Duration of each phase of a claimed batch with rows: claim (positions assigned and committed), route (online recipients read), " +
-				"publish (messages encoded and confirmed by the broker), mark (rows marked relayed).",
+				"publish (messages encoded and published until the broker confirmed them or the publish failed), mark (rows marked relayed).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 		}, []string{"phase"}),
 	}

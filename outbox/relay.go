@@ -211,8 +211,9 @@ func (r *Relay) relayLoop(ctx context.Context, conn *pgx.Conn) error {
 // database failure (the leader reconnects); brokerErr a publish failure (the rows were released
 // and the leader backs off).
 func (r *Relay) relayBatch(ctx context.Context, conn *pgx.Conn, c claim) (results []result, brokerErr, err error) {
+	bigAt := r.presence.bigAt(ctx, conn) // a periodic recount: not the route's time
 	start := time.Now()
-	rt, err := route(ctx, conn, c.rows, r.presence.bigAt(ctx, conn))
+	rt, err := route(ctx, conn, c.rows, bigAt)
 	if err != nil {
 		return nil, nil, err
 	}
