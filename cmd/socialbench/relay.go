@@ -44,7 +44,7 @@ func runRelay(ctx context.Context, args []string) error {
 	probe := fs.Bool("probe", false, "while the relay runs, another author with one online follower posts; print how long that post took to arrive")
 	live := fs.Bool("live", false, "the relay runs and is warm (it relayed a first post) before the N posts commit, in one transaction; "+
 		"time from that commit, not from the relay's start (with --probe, the other author's post commits right after them)")
-	rounds := fs.Int("rounds", 1, "with --live: commit the N posts this many times, each after the previous ones arrived, and print each round "+
+	rounds := fs.Int("rounds", 1, "with --live: commit N new posts by the same authors this many times, each round once the previous one arrived, and print each round "+
 		"(the first reads the followers' index pages into PostgreSQL's buffers; later rounds find them there)")
 	publisher := fs.String("publisher", publisherOurs, "the relay's message.Publisher: "+publisherOurs+" (adapters/amqp) or "+publisherWatermill+
 		" (v3, confirms on, transient, a channel per instance); comma-separated for several in one run, each on a fresh database and exchange in the order given, the baseline once after the last")
@@ -125,8 +125,11 @@ func (b *relayBench) measureRelay(ctx context.Context, kind string) (float64, er
 		return 0, err
 	}
 	relayRate := float64(b.posts*b.bound) / relayDur.Seconds()
+	if b.live { // liveRounds printed each round; relayDur is the last one's
+		return relayRate, nil
+	}
 	fmt.Printf("relay:    %10.0f deliveries/s  %9.0f posts/s  (%s for everything; publisher %s)\n", relayRate, float64(b.posts)/relayDur.Seconds(), relayDur.Round(time.Millisecond), kind)
-	if b.probe && !b.live {
+	if b.probe {
 		if lat, ok := b.probeLatency(); ok {
 			fmt.Printf("probe:    another author's post, created %s after the relay's first delivery, arrived %s after it was created\n", probeDelay, lat.Round(time.Millisecond))
 		} else {
