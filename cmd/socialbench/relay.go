@@ -359,12 +359,8 @@ func (b *relayBench) goLive(ctx context.Context, round int) (time.Time, error) {
 	if err := b.insertProbe(ctx); err != nil {
 		return time.Time{}, err
 	}
-	deadline := time.Now().Add(time.Minute)
-	for b.probeArrived.Load() == 0 {
-		if time.Now().After(deadline) {
-			return time.Time{}, errors.New("the relay did not relay its warm-up post within a minute")
-		}
-		time.Sleep(time.Millisecond)
+	if !b.waitProbe() {
+		return time.Time{}, errors.New("the relay did not relay its warm-up post within a minute")
 	}
 	b.probeArrived.Store(0)
 	from, to := round*b.posts, (round+1)*b.posts
@@ -395,24 +391,24 @@ func (b *relayBench) liveRounds(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 		d = time.Since(start)
-		b.waitProbe()
-		lat, ok := b.probeLatency()
-		if !ok {
+		if !b.waitProbe() {
 			return 0, fmt.Errorf("round %d: another author's post did not arrive within a minute", round+1)
 		}
+		lat, _ := b.probeLatency()
 		fmt.Printf("round %d:  from the posts' commit: first delivery %s, all %s; another author's post committed right after them arrived %s after its commit\n",
 			round+1, time.Duration(b.firstAt.Load()-start.UnixNano()).Round(time.Millisecond), d.Round(time.Millisecond), lat.Round(time.Millisecond))
 	}
 	return d, nil
 }
 
-// waitProbe waits up to a minute for the probe post: it may arrive after the big fan-out (that is
-// what is measured).
-func (b *relayBench) waitProbe() {
+// waitProbe waits up to a minute for the probe post and says whether it arrived: it may arrive
+// after the big fan-out (that is what is measured).
+func (b *relayBench) waitProbe() bool {
 	deadline := time.Now().Add(time.Minute)
 	for b.probeArrived.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+	return b.probeArrived.Load() != 0
 }
 
 func (b *relayBench) probeLatency() (time.Duration, bool) {
