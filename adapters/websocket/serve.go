@@ -108,6 +108,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Where a later refill starts, read before the 101: a post the client makes once it sees the
+	// upgrade is above it. Read after it, on a loaded machine the newest position could already
+	// include such a post, and a refill after a broker outage would skip it as one the socket had.
+	c.position = since
+	if since < 0 {
+		c.position = h.floor()
+	}
 	opts := &websocket.AcceptOptions{
 		InsecureSkipVerify: true, // origin checked above, with our allow-list semantics
 		CompressionMode:    websocket.CompressionDisabled,
@@ -141,10 +148,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.startTimers(claims.ExpiresAt)
 	log.Debug("websocket connected", slog.Int64("since", since))
 
-	c.position = since
-	if since < 0 {
-		c.position = h.floor()
-	}
 	if since >= 0 {
 		if err := c.resume(since, false); err != nil && !c.ending() { // not just the client leaving mid-resume
 			log.Warn("resume failed", slog.Any("err", err))
