@@ -3,50 +3,43 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"time"
+	"maps"
+	"slices"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// routeSQL reads, for a claimed batch, the online recipients of every row grouped by the realtime
-// instance that holds them (design.md §3): the followers of each author in $1 and the named
-// recipients ($3 row index, $4 user) of the other rows, joined with presence of instances whose
-// lease is live. It runs after the claim committed, so its snapshot sees every presence row
-// committed before the batch's positions were: see Relay for why that makes the hand-over exact.
+// minBigAt keeps small authors on the follower side while few users are online.
+const minBigAt = 1000
+
+// followersSQL reads, after a claim committed, the recipients of the batch's authors in $1: for an
+// author with fewer than $2 followers (about the number of users online) their followers, whose
+// instances route looks up in the presence copy (presenceView); for a bigger one the online users
+// among their followers with their instances, read from presence itself.
 //
-// The cost is bounded by the smaller side, whatever the plan. An author with fewer than $2
-// followers (about the number of users online) is read from the follower side: their followers,
-// then a presence lookup each. A bigger one is read from the presence side: every online user,
-// then a friendships primary-key lookup each. So 1,000,000 followers of whom 10,000 are online
-// cost 10,000 lookups, and an offline follower costs nothing beyond its index entry. The LATERAL
-// subqueries with OFFSET 0 / LIMIT fix those nested loops for the leader's generic plans
-// (leaderConfig): a hash join would read every follower of a celebrity, or all of presence for a
-// small author.
-const routeSQL = `
-SELECT a.author::text, -1, x.instance_id, array_agg(x.user_id::text)
+// The cost is bounded by the smaller side, whatever the plan. A small author costs an index range
+// of their followers. A big one costs a friendships primary-key lookup per online user: 1,000,000
+// followers of whom 10,000 are online cost 10,000 lookups, and an offline follower costs nothing
+// beyond its index entry. The LATERAL subqueries with OFFSET 0 / LIMIT fix those plans for the
+// leader's generic plans (leaderConfig): a hash join would read every follower of a celebrity.
+const followersSQL = `
+SELECT a.author::text, x.user_id, x.instance_id
 FROM unnest($1::uuid[]) AS a(author)
 CROSS JOIN LATERAL (
     SELECT count(*) >= $2 AS big FROM (SELECT 1 FROM friendships WHERE friend_id = a.author LIMIT $2 OFFSET 0) c
 ) s
 CROSS JOIN LATERAL (
-    SELECT f.user_id, p.instance_id
+    SELECT f.user_id, NULL::text AS instance_id
     FROM friendships f
-    CROSS JOIN LATERAL (SELECT instance_id FROM presence WHERE user_id = f.user_id OFFSET 0) p
     WHERE NOT s.big AND f.friend_id = a.author
     UNION ALL
     SELECT p.user_id, p.instance_id
     FROM presence p
     CROSS JOIN LATERAL (SELECT 1 FROM friendships f WHERE f.user_id = p.user_id AND f.friend_id = a.author LIMIT 1) f
     WHERE s.big
-) x
-JOIN realtime_instances i ON i.id = x.instance_id AND i.lease_until > now()
-GROUP BY a.author, x.instance_id
-UNION ALL
-SELECT NULL, r.idx, p.instance_id, array_agg(r.user_id::text)
-FROM unnest($3::int[], $4::uuid[]) AS r(idx, user_id)
-CROSS JOIN LATERAL (SELECT instance_id FROM presence WHERE user_id = r.user_id OFFSET 0) p
-JOIN realtime_instances i ON i.id = p.instance_id AND i.lease_until > now()
-GROUP BY r.idx, p.instance_id`
+) x`
 
 // target is one instance and the users there a row goes to.
 type target struct {
@@ -70,75 +63,93 @@ func (rt routes) of(i int, rw *row) []target {
 }
 
 // route reads the online recipients of rows (those to be sent: not refused, not superseded) on
-// the leader's connection. bigAt is the follower count from which an author is read from the
-// presence side.
-func route(ctx context.Context, conn *pgx.Conn, rows []*row, bigAt int) (routes, error) {
+// the leader's connection, in one round trip after the claim committed: the presence copy's
+// catch-up, the live instances and the authors' followers (see presenceView for why this order
+// makes the hand-over exact).
+func route(ctx context.Context, conn *pgx.Conn, rows []*row, view *presenceView) (routes, error) {
 	var authors []string
 	seen := map[string]bool{}
-	var idx []int32
-	var users []string
-	for i, rw := range rows {
-		if rw.refuse != "" || rw.superseded {
-			continue
-		}
-		if rw.recipients != nil {
-			for _, u := range rw.recipients {
-				idx = append(idx, int32(i))
-				users = append(users, u)
-			}
-			continue
-		}
-		if !seen[rw.author] {
+	for _, rw := range rows {
+		if rw.refuse == "" && !rw.superseded && rw.recipients == nil && !seen[rw.author] {
 			seen[rw.author] = true
 			authors = append(authors, rw.author)
 		}
 	}
+	b := &pgx.Batch{}
+	view.queueCatchUp(b)
+	live := map[string]bool{}
+	b.Queue(liveInstancesSQL).Query(func(res pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(res, []any{&id}, func() error { live[id] = true; return nil })
+		return err
+	})
+	byAuthor := map[string]map[string][]string{}
+	add := func(author, instance, user string) {
+		users := byAuthor[author]
+		if users == nil {
+			users = map[string][]string{}
+			byAuthor[author] = users
+		}
+		users[instance] = append(users[instance], user)
+	}
+	if len(authors) > 0 {
+		b.Queue(followersSQL, authors, max(minBigAt, 2*view.online())).Query(func(res pgx.Rows) error {
+			var author string
+			var user pgtype.UUID
+			var instance pgtype.Text
+			_, err := pgx.ForEachRow(res, []any{&author, &user, &instance}, func() error {
+				if instance.Valid { // a big author's follower, read from presence
+					if live[instance.String] {
+						add(author, instance.String, uuid.UUID(user.Bytes).String())
+					}
+				} else if u := view.lookUp(user.Bytes); u != nil {
+					for _, inst := range u.instances {
+						if live[inst] {
+							add(author, inst, u.id)
+						}
+					}
+				}
+				return nil
+			})
+			return err
+		})
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return routes{}, fmt.Errorf("route outbox rows: %w", err)
+	}
+
 	rt := routes{byAuthor: map[string][]target{}, byRow: map[int][]target{}}
-	if len(authors) == 0 && len(idx) == 0 {
-		return rt, nil
+	for author, users := range byAuthor {
+		rt.byAuthor[author] = targets(users)
 	}
-	res, err := conn.Query(ctx, routeSQL, authors, bigAt, idx, users)
-	if err != nil {
-		return routes{}, fmt.Errorf("route outbox rows: %w", err)
-	}
-	defer res.Close()
-	for res.Next() {
-		var author *string
-		var i int
-		var t target
-		if err := res.Scan(&author, &i, &t.instance, &t.users); err != nil {
-			return routes{}, fmt.Errorf("route outbox rows: %w", err)
+	for i, rw := range rows {
+		if rw.refuse != "" || rw.superseded || rw.recipients == nil {
+			continue
 		}
-		if author != nil {
-			rt.byAuthor[*author] = append(rt.byAuthor[*author], t)
-		} else {
-			rt.byRow[i] = append(rt.byRow[i], t)
+		users := map[string][]string{}
+		for _, id := range rw.recipients {
+			parsed, err := uuid.Parse(id)
+			if err != nil {
+				continue // not a user id: nobody holds it
+			}
+			if u := view.lookUp(parsed); u != nil {
+				for _, inst := range u.instances {
+					if live[inst] {
+						users[inst] = append(users[inst], id)
+					}
+				}
+			}
 		}
-	}
-	if err := res.Err(); err != nil {
-		return routes{}, fmt.Errorf("route outbox rows: %w", err)
+		rt.byRow[i] = targets(users)
 	}
 	return rt, nil
 }
 
-// presenceSize estimates how many users are online, for route's choice of side: refreshed at most
-// every presenceRecount (a count of a large presence table is a scan).
-type presenceSize struct {
-	n  int
-	at time.Time
-}
-
-const presenceRecount = 5 * time.Second
-
-// minBigAt keeps small authors on the follower side while few users are online.
-const minBigAt = 1000
-
-func (p *presenceSize) bigAt(ctx context.Context, conn *pgx.Conn) int {
-	if time.Since(p.at) >= presenceRecount {
-		var n int
-		if err := conn.QueryRow(ctx, `SELECT count(*) FROM presence`).Scan(&n); err == nil {
-			p.n, p.at = n, time.Now()
-		}
+// targets turns users by instance into targets, instances in name order (a stable message order).
+func targets(users map[string][]string) []target {
+	out := make([]target, 0, len(users))
+	for _, inst := range slices.Sorted(maps.Keys(users)) {
+		out = append(out, target{instance: inst, users: users[inst]})
 	}
-	return max(minBigAt, p.n)
+	return out
 }

@@ -1,0 +1,148 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// presenceView is the leader's copy of presence (design.md §3): the realtime instances that hold
+// each online user. route reads an author's followers from PostgreSQL and looks them up here,
+// instead of probing the presence table once per follower.
+//
+// Why routing from the copy is as exact as reading the table: each presence row carries the
+// transaction that wrote it (migrations/0014), and the copy remembers the snapshot it was last
+// brought up to date in. A catch-up reads every user with a row written by a transaction that
+// snapshot did not see (the rule watermill-sql's forwarder reads an outbox by), replaces those
+// users' instances with their rows now, and moves the snapshot on. route runs the catch-up in its
+// round trip, after the claim committed, so the copy holds every presence row visible in a
+// snapshot taken after the batch's positions committed: what reading the table then would return,
+// plus rows deleted since. Failure mode guarded: a catch-up run before the claim's commit misses
+// a user whose presence committed in between, and so does the resume that follows it
+// (TestHandOverRaceLosesNoFrame).
+//
+// A deletion alone is not seen by a catch-up: the user who left stays in the copy (until their
+// next connect, or the next full load) and only costs a frame to an instance that drops it. A
+// full load replaces the copy once the catch-ups brought as many rows as it held, so that such
+// rows stay a bounded share of it, and at least every presenceReload. Leases are not copied:
+// route reads the live instances in its round trip.
+type presenceView struct {
+	at     map[[16]byte]*onlineUser
+	since  string // the snapshot (pg_snapshot's text) the copy is up to date in; "" before the first load
+	loaded time.Time
+	caught int // rows the catch-ups brought since the last full load
+	size   int // users at the last full load
+}
+
+// onlineUser is a user in the presence copy.
+type onlineUser struct {
+	id        string   // as the feed message names recipients
+	instances []string // the instances that hold a socket of the user
+}
+
+// presenceReload bounds how long a user who left stays in the copy; presenceReloadRows spares a
+// small copy a full load after every few connects.
+const (
+	presenceReload     = time.Minute
+	presenceReloadRows = 1000
+)
+
+// loadPresenceSQL reads all of presence and the snapshot it was read in.
+const loadPresenceSQL = `
+SELECT s.snap::text, p.user_id, p.instance_id
+FROM (SELECT pg_current_snapshot() AS snap) s
+LEFT JOIN presence p ON true`
+
+// catchUpPresenceSQL reads, with the snapshot it was read in, every presence row of the users
+// who have a row written by a transaction that the snapshot $1 did not see. The index on tx
+// finds the rows from $1's xmin up; only transactions in flight at $1 or begun after it pass the
+// visibility test. The LATERAL with OFFSET 0 keeps a primary-key lookup per user whatever the
+// plan (a hash join read all of presence).
+const catchUpPresenceSQL = `
+SELECT s.snap::text, c.user_id, p.instance_id
+FROM (SELECT pg_current_snapshot() AS snap) s
+LEFT JOIN (
+    SELECT DISTINCT user_id FROM presence
+    WHERE tx >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(tx, $1::text::pg_snapshot)
+) c ON true
+LEFT JOIN LATERAL (SELECT instance_id FROM presence WHERE user_id = c.user_id OFFSET 0) p ON true`
+
+// liveInstancesSQL reads the instances whose lease is live: presence of the others counts for
+// nothing.
+const liveInstancesSQL = `SELECT id FROM realtime_instances WHERE lease_until > now()`
+
+// due says a full load should replace the copy before the next route.
+func (v *presenceView) due() bool {
+	return v.since == "" || v.caught >= max(v.size, presenceReloadRows) || time.Since(v.loaded) >= presenceReload
+}
+
+// load replaces the copy with all of presence.
+func (v *presenceView) load(ctx context.Context, conn *pgx.Conn) error {
+	at := make(map[[16]byte]*onlineUser, v.size)
+	rows, err := conn.Query(ctx, loadPresenceSQL)
+	if err != nil {
+		return fmt.Errorf("load presence: %w", err)
+	}
+	snap, _, err := scanPresence(rows, at)
+	if err != nil {
+		return fmt.Errorf("load presence: %w", err)
+	}
+	*v = presenceView{at: at, since: snap, loaded: time.Now(), size: len(at)}
+	return nil
+}
+
+// queueCatchUp adds the catch-up to a route's round trip.
+func (v *presenceView) queueCatchUp(b *pgx.Batch) {
+	b.Queue(catchUpPresenceSQL, v.since).Query(func(rows pgx.Rows) error {
+		snap, n, err := scanPresence(rows, v.at)
+		if err != nil {
+			return fmt.Errorf("catch up with presence: %w", err)
+		}
+		v.since = snap
+		v.caught += n
+		return nil
+	})
+}
+
+// online estimates how many users are online, for route's choice of side.
+func (v *presenceView) online() int { return len(v.at) }
+
+// lookUp returns the user if the copy has them.
+func (v *presenceView) lookUp(user [16]byte) *onlineUser { return v.at[user] }
+
+// scanPresence reads presence rows into at: each user read gets exactly the instances read for
+// them (rows of one user replace what at had). It returns the snapshot they were read in and how
+// many rows it read.
+func scanPresence(rows pgx.Rows, at map[[16]byte]*onlineUser) (snap string, n int, err error) {
+	defer rows.Close()
+	var user pgtype.UUID
+	var inst pgtype.Text
+	read := map[[16]byte]bool{}
+	for rows.Next() {
+		if err := rows.Scan(&snap, &user, &inst); err != nil {
+			return "", 0, err
+		}
+		if !user.Valid {
+			continue // the LEFT JOIN's row when no presence row matched (then inst is NULL too)
+		}
+		n++
+		u := at[user.Bytes]
+		if u == nil {
+			u = &onlineUser{id: uuid.UUID(user.Bytes).String()}
+			at[user.Bytes] = u
+		}
+		if !read[user.Bytes] {
+			read[user.Bytes] = true
+			u.instances = u.instances[:0]
+		}
+		if !slices.Contains(u.instances, inst.String) {
+			u.instances = append(u.instances, inst.String)
+		}
+	}
+	return snap, n, rows.Err()
+}
