@@ -157,6 +157,9 @@ type fanoutTrial struct {
 	MaxRate    float64       `json:"max_sustainable_posts_per_s"`
 	AtHalfMax  *phaseResult  `json:"at_half_max,omitempty"`
 	SocketsCut int64         `json:"sockets_cut"` // closed by the server (or broken) during the run
+	// RelayPhasesMs is ours only: the relay's mean time per batch in each phase over the AtRate
+	// phase (social_outbox_batch_phase_seconds), where a first socket's time after the post goes.
+	RelayPhasesMs map[string]float64 `json:"relay_phase_mean_ms_at_rate,omitempty"`
 	// MachineBusyPct is the whole machine's busy share during the trial (others' work shows here).
 	MachineBusyPct float64 `json:"machine_busy_pct"`
 }
@@ -167,6 +170,9 @@ func (t *fanoutTrial) oneLine() string {
 	if t.AtRate != nil {
 		fmt.Fprintf(&b, " at %.0f/s e2e p50/p99 %.1f/%.1f ms, first socket p50 %.1f ms;", t.AtRate.TargetRate,
 			t.AtRate.E2E.P50, t.AtRate.E2E.P99, t.AtRate.FirstSocket.P50)
+		if t.RelayPhasesMs != nil {
+			fmt.Fprintf(&b, " relay means per batch: %s;", phaseLine(t.RelayPhasesMs))
+		}
 	}
 	fmt.Fprintf(&b, " max %.0f posts/s; sockets cut %d; machine busy %.0f%%", t.MaxRate, t.SocketsCut, t.MachineBusyPct)
 	return b.String()
@@ -236,8 +242,10 @@ func runFanoutTrial(ctx context.Context, fc fanoutConfig, sysName string, run in
 	l.drain(ctx, lag)
 	l.analyzeFrames(&phase{}, &phaseResult{})
 
+	before := scrapeRelayPhases(ctx, sys.DispatcherURL)
 	r := l.finish(ctx, l.openLoop(ctx, fmt.Sprintf("%.0f/s", fc.Rate), fc.Rate, fc.RateFor), lag, sampler)
 	t.AtRate = &r
+	t.RelayPhasesMs = scrapeRelayPhases(ctx, sys.DispatcherURL).meansSince(before)
 	if fc.FindMax && ctx.Err() == nil {
 		t.MaxRate, t.Steps = l.findMax(ctx, lag, sampler)
 		if t.MaxRate > 0 && ctx.Err() == nil {
@@ -331,6 +339,12 @@ func (r *fanoutReport) markdown(systems []string) string {
 	row(fmt.Sprintf("e2e p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.E2E.P50 }))
 	row(fmt.Sprintf("e2e p99 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.E2E.P99 }))
 	row(fmt.Sprintf("POST /post/create p50 at %.0f posts/s, ms", c.Rate), "%.1f", atRate(func(p *phaseResult) float64 { return p.HTTP.P50 }))
+	for _, name := range phaseOrder {
+		row(fmt.Sprintf("relay's %s per batch at %.0f posts/s (mean), ms", name, c.Rate), "%.2f", func(t *fanoutTrial) (float64, bool) {
+			v, ok := t.RelayPhasesMs[name]
+			return v, ok
+		})
+	}
 	// Where the cores go at that rate: the system's processes by role, RabbitMQ (ours), this
 	// client, and the rest of the machine (PostgreSQL and anything else, ours and Centrifugo's alike).
 	cores := func(prefixes ...string) trialFigure {

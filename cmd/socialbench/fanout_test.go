@@ -27,6 +27,12 @@ func TestFanoutSmoke(t *testing.T) {
 			if tr.SocketsCut != 0 || tr.MaxRate <= 0 {
 				t.Errorf("%d sockets cut, highest rate %.0f", tr.SocketsCut, tr.MaxRate)
 			}
+			// The relay's phases over the rate phase, read from the dispatcher's /metrics.
+			for _, name := range phaseOrder {
+				if tr.RelayPhasesMs[name] <= 0 {
+					t.Errorf("relay phase means %v: no %s", tr.RelayPhasesMs, name)
+				}
+			}
 			md := (&fanoutReport{Config: fc, Trials: []fanoutTrial{*tr}}).markdown([]string{sys})
 			// The rate phase's cores by process: a number, not a dash, for the realtime and the api.
 			for _, r := range []string{"cores at 20 posts/s: realtime", "cores at 20 posts/s: api"} {

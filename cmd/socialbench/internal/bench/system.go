@@ -43,15 +43,17 @@ func (c *SystemConfig) Flags(fs *flag.FlagSet) {
 // System is `social` under test, started as it runs in production (its own processes, configured
 // by the environment) on a fresh database and a fresh exchange, both removed by Stop.
 type System struct {
-	cfg       SystemConfig
-	APIURL    string
-	WSURLs    []string // the realtime instances' base URLs (`all`: the api's)
-	Instances []string // REALTIME_INSTANCE_ID of each WSURLs entry: its queue's routing key
-	DBURL     string
-	DBName    string
-	Exchange  string
-	JWTSecret string
-	Dir       string // temporary: the built binary and files of other servers; removed by Stop
+	cfg    SystemConfig
+	APIURL string
+	WSURLs []string // the realtime instances' base URLs (`all`: the api's)
+	// DispatcherURL serves the relay's /metrics ("" without a dispatcher).
+	DispatcherURL string
+	Instances     []string // REALTIME_INSTANCE_ID of each WSURLs entry: its queue's routing key
+	DBURL         string
+	DBName        string
+	Exchange      string
+	JWTSecret     string
+	Dir           string // temporary: the built binary and files of other servers; removed by Stop
 
 	bin, suffix string
 	env         []string
@@ -124,10 +126,11 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (*System, error) {
 		return s.spawnRole(name, role, extra...)
 	}
 	if cfg.All {
-		addr, id := FreeAddr(), s.instanceID()
-		if err := start("all", "all", addr, "HTTP_ADDR="+addr, "DISPATCHER_ADDR="+FreeAddr(), "WS_ADDR="+FreeAddr(), "REALTIME_INSTANCE_ID="+id); err != nil {
+		addr, disp, id := FreeAddr(), FreeAddr(), s.instanceID()
+		if err := start("all", "all", addr, "HTTP_ADDR="+addr, "DISPATCHER_ADDR="+disp, "WS_ADDR="+FreeAddr(), "REALTIME_INSTANCE_ID="+id); err != nil {
 			return nil, err
 		}
+		s.DispatcherURL = "http://" + disp
 		s.APIURL = "http://" + addr
 		s.WSURLs, s.Instances = []string{s.APIURL}, []string{id}
 	} else {
@@ -140,6 +143,7 @@ func StartSystem(ctx context.Context, cfg SystemConfig) (*System, error) {
 			if err := start("dispatcher", "dispatcher", disp, "DISPATCHER_ADDR="+disp); err != nil {
 				return nil, err
 			}
+			s.DispatcherURL = "http://" + disp
 		}
 		for range cfg.Realtime {
 			url, err := s.spawnRealtime("")
