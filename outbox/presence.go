@@ -18,7 +18,7 @@ import (
 // Why routing from the copy is as exact as reading the table: each presence row carries the
 // transaction that wrote it (migrations/0014), and the copy remembers the snapshot it was last
 // brought up to date in. A catch-up reads every user with a row written by a transaction that
-// snapshot did not see (the rule watermill-sql's forwarder reads an outbox by), replaces those
+// snapshot did not see (begun after it, or in flight in it and committed since), replaces those
 // users' instances with their rows now, and moves the snapshot on. route runs the catch-up in its
 // round trip, after the claim committed, so the copy holds every presence row visible in a
 // snapshot taken after the batch's positions committed: what reading the table then would return,
@@ -59,16 +59,21 @@ FROM (SELECT pg_current_snapshot() AS snap) s
 LEFT JOIN presence p ON true`
 
 // catchUpPresenceSQL reads, with the snapshot it was read in, every presence row of the users
-// who have a row written by a transaction that the snapshot $1 did not see. The index on tx
-// finds the rows from $1's xmin up; only transactions in flight at $1 or begun after it pass the
-// visibility test. The LATERAL with OFFSET 0 keeps a primary-key lookup per user whatever the
-// plan (a hash join read all of presence).
+// who have a row written by a transaction that the snapshot $1 did not see: one at or above its
+// xmax, or one in flight then (its xip list). Both are index conditions on tx, so the cost is the
+// rows written since, even while a long transaction holds the snapshot's xmin back. The LATERALs
+// with OFFSET 0 keep an index lookup per transaction in flight and per user whatever the plan (a
+// hash join read all of presence). UNION ALL, not UNION: a user may come more than once, and
+// scanPresence takes their instances once; a UNION's hash table is sized for the planner's guess
+// at pg_snapshot_xip's rows, far too big for a few rows on every batch.
 const catchUpPresenceSQL = `
 SELECT s.snap::text, c.user_id, p.instance_id
 FROM (SELECT pg_current_snapshot() AS snap) s
 LEFT JOIN (
-    SELECT DISTINCT user_id FROM presence
-    WHERE tx >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(tx, $1::text::pg_snapshot)
+    SELECT user_id FROM presence WHERE tx >= pg_snapshot_xmax($1::text::pg_snapshot)
+    UNION ALL
+    SELECT p.user_id FROM pg_snapshot_xip($1::text::pg_snapshot) AS x(tx)
+    CROSS JOIN LATERAL (SELECT user_id FROM presence WHERE tx = x.tx OFFSET 0) p
 ) c ON true
 LEFT JOIN LATERAL (SELECT instance_id FROM presence WHERE user_id = c.user_id OFFSET 0) p ON true`
 

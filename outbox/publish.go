@@ -34,13 +34,14 @@ type instanceMessages struct {
 // add appends row i's frame for ids, sealing the message being filled first if it would pass
 // maxMessageBytes.
 func (im *instanceMessages) add(i int, frame []byte, ids []string) {
-	if im.body != nil && len(im.body)+domain.DeliverySize(frame, ids) > maxMessageBytes {
+	size := domain.DeliverySize(frame, ids)
+	if im.body != nil && len(im.body)+size > maxMessageBytes {
 		im.seal()
 	}
 	if im.body == nil {
 		im.body = domain.NewDeliveries(make([]byte, 0, 512))
 	}
-	im.body = domain.AppendDelivery(im.body, frame, ids)
+	im.body = domain.AppendDelivery(slices.Grow(im.body, size), frame, ids)
 	if len(im.bodyRows) == 0 || im.bodyRows[len(im.bodyRows)-1] != i {
 		im.bodyRows = append(im.bodyRows, i)
 	}

@@ -11,13 +11,18 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// minBigAt keeps small authors on the follower side while few users are online.
+// bigAt is the follower count from which an author is read from the presence side: twice the
+// users online, because a follower read from an index range and looked up in the copy costs less
+// than a primary-key probe for an online user. minBigAt keeps small authors on the follower side
+// while few users are online.
+func bigAt(online int) int { return max(minBigAt, 2*online) }
+
 const minBigAt = 1000
 
 // followersSQL reads, after a claim committed, the recipients of the batch's authors in $1: for an
-// author with fewer than $2 followers (about the number of users online) their followers, whose
-// instances route looks up in the presence copy (presenceView); for a bigger one the online users
-// among their followers with their instances, read from presence itself.
+// author with fewer than $2 followers (bigAt) their followers, whose instances route looks up in
+// the presence copy (presenceView); for a bigger one the online users among their followers with
+// their instances, read from presence itself.
 //
 // The cost is bounded by the smaller side, whatever the plan. A small author costs an index range
 // of their followers. A big one costs a friendships primary-key lookup per online user: 1,000,000
@@ -93,7 +98,7 @@ func route(ctx context.Context, conn *pgx.Conn, rows []*row, view *presenceView)
 		users[instance] = append(users[instance], user)
 	}
 	if len(authors) > 0 {
-		b.Queue(followersSQL, authors, max(minBigAt, 2*view.online())).Query(func(res pgx.Rows) error {
+		b.Queue(followersSQL, authors, bigAt(view.online())).Query(func(res pgx.Rows) error {
 			var author string
 			var user pgtype.UUID
 			var instance pgtype.Text
