@@ -50,6 +50,10 @@ func TestLeaderClaimsWhenNotifiedNotAfterEveryBatch(t *testing.T) {
 	if none > posts/4 {
 		t.Errorf("%v claims found nothing for %d posts (found rows: %v): the leader claims without a reason", none, posts, rows)
 	}
+	// The leadership read presence whole once, before its first claim, and not per post.
+	if n := metricValue(t, reg, "social_outbox_presence_load_seconds"); n != 1 {
+		t.Errorf("presence read whole %v times in %d posts, want once", n, posts)
+	}
 	// Every batch with rows is timed once in each phase; empty claims are not.
 	for _, phase := range []string{"claim", "route", "publish", "mark"} {
 		if n := metricValue(t, reg, "social_outbox_batch_phase_seconds", "phase", phase); n != rows {

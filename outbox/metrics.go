@@ -20,6 +20,8 @@ type relayMetrics struct {
 	// How long each phase of a batch with rows took, by phase.
 	phases                             *prometheus.HistogramVec
 	claimed, routed, published, marked prometheus.Observer
+	// Full reads of presence into the leader's copy (presenceView).
+	presenceLoads prometheus.Histogram
 }
 
 func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
@@ -55,6 +57,12 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 				"publish (messages encoded and published until the broker confirmed them or the publish failed), mark (rows marked relayed).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
 		}, []string{"phase"}),
+		presenceLoads: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "social_outbox_presence_load_seconds",
+			Help: "Full reads of presence into the leader's copy, before a claim: when it becomes leader, then once the catch-ups " +
+				"brought as many users as the copy holds, and at least every minute.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}),
 	}
 	if reg != nil {
 		var err error
@@ -65,6 +73,7 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 		m.latency = register(reg, m.latency, &err)
 		m.claims = register(reg, m.claims, &err)
 		m.phases = register(reg, m.phases, &err)
+		m.presenceLoads = register(reg, m.presenceLoads, &err)
 		if err != nil {
 			return m, err
 		}

@@ -26,23 +26,29 @@ import (
 // a user whose presence committed in between, and so does the resume that follows it
 // (TestHandOverRaceLosesNoFrame).
 //
+// This rests on presence rows being inserted and deleted, never updated, each insert taking tx's
+// default (adapters/postgres/presence.go is the only writer): an updated row would keep the tx of
+// its insert and its change would go unseen.
+//
 // A deletion alone is not seen by a catch-up: the user who left stays in the copy (until their
 // next connect, or the next full load) and only costs a frame to an instance that drops it. A
-// full load replaces the copy once the catch-ups brought as many rows as it held, so that such
-// rows stay a bounded share of it, and at least every presenceReload. Leases are not copied:
+// full load replaces the copy once the catch-ups brought as many users as it holds, so that
+// such users stay a bounded share of it, and at least every presenceReload. Leases are not copied:
 // route reads the live instances in its round trip.
 type presenceView struct {
-	at     map[[16]byte]*onlineUser
-	since  string // the snapshot (pg_snapshot's text) the copy is up to date in; "" before the first load
-	loaded time.Time
-	caught int // rows the catch-ups brought since the last full load
-	size   int // users at the last full load
+	users    map[[16]byte]*onlineUser
+	snapshot string // pg_snapshot's text form: the copy is up to date in it; "" before the first load
+	loaded   time.Time
+	caught   int // users the catch-ups brought since the last full load
+	size     int // users at the last full load
+	scans    int // reads so far (onlineUser.scan)
 }
 
 // onlineUser is a user in the presence copy.
 type onlineUser struct {
 	id        string   // as the feed message names recipients
 	instances []string // the instances that hold a socket of the user
+	scan      int      // the read that last set instances
 }
 
 // presenceReload bounds how long a user who left stays in the copy; presenceReloadRows spares a
@@ -83,51 +89,64 @@ const liveInstancesSQL = `SELECT id FROM realtime_instances WHERE lease_until > 
 
 // due says a full load should replace the copy before the next route.
 func (v *presenceView) due() bool {
-	return v.since == "" || v.caught >= max(v.size, presenceReloadRows) || time.Since(v.loaded) >= presenceReload
+	return v.snapshot == "" || v.caught >= max(v.size, presenceReloadRows) ||
+		time.Since(v.loaded) >= presenceReload
 }
 
 // load replaces the copy with all of presence.
 func (v *presenceView) load(ctx context.Context, conn *pgx.Conn) error {
-	at := make(map[[16]byte]*onlineUser, v.size)
+	users := make(map[[16]byte]*onlineUser, v.size)
 	rows, err := conn.Query(ctx, loadPresenceSQL)
 	if err != nil {
 		return fmt.Errorf("load presence: %w", err)
 	}
-	snap, _, err := scanPresence(rows, at)
+	snap, _, err := scanPresence(rows, users, v.scans+1)
 	if err != nil {
 		return fmt.Errorf("load presence: %w", err)
 	}
-	*v = presenceView{at: at, since: snap, loaded: time.Now(), size: len(at)}
+	*v = presenceView{users: users, snapshot: snap, loaded: time.Now(), size: len(users),
+		scans: v.scans + 1}
 	return nil
 }
 
 // queueCatchUp adds the catch-up to a route's round trip.
 func (v *presenceView) queueCatchUp(b *pgx.Batch) {
-	b.Queue(catchUpPresenceSQL, v.since).Query(func(rows pgx.Rows) error {
-		snap, n, err := scanPresence(rows, v.at)
+	b.Queue(catchUpPresenceSQL, v.snapshot).Query(func(rows pgx.Rows) error {
+		v.scans++
+		snap, n, err := scanPresence(rows, v.users, v.scans)
 		if err != nil {
 			return fmt.Errorf("catch up with presence: %w", err)
 		}
-		v.since = snap
+		v.snapshot = snap
 		v.caught += n
 		return nil
 	})
 }
 
 // online estimates how many users are online, for route's choice of side.
-func (v *presenceView) online() int { return len(v.at) }
+func (v *presenceView) online() int { return len(v.users) }
 
 // lookUp returns the user if the copy has them.
-func (v *presenceView) lookUp(user [16]byte) *onlineUser { return v.at[user] }
+func (v *presenceView) lookUp(user [16]byte) *onlineUser { return v.users[user] }
 
-// scanPresence reads presence rows into at: each user read gets exactly the instances read for
-// them (rows of one user replace what at had). It returns the snapshot they were read in and how
-// many rows it read.
-func scanPresence(rows pgx.Rows, at map[[16]byte]*onlineUser) (snap string, n int, err error) {
+// on returns the instances among live that hold u.
+func (u *onlineUser) on(live map[string]bool) []string {
+	var out []string
+	for _, inst := range u.instances {
+		if live[inst] {
+			out = append(out, inst)
+		}
+	}
+	return out
+}
+
+// scanPresence reads presence rows into users: each user read gets exactly the instances read
+// for them (rows of one user replace what users had). scan tells this read's rows from earlier
+// reads'. It returns the snapshot they were read in and how many users it read.
+func scanPresence(rows pgx.Rows, users map[[16]byte]*onlineUser, scan int) (snap string, n int, err error) {
 	defer rows.Close()
 	var user pgtype.UUID
 	var inst pgtype.Text
-	read := map[[16]byte]bool{}
 	for rows.Next() {
 		if err := rows.Scan(&snap, &user, &inst); err != nil {
 			return "", 0, err
@@ -135,15 +154,14 @@ func scanPresence(rows pgx.Rows, at map[[16]byte]*onlineUser) (snap string, n in
 		if !user.Valid {
 			continue // the LEFT JOIN's row when no presence row matched (then inst is NULL too)
 		}
-		n++
-		u := at[user.Bytes]
+		u := users[user.Bytes]
 		if u == nil {
 			u = &onlineUser{id: uuid.UUID(user.Bytes).String()}
-			at[user.Bytes] = u
+			users[user.Bytes] = u
 		}
-		if !read[user.Bytes] {
-			read[user.Bytes] = true
-			u.instances = u.instances[:0]
+		if u.scan != scan {
+			u.scan, u.instances = scan, u.instances[:0]
+			n++
 		}
 		if !slices.Contains(u.instances, inst.String) {
 			u.instances = append(u.instances, inst.String)

@@ -68,8 +68,8 @@ func TestRelayRoutesEachPostOncePerInstanceToItsOnlineFollowers(t *testing.T) {
 	}
 }
 
-// TestRelayReadsABigAuthorFromThePresenceSide: an author with more followers than users online is
-// routed from presence (a primary-key probe per online user), and reaches exactly its online
+// TestRelayReadsABigAuthorFromThePresenceSide: an author with more followers than twice the users
+// online is routed from presence (a primary-key probe per online user), and reaches exactly its online
 // followers, each once; a small author beside it is routed from its followers.
 func TestRelayReadsABigAuthorFromThePresenceSide(t *testing.T) {
 	t.Parallel()

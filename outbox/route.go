@@ -108,10 +108,8 @@ func route(ctx context.Context, conn *pgx.Conn, rows []*row, view *presenceView)
 						add(author, instance.String, uuid.UUID(user.Bytes).String())
 					}
 				} else if u := view.lookUp(user.Bytes); u != nil {
-					for _, inst := range u.instances {
-						if live[inst] {
-							add(author, inst, u.id)
-						}
+					for _, inst := range u.on(live) {
+						add(author, inst, u.id)
 					}
 				}
 				return nil
@@ -138,10 +136,8 @@ func route(ctx context.Context, conn *pgx.Conn, rows []*row, view *presenceView)
 				continue // not a user id: nobody holds it
 			}
 			if u := view.lookUp(parsed); u != nil {
-				for _, inst := range u.instances {
-					if live[inst] {
-						users[inst] = append(users[inst], id)
-					}
+				for _, inst := range u.on(live) {
+					users[inst] = append(users[inst], u.id)
 				}
 			}
 		}

@@ -23,6 +23,9 @@ import (
 // and the caller reads the user's resume only after that (a row relayed later is routed here; a
 // row relayed earlier is in the resume's snapshot).
 //
+// Rows are only inserted and deleted, never updated: the dispatcher's copy of presence finds new
+// rows by the transaction that inserted them (outbox/presence.go, migrations/0014).
+//
 // Writes are batched: one goroutine (Run) writes every join and leave that queued meanwhile in one
 // statement, so a reconnect storm costs a statement per round trip, not per user. Per user the
 // state is a count of sockets and whether the row is stored; at most one write per user is in
