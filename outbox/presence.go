@@ -42,13 +42,15 @@ type presenceView struct {
 	caught   int // users the catch-ups brought since the last full load
 	size     int // users at the last full load
 	scans    int // reads so far (onlineUser.scan)
+	// names holds each instance id once: every user on an instance shares its string.
+	names map[string]string
 }
 
 // onlineUser is a user in the presence copy.
 type onlineUser struct {
 	id        string   // as the feed message names recipients
 	instances []string // the instances that hold a socket of the user
-	scan      int      // the read that last set instances
+	scan      int      // the read (presenceView.scans) that last set instances
 }
 
 // presenceReload bounds how long a user who left stays in the copy; presenceReloadRows spares a
@@ -70,8 +72,8 @@ LEFT JOIN presence p ON true`
 // rows written since, even while a long transaction holds the snapshot's xmin back. The LATERALs
 // with OFFSET 0 keep an index lookup per transaction in flight and per user whatever the plan (a
 // hash join read all of presence). UNION ALL, not UNION: a user may come more than once, and
-// scanPresence takes their instances once; a UNION's hash table is sized for the planner's guess
-// at pg_snapshot_xip's rows, far too big for a few rows on every batch.
+// scan takes their instances once; a UNION's hash table is sized for the planner's guess at
+// pg_snapshot_xip's rows, far too big for a few rows on every batch.
 const catchUpPresenceSQL = `
 SELECT s.snap::text, c.user_id, p.instance_id
 FROM (SELECT pg_current_snapshot() AS snap) s
@@ -95,17 +97,17 @@ func (v *presenceView) due() bool {
 
 // load replaces the copy with all of presence.
 func (v *presenceView) load(ctx context.Context, conn *pgx.Conn) error {
-	users := make(map[[16]byte]*onlineUser, v.size)
+	next := presenceView{users: make(map[[16]byte]*onlineUser, v.size), loaded: time.Now(),
+		scans: v.scans + 1, names: map[string]string{}}
 	rows, err := conn.Query(ctx, loadPresenceSQL)
 	if err != nil {
 		return fmt.Errorf("load presence: %w", err)
 	}
-	snap, _, err := scanPresence(rows, users, v.scans+1)
-	if err != nil {
+	if next.snapshot, _, err = next.scan(rows); err != nil {
 		return fmt.Errorf("load presence: %w", err)
 	}
-	*v = presenceView{users: users, snapshot: snap, loaded: time.Now(), size: len(users),
-		scans: v.scans + 1}
+	next.size = len(next.users)
+	*v = next
 	return nil
 }
 
@@ -113,7 +115,7 @@ func (v *presenceView) load(ctx context.Context, conn *pgx.Conn) error {
 func (v *presenceView) queueCatchUp(b *pgx.Batch) {
 	b.Queue(catchUpPresenceSQL, v.snapshot).Query(func(rows pgx.Rows) error {
 		v.scans++
-		snap, n, err := scanPresence(rows, v.users, v.scans)
+		snap, n, err := v.scan(rows)
 		if err != nil {
 			return fmt.Errorf("catch up with presence: %w", err)
 		}
@@ -140,10 +142,10 @@ func (u *onlineUser) on(live map[string]bool) []string {
 	return out
 }
 
-// scanPresence reads presence rows into users: each user read gets exactly the instances read
-// for them (rows of one user replace what users had). scan tells this read's rows from earlier
-// reads'. It returns the snapshot they were read in and how many users it read.
-func scanPresence(rows pgx.Rows, users map[[16]byte]*onlineUser, scan int) (snap string, n int, err error) {
+// scan reads presence rows into the copy: each user read gets exactly the instances read for
+// them (rows of one user replace what the copy had; v.scans tells this read's rows from earlier
+// reads'). It returns the snapshot they were read in and how many users it read.
+func (v *presenceView) scan(rows pgx.Rows) (snap string, n int, err error) {
 	defer rows.Close()
 	var user pgtype.UUID
 	var inst pgtype.Text
@@ -154,17 +156,22 @@ func scanPresence(rows pgx.Rows, users map[[16]byte]*onlineUser, scan int) (snap
 		if !user.Valid {
 			continue // the LEFT JOIN's row when no presence row matched (then inst is NULL too)
 		}
-		u := users[user.Bytes]
+		u := v.users[user.Bytes]
 		if u == nil {
 			u = &onlineUser{id: uuid.UUID(user.Bytes).String()}
-			users[user.Bytes] = u
+			v.users[user.Bytes] = u
 		}
-		if u.scan != scan {
-			u.scan, u.instances = scan, u.instances[:0]
+		if u.scan != v.scans {
+			u.scan, u.instances = v.scans, u.instances[:0]
 			n++
 		}
-		if !slices.Contains(u.instances, inst.String) {
-			u.instances = append(u.instances, inst.String)
+		name, ok := v.names[inst.String]
+		if !ok {
+			name = inst.String
+			v.names[name] = name
+		}
+		if !slices.Contains(u.instances, name) {
+			u.instances = append(u.instances, name)
 		}
 	}
 	return snap, n, rows.Err()

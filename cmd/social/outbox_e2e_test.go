@@ -264,7 +264,7 @@ func TestOutboxReplayRedeliversTheRangeAndMetricsMove(t *testing.T) {
 			"social_http_requests_total", "social_http_request_duration_seconds", "social_posts_created_total",
 			"social_outbox_relayed_rows_total", "social_outbox_published_messages_total",
 			"social_outbox_publish_errors_total", "social_outbox_dead_rows_total", "social_outbox_relay_latency_seconds",
-			"social_outbox_batch_phase_seconds",
+			"social_outbox_batch_phase_seconds", "social_outbox_presence_load_seconds",
 			"social_outbox_pending_rows", "social_outbox_oldest_pending_age_seconds", "social_outbox_dead_rows",
 			"social_ws_connections", "social_ws_frames_sent_total", "social_ws_slow_client_disconnects_total",
 			"social_ws_delivery_latency_seconds",
