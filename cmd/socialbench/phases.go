@@ -1,17 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // relayPhases are the relay's social_outbox_batch_phase_seconds sums and counts, by phase, as the
 // dispatcher's /metrics gives them at one moment.
-type relayPhases map[string]struct{ sum, count float64 }
+type relayPhases map[string]phaseTotals
+
+// phaseTotals is one phase's histogram: seconds observed and batches.
+type phaseTotals struct{ sum, count float64 }
 
 // phaseOrder is the order of a batch's phases.
 var phaseOrder = []string{"claim", "route", "publish", "mark"}
@@ -31,30 +35,19 @@ func scrapeRelayPhases(ctx context.Context, dispatcherURL string) relayPhases {
 		return nil
 	}
 	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil
+	}
 	out := relayPhases{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		// social_outbox_batch_phase_seconds_sum{phase="route"} 0.0123
-		rest, ok := strings.CutPrefix(sc.Text(), "social_outbox_batch_phase_seconds_")
-		if !ok {
-			continue
+	for _, m := range fams["social_outbox_batch_phase_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "phase" {
+				h := m.GetHistogram()
+				out[l.GetValue()] = phaseTotals{h.GetSampleSum(), float64(h.GetSampleCount())}
+			}
 		}
-		kind, rest, ok := strings.Cut(rest, `{phase="`)
-		if !ok || (kind != "sum" && kind != "count") {
-			continue
-		}
-		name, value, ok := strings.Cut(rest, `"} `)
-		v, err := strconv.ParseFloat(value, 64)
-		if !ok || err != nil {
-			continue
-		}
-		p := out[name]
-		if kind == "sum" {
-			p.sum = v
-		} else {
-			p.count = v
-		}
-		out[name] = p
 	}
 	if len(out) == 0 {
 		return nil
