@@ -78,9 +78,9 @@ fuzz:
 	$(GO) test ./domain -run '^$$' -fuzz FuzzValidatePostText -fuzztime $(FUZZTIME)
 	$(GO) test ./domain -run '^$$' -fuzz FuzzRegistrationValidate -fuzztime $(FUZZTIME)
 
-## bench-go: the Go micro-benchmarks of the hot paths (hub delivery, a socket's connect and close, recipients decoding, frame and feed page encoding)
+## bench-go: the Go micro-benchmarks of the hot paths (hub delivery, a socket's connect and close, token verification, recipients decoding, frame and feed page encoding)
 bench-go:
-	$(GO) test -run '^$$' -bench 'HubDeliver|HubConnect|EachDelivery|EncodeFramePage|WriteFeed' -count 5 ./adapters/websocket ./domain ./adapters/http
+	$(GO) test -run '^$$' -bench 'HubDeliver|HubConnect|TokensVerify|EachDelivery|EncodeFramePage|WriteFeed' -count 5 ./adapters/websocket ./adapters/auth ./domain ./adapters/http
 
 ## bench-relay, bench-ws, bench-e2e: benchmarks against the tests' RabbitMQ 4 node (TEST_AMQP_URL)
 bench-relay: test-broker

@@ -20,6 +20,8 @@ type Tokens struct {
 	secret []byte
 	ttl    time.Duration
 	now    func() time.Time
+	// parser is built once: its options are the same for every token.
+	parser *jwt.Parser
 }
 
 // Claims are what a verified token says.
@@ -36,7 +38,13 @@ func NewTokens(secret string, ttl time.Duration) (*Tokens, error) {
 	if ttl <= 0 {
 		return nil, errors.New("token lifetime must be positive")
 	}
-	return &Tokens{secret: []byte(secret), ttl: ttl, now: time.Now}, nil
+	t := &Tokens{secret: []byte(secret), ttl: ttl, now: time.Now}
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return t.now() }),
+	)
+	return t, nil
 }
 
 // Issue returns a signed token for userID.
@@ -60,15 +68,14 @@ func (t *Tokens) IssueUntil(userID string, exp time.Time) (string, error) {
 	return s, nil
 }
 
+// key is the jwt.Keyfunc: one secret, whatever the token says (the parser accepts HS256 only).
+func (t *Tokens) key(*jwt.Token) (any, error) { return t.secret, nil }
+
 // Verify checks signature, algorithm (HS256 only: "none" and every other algorithm are refused)
 // and expiry, and returns the claims. Any failure is EUNAUTHORIZED.
 func (t *Tokens) Verify(token string) (Claims, error) {
 	var rc jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &rc, func(*jwt.Token) (any, error) { return t.secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(t.now),
-	)
+	_, err := t.parser.ParseWithClaims(token, &rc, t.key)
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return Claims{}, domain.Errorf(domain.EUNAUTHORIZED, "token expired")
