@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/binary"
 	"errors"
+	"iter"
 )
 
 // A feed message is what the dispatcher sends one realtime instance (design.md §3): one or more
@@ -58,15 +59,47 @@ func uvarintLen(n int) int {
 	return l
 }
 
-// EachDelivery calls fn for every delivery of a feed message, in order. frame aliases body; to
-// is reused between calls (copy what you keep; its strings are fresh). A malformed message stops
-// with ErrBadDelivery after the deliveries before the damage.
-func EachDelivery(body []byte, fn func(frame []byte, to []string)) error {
+// Recipients are the user ids of one delivery, read in place from the feed message, whose
+// lengths EachDelivery checked: ranging over them allocates nothing, and neither does a map
+// lookup written m[string(id)]. A realtime instance decodes every message it consumes, a
+// celebrity's with 10,000 ids or more, so a string per id would be garbage per recipient.
+type Recipients struct {
+	ids   []byte // count × (byte(len(id)) id)
+	count int
+}
+
+// Len is the number of ids.
+func (r Recipients) Len() int { return r.count }
+
+// All yields each id, in order. An id aliases the message: copy what you keep.
+func (r Recipients) All() iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for rest := r.ids; len(rest) > 0; {
+			l := int(rest[0])
+			if !yield(rest[1 : 1+l]) {
+				return
+			}
+			rest = rest[1+l:]
+		}
+	}
+}
+
+// Strings returns the ids as strings (tools and tests; the hub ranges over All).
+func (r Recipients) Strings() []string {
+	out := make([]string, 0, r.count)
+	for id := range r.All() {
+		out = append(out, string(id))
+	}
+	return out
+}
+
+// EachDelivery calls fn for every delivery of a feed message, in order. frame and to alias body.
+// A malformed message stops with ErrBadDelivery after the deliveries before the damage.
+func EachDelivery(body []byte, fn func(frame []byte, to Recipients)) error {
 	if len(body) == 0 || body[0] != deliveryVersion {
 		return ErrBadDelivery
 	}
 	rest := body[1:]
-	var to []string
 	for len(rest) > 0 {
 		n, k := binary.Uvarint(rest)
 		if k <= 0 || n > uint64(len(rest)-k) {
@@ -79,16 +112,14 @@ func EachDelivery(body []byte, fn func(frame []byte, to []string)) error {
 			return ErrBadDelivery
 		}
 		rest = rest[k:]
-		to = to[:0]
+		ids := rest
 		for range count {
 			if len(rest) == 0 || int(rest[0]) > len(rest)-1 {
 				return ErrBadDelivery
 			}
-			l := int(rest[0])
-			to = append(to, string(rest[1:1+l]))
-			rest = rest[1+l:]
+			rest = rest[1+int(rest[0]):]
 		}
-		fn(frame, to)
+		fn(frame, Recipients{ids: ids[:len(ids)-len(rest)], count: int(count)})
 	}
 	return nil
 }

@@ -30,8 +30,11 @@ func TestDeliveriesRoundTrip(t *testing.T) {
 		t.Fatalf("DeliverySize sums to %d, the message is %d bytes", size, len(body))
 	}
 	var out []d
-	if err := domain.EachDelivery(body, func(frame []byte, to []string) {
-		out = append(out, d{string(frame), slices.Clone(to)})
+	if err := domain.EachDelivery(body, func(frame []byte, to domain.Recipients) {
+		if to.Len() != len(to.Strings()) {
+			t.Errorf("Len %d for %d ids", to.Len(), len(to.Strings()))
+		}
+		out = append(out, d{string(frame), to.Strings()})
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +48,7 @@ func TestDeliveriesRoundTrip(t *testing.T) {
 	}
 	// Every truncation is refused, never read past its end.
 	for n := range len(body) {
-		err := domain.EachDelivery(body[:n], func([]byte, []string) {})
+		err := domain.EachDelivery(body[:n], func([]byte, domain.Recipients) {})
 		if n > 0 && err == nil && n != len(body) {
 			// A cut exactly between deliveries is a shorter, valid message.
 			continue
@@ -60,11 +63,16 @@ func FuzzEachDelivery(f *testing.F) {
 	f.Add(domain.AppendDelivery(domain.NewDeliveries(nil), []byte(`{}`), []string{"a", "b"}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_ = domain.EachDelivery(body, func(frame []byte, to []string) {
-			for _, id := range to {
+		_ = domain.EachDelivery(body, func(frame []byte, to domain.Recipients) {
+			n := 0
+			for id := range to.All() {
 				if len(id) > domain.MaxDeliveryIDLength {
 					t.Fatal("id longer than the format allows")
 				}
+				n++
+			}
+			if n != to.Len() {
+				t.Fatalf("%d ids ranged, Len says %d", n, to.Len())
 			}
 		})
 	})
@@ -86,12 +94,16 @@ func BenchmarkEachDelivery(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			var got int
 			for b.Loop() {
-				if err := domain.EachDelivery(body, func(_ []byte, to []string) { got = len(to) }); err != nil {
+				if err := domain.EachDelivery(body, func(_ []byte, to domain.Recipients) {
+					for range to.All() {
+						got++
+					}
+				}); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if got != n {
-				b.Fatalf("%d recipients decoded, want %d", got, n)
+			if got != n*b.N {
+				b.Fatalf("%d recipients decoded, want %d", got, n*b.N)
 			}
 		})
 	}

@@ -24,7 +24,7 @@ func TestBuildSendsNothingOfAnAuthorAfterItsRefusedRow(t *testing.T) {
 		t.Fatalf("%d instances, want one message for rt-1", len(ims))
 	}
 	var frames []string
-	if err := domain.EachDelivery(ims[0].msgs[0].Payload, func(frame []byte, _ []string) { frames = append(frames, string(frame)) }); err != nil {
+	if err := domain.EachDelivery(ims[0].msgs[0].Payload, func(frame []byte, _ domain.Recipients) { frames = append(frames, string(frame)) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(frames) != 1 || frames[0] != `{"position":3}` {

@@ -200,8 +200,8 @@ func (e *env) consumer(instance string) *consumer {
 	go func() {
 		for d := range ds {
 			var got []delivery
-			err := domain.EachDelivery(d.Body, func(frame []byte, to []string) {
-				dl := delivery{instance: d.RoutingKey, to: slices.Clone(to), body: frame}
+			err := domain.EachDelivery(d.Body, func(frame []byte, to domain.Recipients) {
+				dl := delivery{instance: d.RoutingKey, to: to.Strings(), body: frame}
 				if err := json.Unmarshal(frame, &dl.frame); err != nil {
 					c.mu.Lock()
 					c.errs = append(c.errs, "bad frame: "+err.Error())

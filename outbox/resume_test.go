@@ -140,10 +140,10 @@ func TestGapNamesEachFramesRecipientsAmongTheInstancesUsers(t *testing.T) {
 		t.Fatalf("gap: more %v, %v", more, err)
 	}
 	var got []string
-	if err := domain.EachDelivery(msg, func(frame []byte, to []string) {
+	if err := domain.EachDelivery(msg, func(frame []byte, to domain.Recipients) {
 		var f domain.FeedFrame
 		_ = json.Unmarshal(frame, &f)
-		sorted := slices.Sorted(slices.Values(to))
+		sorted := slices.Sorted(slices.Values(to.Strings()))
 		got = append(got, fmt.Sprintf("%s %v", f.PostText, sorted))
 		if f.PostID != first.ID && f.PostID != second.ID {
 			t.Errorf("frame of post %s, want only the gap's", f.PostID)

@@ -81,7 +81,7 @@ func benchmarkHubDeliver(b *testing.B, n int) {
 		pos++
 		body := append(strconv.AppendInt(append(make([]byte, 0, len(head)+len(tail)+20), head...), pos, 10), tail...)
 		want.Add(int64(n))
-		hub.Deliver(body, users)
+		deliver(b, hub, body, users...)
 		select {
 		case <-done:
 		case <-time.After(time.Minute):
@@ -178,8 +178,8 @@ func BenchmarkHubDeliverBehindAFanout(b *testing.B) {
 	var pos int64
 	for b.Loop() {
 		pos += 2
-		hub.Deliver(frame(pos-1), fans)
-		hub.Deliver(frame(pos), []string{other})
+		deliver(b, hub, frame(pos-1), fans...)
+		deliver(b, hub, frame(pos), other)
 		select {
 		case <-smallDone:
 		case <-time.After(time.Minute):

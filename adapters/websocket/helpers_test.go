@@ -298,3 +298,12 @@ func (e *env) metric(name string) float64 {
 	}
 	return 0
 }
+
+// deliver hands body to hub for users as the realtime's consumer does: inside a feed message,
+// through domain.EachDelivery.
+func deliver(tb testing.TB, hub *ws.Hub, body []byte, users ...string) {
+	tb.Helper()
+	if err := domain.EachDelivery(domain.AppendDelivery(domain.NewDeliveries(nil), body, users), hub.Deliver); err != nil {
+		tb.Fatal(err)
+	}
+}

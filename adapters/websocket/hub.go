@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/socialnet/social/adapters/auth"
+	"github.com/socialnet/social/domain"
 	"github.com/socialnet/social/internal/setting"
 )
 
@@ -305,7 +306,7 @@ func (h *Hub) unregister(c *conn) {
 // Deliver hands one frame received from the broker (the dispatcher's bytes, unchanged) to the
 // local sockets of recipients that asked for its kind (?types=). It never blocks: a socket whose
 // send queue is full is closed instead (1013). Its signature is domain.EachDelivery's callback.
-func (h *Hub) Deliver(body []byte, recipients []string) {
+func (h *Hub) Deliver(body []byte, recipients domain.Recipients) {
 	f, err := parseFrame(body)
 	if err != nil {
 		h.log.Warn("dropping undecodable frame", slog.Any("err", err))
@@ -331,16 +332,16 @@ func (h *Hub) reached(pos int64) {
 const fewRecipients = 64
 
 // deliver hands f to the local sockets of recipients.
-func (h *Hub) deliver(f *frame, recipients []string) {
+func (h *Hub) deliver(f *frame, recipients domain.Recipients) {
 	f.live = true
-	first := len(recipients) <= fewRecipients
+	first := recipients.Len() <= fewRecipients
 	// Sockets that were idle go to the writers in groups (one lock of the run queue each), the
 	// first socket at once: its write starts while the rest are still being queued.
 	var ready [64]*conn
 	n, group := 0, 1
 	h.mu.RLock()
-	for _, r := range recipients {
-		for _, c := range h.users[r] {
+	for r := range recipients.All() {
+		for _, c := range h.users[string(r)] { // no copy: the conversion only serves the lookup
 			if !c.accepts(f) || !c.enqueueFrame(f) {
 				continue
 			}

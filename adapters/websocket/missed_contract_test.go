@@ -57,7 +57,7 @@ func checkMissedContract(t *testing.T, m ws.MissedFrames, user string, since int
 	if err != nil || last < since {
 		t.Fatalf("gap after %d: last %d, %v", since, last, err)
 	}
-	if err := domain.EachDelivery(msg, func([]byte, []string) {}); err != nil {
+	if err := domain.EachDelivery(msg, func([]byte, domain.Recipients) {}); err != nil {
 		t.Fatalf("gap message: %v", err)
 	}
 }

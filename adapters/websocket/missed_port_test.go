@@ -93,7 +93,7 @@ func TestHubResumesThroughItsPortPageByPage(t *testing.T) {
 	}
 	live := func(p int64) {
 		b, _ := json.Marshal(domain.FeedFrame{PostID: "p", Type: domain.EventPostCreated, Position: p, CreatedAt: time.Now()})
-		hub.Deliver(b, []string{user})
+		deliver(t, hub, b, user)
 	}
 	live(8) // already resumed
 	live(9)

@@ -43,7 +43,7 @@ func (h *Hub) Reconnected() {
 		return
 	}
 	frames := 0
-	err = domain.EachDelivery(msg, func(body []byte, to []string) {
+	err = domain.EachDelivery(msg, func(body []byte, to domain.Recipients) {
 		f, err := parseFrame(body)
 		if err != nil {
 			return

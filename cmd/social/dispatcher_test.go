@@ -74,9 +74,9 @@ func TestDispatcherSendsOneMessagePerInstance(t *testing.T) {
 		}
 		var got []string
 		var frames int
-		if err := domain.EachDelivery(d.Body, func(frame []byte, to []string) {
+		if err := domain.EachDelivery(d.Body, func(frame []byte, to domain.Recipients) {
 			frames++
-			got = append(got, to...)
+			got = append(got, to.Strings()...)
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -440,13 +440,13 @@ func (b *relayBench) consume() error {
 	}
 	go func() {
 		for d := range ds {
-			_ = domain.EachDelivery(d.Body, func(_ []byte, to []string) {
-				if b.probe && len(to) == 1 && to[0] == b.probeFollower {
+			_ = domain.EachDelivery(d.Body, func(_ []byte, to domain.Recipients) {
+				if b.probe && to.Len() == 1 && to.Strings()[0] == b.probeFollower {
 					b.probeArrived.CompareAndSwap(0, time.Now().UnixNano())
 					return
 				}
 				b.firstAt.CompareAndSwap(0, time.Now().UnixNano())
-				b.counted.Add(int64(len(to)))
+				b.counted.Add(int64(to.Len()))
 			})
 		}
 	}()

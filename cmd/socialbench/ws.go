@@ -114,7 +114,7 @@ func (b *wsBench) brokerHop(ctx context.Context) (wsResult, error) {
 		defer close(done)
 		for d := range msgs {
 			now := time.Now()
-			_ = domain.EachDelivery(d.Body, func(frame []byte, _ []string) {
+			_ = domain.EachDelivery(d.Body, func(frame []byte, _ domain.Recipients) {
 				var f domain.FeedFrame
 				if json.Unmarshal(frame, &f) == nil {
 					lat.add(now.Sub(f.CreatedAt))
