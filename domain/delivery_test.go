@@ -31,10 +31,11 @@ func TestDeliveriesRoundTrip(t *testing.T) {
 	}
 	var out []d
 	if err := domain.EachDelivery(body, func(frame []byte, to domain.Recipients) {
-		if to.Len() != len(to.Strings()) {
-			t.Errorf("Len %d for %d ids", to.Len(), len(to.Strings()))
+		ids := to.Strings()
+		if to.Len() != len(ids) {
+			t.Errorf("Len %d for %d ids", to.Len(), len(ids))
 		}
-		out = append(out, d{string(frame), to.Strings()})
+		out = append(out, d{string(frame), ids})
 	}); err != nil {
 		t.Fatal(err)
 	}
